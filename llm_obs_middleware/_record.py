@@ -1,0 +1,79 @@
+"""Turn a finished :class:`Exchange` into an :class:`LLMRecord` (runs in the export worker)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .schema import LLMRecord, NormalizedResponse, Timing
+
+if TYPE_CHECKING:
+    from .pricing.base import PriceSource
+    from .state import Exchange
+
+__all__ = ["build_record"]
+
+_NS = 1e-9
+_EMPTY_RESPONSE = NormalizedResponse(completed=False)
+
+
+def build_record(exchange: Exchange, price_source: PriceSource | None, *, capture_content: bool = False) -> LLMRecord:
+    """Build the record; cost is priced here so the request path never pays for it."""
+    ex = exchange
+    response = ex.response or _EMPTY_RESPONSE
+    request = ex.request
+    end_ns = ex.end_ns or ex.start_ns
+    timing = Timing(
+        start_unix_nano=ex.start_unix_nano,
+        end_unix_nano=ex.end_unix_nano or ex.start_unix_nano + (end_ns - ex.start_ns),
+        duration_s=(end_ns - ex.start_ns) * _NS,
+        first_byte_s=(ex.first_byte_ns - ex.start_ns) * _NS if ex.first_byte_ns else None,
+        time_to_first_token_s=(ex.first_token_ns - ex.start_ns) * _NS if ex.first_token_ns else None,
+        inter_token_mean_s=(
+            (ex.last_token_ns - ex.first_token_ns) * _NS / ex.token_gaps if ex.token_gaps else None
+        ),
+        inter_token_max_s=ex.max_gap_ns * _NS if ex.token_gaps else None,
+        chunks=ex.chunks,
+    )
+    response_model = response.model or ex.served_model or ex.requested_model
+    cost = None
+    usage = response.usage
+    if price_source is not None and usage is not None and response_model:
+        cost = price_source.price(ex.provider_kind or ex.provider, response_model, usage)
+    error_type = ex.error_type or response.error_type
+    return LLMRecord(
+        request_id=ex.request_id,
+        trace_id=ex.trace_id,
+        span_id=ex.span_id,
+        parent_span_id=ex.parent_span_id,
+        session_id=ex.session_id,
+        user=ex.user or (request.user if request else None),
+        operation=ex.operation or "chat",
+        api=ex.api,
+        provider=ex.provider or "unknown",
+        method=ex.method,
+        path=ex.path,
+        requested_model=ex.requested_model,
+        response_model=response_model,
+        route=ex.route,
+        rule=ex.rule,
+        server_address=ex.server_address,
+        server_port=ex.server_port,
+        metadata=ex.metadata,
+        params=request.params if request else None,
+        response_id=response.id,
+        finish_reason=response.finish_reason if ex.outcome == "completed" or response.finish_reason else None,
+        finish_reasons=response.finish_reasons,
+        tool_calls=len(response.tool_calls),
+        usage=usage,
+        cost=cost,
+        status=ex.status,
+        outcome=ex.outcome,
+        error_type=error_type,
+        error_message=ex.error_message or response.error_message,
+        attempts=ex.attempts,
+        retries=max(0, len(ex.attempts) - 1),
+        streamed=ex.streamed,
+        timing=timing,
+        input_messages=request.messages if capture_content and request else None,
+        output_text=response.output_text if capture_content else None,
+    )

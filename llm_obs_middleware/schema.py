@@ -1,0 +1,187 @@
+"""The normalized record schema: one vocabulary for every provider, middleware and sink.
+
+Every provider adapter produces these Structs and every sink consumes them. ``msgspec.json.encode``
+of an :class:`LLMRecord` is the log store's and the ``/logs`` API's format, so field names here are
+public API: add fields with defaults, never rename.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = [
+    "Attempt",
+    "Cost",
+    "LLMRecord",
+    "Message",
+    "NormalizedRequest",
+    "NormalizedResponse",
+    "RequestParams",
+    "Timing",
+    "ToolCall",
+    "Usage",
+]
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """Token counts. ``None`` means not reported; ``0`` means reported as zero.
+
+    ``input_tokens`` counts ALL input tokens (cache reads and writes included) and ``output_tokens``
+    ALL output tokens (reasoning included), as in the OpenTelemetry GenAI conventions.
+    """
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    audio_input_tokens: int | None = None
+    audio_output_tokens: int | None = None
+
+
+class Cost(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """USD cost of one exchange, split by component; ``total_usd`` is their sum."""
+
+    total_usd: float
+    input_usd: float = 0.0
+    cache_read_usd: float = 0.0
+    cache_write_usd: float = 0.0
+    output_usd: float = 0.0
+    other_usd: float = 0.0
+    currency: str = "USD"
+    source: str = "genai-prices"
+
+
+class Timing(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """When things happened. Absolute times are Unix nanoseconds; durations are seconds."""
+
+    start_unix_nano: int
+    end_unix_nano: int
+    duration_s: float
+    first_byte_s: float | None = None
+    time_to_first_token_s: float | None = None
+    inter_token_mean_s: float | None = None
+    inter_token_max_s: float | None = None
+    chunks: int = 0
+
+
+class ToolCall(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One tool/function call made by the model; ``arguments`` is the JSON text as sent."""
+
+    name: str
+    id: str | None = None
+    arguments: str = ""
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A captured message (only when content capture is enabled)."""
+
+    role: str
+    content: str | None = None
+    tool_calls: list[ToolCall] = []
+    tool_call_id: str | None = None
+
+
+class RequestParams(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """Sampling and tool parameters of the request, as the client sent them."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+    n: int | None = None
+    seed: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    tool_definitions: int = 0
+    tool_choice: str | None = None
+    response_format: str | None = None
+
+
+class NormalizedRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What the accounting layer learned from the request body."""
+
+    operation: str
+    model: str | None = None
+    stream: bool = False
+    include_usage: bool = False
+    params: RequestParams = RequestParams()
+    message_count: int = 0
+    user: str | None = None
+    messages: list[Message] | None = None
+
+
+class NormalizedResponse(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What the accounting layer learned from the response (plain or streamed)."""
+
+    id: str | None = None
+    model: str | None = None
+    finish_reason: str | None = None
+    finish_reasons: list[str] = []
+    usage: Usage | None = None
+    tool_calls: list[ToolCall] = []
+    output_text: str | None = None
+    completed: bool = True
+    error_type: str | None = None
+    error_message: str | None = None
+    events: int = 0
+
+
+class Attempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """One try at an upstream: which provider/key, what came back, how long it took."""
+
+    provider: str
+    model: str | None = None
+    key_id: str | None = None
+    status: int | None = None
+    error_type: str | None = None
+    latency_s: float | None = None
+
+
+class LLMRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One observed LLM exchange: what every sink exports.
+
+    ``status`` is the HTTP status the client received (0 when no response started). ``outcome`` is
+    one of ``completed``, ``client_disconnected``, ``upstream_error``, ``app_error``, ``rejected``.
+    """
+
+    request_id: str
+    trace_id: str
+    span_id: str
+    operation: str
+    api: str
+    provider: str
+    status: int
+    outcome: str
+    timing: Timing
+    parent_span_id: str | None = None
+    session_id: str | None = None
+    user: str | None = None
+    method: str = "POST"
+    path: str = ""
+    requested_model: str | None = None
+    response_model: str | None = None
+    route: str | None = None
+    rule: str | None = None
+    server_address: str | None = None
+    server_port: int | None = None
+    virtual_key: str | None = None
+    team: str | None = None
+    customer: str | None = None
+    metadata: dict[str, str] = {}
+    params: RequestParams | None = None
+    response_id: str | None = None
+    finish_reason: str | None = None
+    finish_reasons: list[str] = []
+    tool_calls: int = 0
+    usage: Usage | None = None
+    cost: Cost | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    attempts: list[Attempt] = []
+    retries: int = 0
+    streamed: bool = False
+    estimated: bool = False
+    input_messages: list[Message] | None = None
+    output_text: str | None = None
