@@ -28,13 +28,11 @@ def build_record(exchange: Exchange, price_source: PriceSource | None, *, captur
         duration_s=(end_ns - ex.start_ns) * _NS,
         first_byte_s=(ex.first_byte_ns - ex.start_ns) * _NS if ex.first_byte_ns else None,
         time_to_first_token_s=(ex.first_token_ns - ex.start_ns) * _NS if ex.first_token_ns else None,
-        inter_token_mean_s=(
-            (ex.last_token_ns - ex.first_token_ns) * _NS / ex.token_gaps if ex.token_gaps else None
-        ),
+        inter_token_mean_s=((ex.last_token_ns - ex.first_token_ns) * _NS / ex.token_gaps if ex.token_gaps else None),
         inter_token_max_s=ex.max_gap_ns * _NS if ex.token_gaps else None,
         chunks=ex.chunks,
     )
-    response_model = response.model or ex.served_model or ex.requested_model
+    response_model = response.model or ex.served_model
     cost = None
     usage = response.usage
     if price_source is not None and usage is not None and response_model:

@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 
@@ -48,7 +48,7 @@ ProviderKind = Literal[
     "ollama",
     "openai_compatible",
 ]
-PROVIDER_KINDS: tuple[str, ...] = ProviderKind.__args__
+PROVIDER_KINDS: tuple[str, ...] = get_args(ProviderKind)
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -172,7 +172,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
     def __post_init__(self) -> None:
         if self.route_prefix and (not self.route_prefix.startswith("/") or self.route_prefix.endswith("/")):
-            raise ConfigurationError(f"route_prefix: must start with '/' and not end with one, got {self.route_prefix!r}")
+            raise ConfigurationError(
+                f"route_prefix: must start with '/' and not end with one, got {self.route_prefix!r}"
+            )
         if self.max_request_bytes <= 0:
             raise ConfigurationError("max_request_bytes: must be positive")
         for alias, route in self.models.items():

@@ -94,7 +94,7 @@ class Exchange:
         self.parent_span_id: str | None = None
         self.trace_flags = "01"
         self.tracestate: str | None = None
-        self.request_id = self.trace_id
+        self.request_id = os.urandom(12).hex()
         self.session_id: str | None = None
         self.user: str | None = None
         self.metadata: dict[str, str] = {}

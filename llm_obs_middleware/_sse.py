@@ -1,0 +1,83 @@
+"""Incremental Server-Sent Events parsing, correct for any split of the bytes into chunks.
+
+https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
+Lines end with CRLF, LF or CR; an empty line dispatches the event; ``data`` lines are joined with LF.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["SSEEventSplitter", "SSEParser"]
+
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+class SSEParser:
+    """Feed raw chunks; get back ``(event, data)`` for each complete event (``event`` is ``b""`` if unnamed)."""
+
+    __slots__ = ("_data", "_event", "_tail")
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self._event = b""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes, bytes]]:
+        buf = self._tail + chunk if self._tail else chunk
+        # A CR at the very end may be the first half of a CRLF split across chunks: keep it back.
+        if buf.endswith(b"\r"):
+            buf, self._tail = buf[:-1], b"\r"
+        else:
+            self._tail = b""
+        if b"\r" in buf:
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        end = buf.rfind(b"\n")
+        if end < 0:
+            self._tail = buf + self._tail
+            return []
+        self._tail = buf[end + 1 :] + self._tail
+        events: list[tuple[bytes, bytes]] = []
+        data = self._data
+        for line in buf[:end].split(b"\n"):
+            if not line:
+                if data:
+                    events.append((self._event, b"\n".join(data)))
+                    data.clear()
+                self._event = b""
+            elif line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line.startswith(b"event:"):
+                self._event = line[7:] if line[6:7] == b" " else line[6:]
+            # id:, retry: and comments carry nothing we record.
+        return events
+
+    def close(self) -> list[tuple[bytes, bytes]]:
+        """Dispatch an event left unterminated at end of stream (lenient, like most SDKs)."""
+        events = self.feed(b"\n\n") if (self._data or self._tail.strip()) else []
+        self._tail = b""
+        return events
+
+
+class SSEEventSplitter:
+    """Split a byte stream into whole raw events (terminator included), holding back a partial one."""
+
+    __slots__ = ("_tail",)
+
+    def __init__(self) -> None:
+        self._tail = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        buf = self._tail + chunk if self._tail else chunk
+        events: list[bytes] = []
+        start = 0
+        for match in _EVENT_END.finditer(buf):
+            events.append(buf[start : match.end()])
+            start = match.end()
+        self._tail = buf[start:]
+        return events
+
+    def close(self) -> bytes:
+        """Whatever is left at end of stream."""
+        tail, self._tail = self._tail, b""
+        return tail

@@ -1,0 +1,89 @@
+"""Build the export pipeline and its sinks from the config (one place, used by the stack and gateway)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .base import ExportPipeline, Sink
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from prometheus_client import CollectorRegistry
+
+    from ..config import Config
+    from ..pricing.base import PriceSource
+    from .logstore.sqlite import SQLiteLogStore
+    from .prometheus import PrometheusSink
+
+__all__ = ["Exporters", "build_exporters"]
+
+
+class Exporters:
+    """The pipeline plus the sinks the gateway serves from (``/metrics``, ``/logs``)."""
+
+    __slots__ = ("log_store", "pipeline", "price_source", "prometheus")
+
+    def __init__(
+        self,
+        pipeline: ExportPipeline,
+        prometheus: PrometheusSink | None,
+        log_store: SQLiteLogStore | None,
+        price_source: PriceSource | None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.prometheus = prometheus
+        self.log_store = log_store
+        self.price_source = price_source
+
+
+def build_exporters(
+    config: Config,
+    *,
+    registry: CollectorRegistry | None = None,
+    tracer_provider: TracerProvider | None = None,
+    span_exporter: SpanExporter | None = None,
+    price_source: PriceSource | None = None,
+) -> Exporters:
+    """Sinks named by ``config.exporters``; runtime objects (registry, tracer provider) override defaults."""
+    exporters = config.exporters
+    sinks: list[Sink] = []
+    prometheus = None
+    if exporters.prometheus.enabled:
+        from .prometheus import PrometheusSink
+
+        prometheus = PrometheusSink(registry)
+        sinks.append(prometheus)
+    if (exporters.otlp is not None and exporters.otlp.enabled) or span_exporter is not None or tracer_provider:
+        from ..config import OTLPConfig
+        from .otlp import OTLPSink
+
+        otlp_config = exporters.otlp or OTLPConfig(endpoint="http://127.0.0.1:4318")
+        sinks.append(
+            OTLPSink(
+                otlp_config,
+                service_name=config.service_name,
+                tracer_provider=tracer_provider,
+                span_exporter=span_exporter,
+            )
+        )
+    log_store = None
+    if exporters.log_store.enabled:
+        from .logstore import open_log_store
+
+        log_store = open_log_store(exporters.log_store)
+        sinks.append(log_store)
+    if price_source is None:
+        from ..pricing.genai import GenAIPricesSource
+
+        price_source = GenAIPricesSource()
+    pipeline = ExportPipeline(
+        sinks,
+        price_source=price_source,
+        queue_size=exporters.queue_size,
+        batch_size=exporters.batch_size,
+        capture_content=config.capture_content,
+    )
+    if prometheus is not None:
+        prometheus.bind_pipeline(pipeline)
+    return Exporters(pipeline, prometheus, log_store, price_source)

@@ -1,0 +1,178 @@
+"""The standalone gateway: the stack at the root path plus ``/healthz``, ``/metrics`` and ``/logs``.
+
+``create_gateway(config)`` returns an ASGI app to run with uvicorn, the ``llm-obs serve`` command, or
+mount under a sub-path (``Mount("/ai", app=gateway)``; pass ``lifespan=gateway.lifespan`` to the
+parent app so records are flushed at shutdown). ``llm_obs_middleware.gateway:app`` reads its config
+from the file named by ``LLM_OBS_CONFIG`` when the server starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from .config import Config
+from .errors import ConfigurationError
+from .exporters.setup import build_exporters
+from .middleware.stack import LLMObservability
+
+if TYPE_CHECKING:
+    import httpx
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from prometheus_client import CollectorRegistry
+
+    from .pricing.base import PriceSource
+    from .types import Receive, Scope, Send
+
+__all__ = ["Gateway", "app", "create_gateway"]
+
+logger = logging.getLogger("llm_obs_middleware.gateway")
+
+
+class Gateway:
+    """The gateway ASGI app. Handles lifespan itself: starts the export pipeline and loads prices
+    at startup, flushes every record at shutdown."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        client: httpx.AsyncClient | None = None,
+        registry: CollectorRegistry | None = None,
+        tracer_provider: TracerProvider | None = None,
+        span_exporter: SpanExporter | None = None,
+        price_source: PriceSource | None = None,
+    ) -> None:
+        if config.route_prefix:
+            raise ConfigurationError("route_prefix: the gateway routes at its root; mount it under a path instead")
+        self.config = config
+        self.exporters = build_exporters(
+            config,
+            registry=registry,
+            tracer_provider=tracer_provider,
+            span_exporter=span_exporter,
+            price_source=price_source,
+        )
+        routes: list[BaseRoute] = [Route("/healthz", self._healthz, methods=["GET"])]
+        if self.exporters.prometheus is not None:
+            routes.append(Route("/metrics", self._metrics, methods=["GET"]))
+        if self.exporters.log_store is not None:
+            from .exporters.logstore.api import log_routes
+
+            routes.extend(log_routes(self.exporters.log_store))
+        self.stack = LLMObservability(
+            Starlette(routes=routes), config=config, client=client, exporters=self.exporters
+        )
+
+    @property
+    def pipeline(self) -> Any:
+        return self.exporters.pipeline
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        await self.stack(scope, receive, send)
+
+    async def startup(self) -> None:
+        """Start exporting and load the price data now, so the first request does not pay for it."""
+        await self.exporters.pipeline.start()
+        preload = getattr(self.exporters.price_source, "preload", None)
+        if preload is not None:
+            await asyncio.to_thread(preload)
+
+    async def shutdown(self) -> None:
+        """Flush queued records, close the sinks and the upstream client."""
+        await self.stack.aclose()
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        """Lifespan for a parent app that mounts the gateway (``Starlette(lifespan=gateway.lifespan)``)."""
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _healthz(self, request: Request) -> Response:
+        pipeline = self.exporters.pipeline
+        return JSONResponse({"status": "ok", "export_queue_depth": pipeline.depth})
+
+    async def _metrics(self, request: Request) -> Response:
+        assert self.exporters.prometheus is not None
+        body, content_type = self.exporters.prometheus.render()
+        return Response(body, media_type=content_type)
+
+
+def create_gateway(
+    config: Config,
+    *,
+    client: httpx.AsyncClient | None = None,
+    registry: CollectorRegistry | None = None,
+    tracer_provider: TracerProvider | None = None,
+    span_exporter: SpanExporter | None = None,
+    price_source: PriceSource | None = None,
+) -> Gateway:
+    """Build the gateway app from a config; runtime objects override the defaults (see ``Gateway``)."""
+    return Gateway(
+        config,
+        client=client,
+        registry=registry,
+        tracer_provider=tracer_provider,
+        span_exporter=span_exporter,
+        price_source=price_source,
+    )
+
+
+class _GatewayFromEnv:
+    """``uvicorn llm_obs_middleware.gateway:app``: built from ``LLM_OBS_CONFIG`` at server start.
+
+    Nothing happens at import (no env reads); a bad config fails the startup with a message naming the field.
+    """
+
+    def __init__(self) -> None:
+        self._gateway: Gateway | None = None
+
+    def _get(self) -> Gateway:
+        if self._gateway is None:
+            self._gateway = create_gateway(Config.from_env())
+        return self._gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" and self._gateway is None:
+            try:
+                self._get()
+            except ConfigurationError as exc:
+                await receive()
+                sys.stderr.write(f"llm-obs: {exc}\n")
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+        await self._get()(scope, receive, send)
+
+
+app = _GatewayFromEnv()

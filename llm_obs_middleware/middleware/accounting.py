@@ -1,0 +1,118 @@
+"""Recognises LLM exchanges, decodes the request and observes the response as it streams through."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .._asgi import BodyTooLarge, ClientGone, error_json, read_body, replay_receive, route_path, send_json
+from ..config import Config
+from ..errors import SchemaError
+from ..providers.registry import match_endpoint
+from ..state import get_exchange
+from ..types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["AccountingMiddleware"]
+
+logger = logging.getLogger("llm_obs_middleware.accounting")
+
+
+class AccountingMiddleware:
+    """Learns tokens, finish reasons, tool calls, TTFT and inter-token latency of LLM exchanges.
+
+    Recognises LLM endpoints by path (under ``route_prefix`` when set, or the app's own
+    ``/v1/chat/completions`` and the like). Buffers only the request body (up to
+    ``max_request_bytes``, 413 beyond) and replays it downstream; every response message is
+    forwarded at once, unchanged, while a provider observer reads it. Parse errors never alter a
+    response. Other paths pass through untouched.
+
+    Args:
+        app: the ASGI app to wrap.
+        config: the stack config (``route_prefix``, ``max_request_bytes``, ``capture_content``).
+    """
+
+    def __init__(self, app: ASGIApp, *, config: Config | None = None) -> None:
+        config = config or Config()
+        self.app = app
+        self.prefix = config.route_prefix
+        self.max_request_bytes = config.max_request_bytes
+        self.capture_content = config.capture_content
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = route_path(scope)
+        prefix = self.prefix
+        if prefix and path.startswith(prefix):
+            path = path[len(prefix) :]
+        matched = match_endpoint(scope["method"], path)
+        if matched is None:
+            await self.app(scope, receive, send)
+            return
+        adapter, endpoint = matched
+        exchange = get_exchange(scope)
+        exchange.is_llm = True
+        exchange.api = endpoint.api
+        exchange.operation = endpoint.operation
+        if not exchange.provider:
+            exchange.provider = adapter.provider_name
+        try:
+            body = await read_body(receive, self.max_request_bytes)
+        except BodyTooLarge:
+            exchange.fail("rejected", "request_too_large")
+            message = f"request body exceeds the limit of {self.max_request_bytes} bytes"
+            await send_json(send, 413, error_json(message, "invalid_request_error", code="request_too_large"))
+            return
+        except ClientGone:
+            exchange.fail("client_disconnected", "client_disconnected")
+            return
+        exchange.body = body
+        try:
+            request = adapter.decode_request(endpoint, body, capture_content=self.capture_content)
+        except SchemaError as exc:
+            exchange.request_error = str(exc)
+        else:
+            exchange.request = request
+            exchange.requested_model = request.model
+            exchange.streamed = request.stream
+
+        async def observed_send(message: Message) -> None:
+            try:
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    streamed = False
+                    for name, value in message.get("headers", ()):
+                        if name == b"content-type":
+                            streamed = value.startswith(b"text/event-stream")
+                            break
+                    exchange.streamed = streamed
+                    exchange.observer = adapter.observer(endpoint, exchange, streamed=streamed, status=status)
+                else:
+                    now = time.perf_counter_ns()
+                    if not exchange.first_byte_ns:
+                        exchange.first_byte_ns = now
+                    observer = exchange.observer
+                    if observer is not None:
+                        chunk = message.get("body", b"")
+                        if chunk:
+                            exchange.chunks += 1
+                            observer.feed(chunk, now)
+                        if not message.get("more_body", False):
+                            exchange.response = observer.finish()
+                            exchange.observer = None
+            except Exception:  # telemetry fails open: the response goes on unchanged
+                logger.exception("observing the response of %s failed", exchange.api)
+                exchange.observer = None
+            await send(message)
+
+        try:
+            await self.app(scope, replay_receive(body, receive), observed_send)
+        finally:
+            observer = exchange.observer
+            if observer is not None and exchange.response is None:
+                exchange.observer = None
+                try:
+                    exchange.response = observer.finish()  # what was seen before it ended
+                except Exception:
+                    logger.exception("finishing the observer of %s failed", exchange.api)

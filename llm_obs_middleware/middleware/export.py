@@ -1,0 +1,80 @@
+"""Hands every finished LLM exchange to the export pipeline, without awaiting any I/O."""
+
+from __future__ import annotations
+
+import time
+
+from ..exporters.base import ExportPipeline
+from ..state import get_exchange
+from ..types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["ExportMiddleware"]
+
+
+class ExportMiddleware:
+    """Turns each finished LLM exchange into a record for the export pipeline.
+
+    Observes the response status, when the last body chunk left, client disconnects and app
+    exceptions (re-raised unchanged, still recorded). Changes nothing. On lifespan startup it starts
+    the pipeline and on shutdown flushes it; without lifespan (mounted apps) the pipeline starts with
+    the first record and is flushed by ``close()``.
+
+    Args:
+        app: the ASGI app to wrap.
+        pipeline: where records go (see :class:`ExportPipeline`).
+    """
+
+    def __init__(self, app: ASGIApp, *, pipeline: ExportPipeline) -> None:
+        self.app = app
+        self.pipeline = pipeline
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self.app(scope, self._lifespan_receive(receive), send)
+            return
+        if kind != "http":
+            await self.app(scope, receive, send)
+            return
+        exchange = get_exchange(scope)
+        finished = False
+
+        async def observed_send(message: Message) -> None:
+            nonlocal finished
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+            elif not message.get("more_body", False):
+                finished = True
+                exchange.end_ns = time.perf_counter_ns()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        except BaseException as exc:
+            if exchange.is_llm:
+                # fail() keeps the first reason, so an inner layer's own diagnosis wins.
+                exchange.fail("app_error", type(exc).__name__, str(exc)[:500] or None)
+                if not exchange.status:
+                    exchange.status = 500  # what the server answers for an unhandled exception
+            raise
+        finally:
+            if exchange.is_llm:
+                if not exchange.end_ns:
+                    exchange.end_ns = time.perf_counter_ns()
+                exchange.end_unix_nano = exchange.start_unix_nano + (exchange.end_ns - exchange.start_ns)
+                if not finished and exchange.outcome == "completed":
+                    exchange.fail("client_disconnected", "client_disconnected")
+                self.pipeline.submit(exchange)
+
+    def _lifespan_receive(self, receive: Receive) -> Receive:
+        pipeline = self.pipeline
+
+        async def lifespan_receive() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await pipeline.start()
+            elif message["type"] == "lifespan.shutdown":
+                await pipeline.close()
+            return message
+
+        return lifespan_receive

@@ -1,0 +1,91 @@
+"""``LLMObservability``: the whole stack, mounted in the right order with one call."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from ..config import Config
+from ..exporters.setup import Exporters, build_exporters
+from ..upstream import build_client
+from .accounting import AccountingMiddleware
+from .export import ExportMiddleware
+from .routing import RouterMiddleware
+from .tracecontext import TraceContextMiddleware
+
+if TYPE_CHECKING:
+    import httpx
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from prometheus_client import CollectorRegistry
+
+    from ..pricing.base import PriceSource
+    from ..types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["LLMObservability"]
+
+
+class LLMObservability:
+    """Trace context, export, accounting and routing around an ASGI app, outermost first.
+
+    Requests under ``config.route_prefix`` go to providers; the app's own LLM-shaped endpoints
+    (e.g. its ``/v1/chat/completions``) are observed the same way without routing; everything else
+    reaches the app untouched. Use with ``app.add_middleware(LLMObservability, config=...)``.
+
+    Args:
+        app: the ASGI app to wrap.
+        config: the stack configuration.
+        client: shared upstream httpx client (default: built by ``upstream.build_client``).
+        registry: Prometheus registry for the metrics (default: a private one).
+        tracer_provider: OpenTelemetry SDK provider for LLM spans (default: one built from ``exporters.otlp``).
+        span_exporter: export spans here instead (tests: ``InMemorySpanExporter``).
+        price_source: prices records (default: genai-prices data).
+        exporters: prebuilt pipeline and sinks (the gateway shares them with its routes).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        config: Config,
+        client: httpx.AsyncClient | None = None,
+        registry: CollectorRegistry | None = None,
+        tracer_provider: TracerProvider | None = None,
+        span_exporter: SpanExporter | None = None,
+        price_source: PriceSource | None = None,
+        exporters: Exporters | None = None,
+    ) -> None:
+        self.config = config
+        self.client = client or build_client()
+        self._owns_client = client is None
+        self.exporters = exporters or build_exporters(
+            config,
+            registry=registry,
+            tracer_provider=tracer_provider,
+            span_exporter=span_exporter,
+            price_source=price_source,
+        )
+        inner: Any = RouterMiddleware(app, config=config, client=self.client)
+        inner = AccountingMiddleware(inner, config=config)
+        # Governance (budgets, virtual keys) will sit here, between export and accounting.
+        inner = ExportMiddleware(inner, pipeline=self.exporters.pipeline)
+        self.app: ASGIApp = TraceContextMiddleware(inner, config=config)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    async def aclose(self) -> None:
+        """Flush every queued record, close the sinks and the upstream client we built."""
+        await self.exporters.pipeline.close()
+        if self._owns_client:
+            await self.client.aclose()
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        """For apps where lifespan does not reach the stack (``Mount``): start now, flush on exit."""
+        await self.exporters.pipeline.start()
+        try:
+            yield
+        finally:
+            await self.aclose()

@@ -1,0 +1,118 @@
+"""W3C trace context, session, user and metadata extraction; echoes ids on LLM responses."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+from opentelemetry import trace
+
+from ..config import Config, TraceContextConfig
+from ..state import get_exchange
+from ..types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["TraceContextMiddleware", "parse_traceparent"]
+
+# https://www.w3.org/TR/trace-context/#traceparent-header-field-values
+_TRACEPARENT = re.compile(rb"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
+_ZERO_TRACE = b"0" * 32
+_ZERO_SPAN = b"0" * 16
+_MAX_ID_LEN = 128
+
+
+def parse_traceparent(value: bytes) -> tuple[str, str, str] | None:
+    """``(trace_id, parent_id, flags)`` of a valid header, else ``None`` (invalid ones are ignored)."""
+    match = _TRACEPARENT.match(value.strip())
+    if match is None:
+        return None
+    version, trace_id, parent_id, flags, rest = match.groups()
+    if version == b"ff" or (version == b"00" and rest) or trace_id == _ZERO_TRACE or parent_id == _ZERO_SPAN:
+        return None
+    return trace_id.decode(), parent_id.decode(), flags.decode()
+
+
+def _clean_id(value: bytes) -> str | None:
+    """A client-supplied id we can safely store and echo: short, printable ASCII."""
+    if not value or len(value) > _MAX_ID_LEN or not value.isascii():
+        return None
+    text = value.decode()
+    return text if text.isprintable() else None
+
+
+def _baggage_session(value: bytes) -> str | None:
+    for member in value.decode("latin-1").split(","):
+        key, _, rest = member.partition("=")
+        if key.strip() == "session.id":
+            return _clean_id(unquote(rest.split(";", 1)[0].strip()).encode())
+    return None
+
+
+class TraceContextMiddleware:
+    """Continues the caller's trace and names the request.
+
+    Observes ``traceparent``/``tracestate``/``baggage`` (invalid values are ignored, never an error),
+    the session id (``x-session-id`` or ``session.id`` baggage), the user header, ``x-request-id`` and the
+    configured metadata headers. When an OpenTelemetry SERVER span is active (``OpenTelemetryMiddleware``
+    outside this one) the LLM span becomes its child. Adds ``x-request-id`` and ``traceparent`` to LLM
+    responses; other responses are not touched.
+
+    Args:
+        app: the ASGI app to wrap.
+        config: the stack config (its ``trace_context`` block is used).
+        trace_context: options, when used without a full ``Config``.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, config: Config | None = None, trace_context: TraceContextConfig | None = None
+    ) -> None:
+        self.app = app
+        options = trace_context or (config.trace_context if config else TraceContextConfig())
+        self.echo = options.echo_headers
+        self.session_header = options.session_header.lower().encode()
+        self.user_header = options.user_header.lower().encode()
+        self.metadata_headers = {name.lower().encode(): name.lower() for name in options.metadata_headers}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        exchange = get_exchange(scope)
+        traceparent = tracestate = None
+        for name, value in scope["headers"]:
+            if name == b"traceparent":
+                traceparent = value
+            elif name == b"tracestate":
+                tracestate = value
+            elif name == self.session_header:
+                exchange.session_id = _clean_id(value)
+            elif name == self.user_header:
+                exchange.user = _clean_id(value)
+            elif name == b"x-request-id":
+                exchange.request_id = _clean_id(value) or exchange.request_id
+            elif name == b"baggage" and exchange.session_id is None:
+                exchange.session_id = _baggage_session(value)
+            elif name in self.metadata_headers:
+                exchange.metadata[self.metadata_headers[name]] = value.decode("latin-1")
+        server_span = trace.get_current_span().get_span_context()
+        if server_span.is_valid:
+            exchange.trace_id = format(server_span.trace_id, "032x")
+            exchange.parent_span_id = format(server_span.span_id, "016x")
+            exchange.trace_flags = format(server_span.trace_flags, "02x")
+        elif traceparent is not None and (parsed := parse_traceparent(traceparent)) is not None:
+            exchange.trace_id, exchange.parent_span_id, exchange.trace_flags = parsed
+            if tracestate:
+                exchange.tracestate = tracestate.decode("latin-1")
+        if not self.echo:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_ids(message: Message) -> None:
+            if message["type"] == "http.response.start" and exchange.is_llm:
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-request-id", exchange.request_id.encode()),
+                    (b"traceparent", f"00-{exchange.trace_id}-{exchange.span_id}-{exchange.trace_flags}".encode()),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_ids)

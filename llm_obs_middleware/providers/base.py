@@ -1,0 +1,81 @@
+"""The provider adapter protocol: what the stack needs to know about one wire format."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from ..schema import NormalizedRequest
+    from ..state import Exchange, ResponseObserver
+
+__all__ = ["FINISH_REASONS", "Endpoint", "PreparedBody", "ProviderAdapter", "normalize_finish_reason"]
+
+FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "error", "other"})
+
+
+class Endpoint(NamedTuple):
+    """A recognised LLM endpoint: the client-facing API and the GenAI operation it performs."""
+
+    api: str
+    """e.g. ``openai.chat_completions``, ``openai.responses``, ``openai.embeddings``."""
+    operation: str
+    """``gen_ai.operation.name``: ``chat``, ``embeddings``..."""
+    upstream_path: str
+    """Path appended to the provider's ``base_url``."""
+
+
+class PreparedBody(NamedTuple):
+    """The body sent upstream and whether the router must hide the usage it asked for."""
+
+    body: bytes
+    hide_usage_chunk: bool
+
+
+class ProviderAdapter(Protocol):
+    """One wire format. Adapters are stateless; per-exchange state lives in observers."""
+
+    provider_name: str
+    """Default ``gen_ai.provider.name`` for traffic recognised by this adapter."""
+
+    def match(self, method: str, path: str) -> Endpoint | None:
+        """Recognise an LLM endpoint from the method and the path relative to the route prefix."""
+
+    def decode_request(self, endpoint: Endpoint, body: bytes, *, capture_content: bool) -> NormalizedRequest:
+        """Decode what the record needs from the request body; raises ``SchemaError`` if malformed."""
+
+    def observer(self, endpoint: Endpoint, exchange: Exchange, *, streamed: bool, status: int) -> ResponseObserver:
+        """An incremental observer for the response body."""
+
+    def prepare_body(self, endpoint: Endpoint, request: NormalizedRequest, body: bytes, model: str) -> PreparedBody:
+        """The upstream body: the client's bytes, with the model replaced and usage requested when needed."""
+
+    def auth_headers(self, api_key: str) -> list[tuple[bytes, bytes]]:
+        """Headers carrying the provider key."""
+
+
+def normalize_finish_reason(raw: str | None, has_tool_calls: bool) -> str | None:
+    """Map a provider finish reason onto one vocabulary (see fixtures README)."""
+    if raw is None:
+        return None
+    reason = _FINISH_MAP.get(raw.lower(), "other")
+    if reason == "stop" and has_tool_calls:
+        return "tool_calls"
+    return reason
+
+
+_FINISH_MAP = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "completed": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "max_output_tokens": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "tool_use": "tool_calls",
+    "content_filter": "content_filter",
+    "safety": "content_filter",
+    "error": "error",
+    "failed": "error",
+}

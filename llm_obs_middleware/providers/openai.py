@@ -1,0 +1,171 @@
+"""OpenAI wire format: chat completions, responses and embeddings (and every OpenAI-compatible server)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ..errors import SchemaError
+from ..schema import Message, NormalizedRequest, RequestParams, ToolCall
+from ._openai_observers import (
+    ChatJSONObserver,
+    ChatStreamObserver,
+    EmbeddingsObserver,
+    ErrorObserver,
+    ResponsesJSONObserver,
+    ResponsesStreamObserver,
+)
+from ._openai_wire import CapturedMessage, ChatRequest, EmbeddingsRequest, ResponsesRequest
+from .base import Endpoint, PreparedBody
+
+if TYPE_CHECKING:
+    from ..state import Exchange, ResponseObserver
+
+__all__ = ["CHAT", "EMBEDDINGS", "RESPONSES", "OpenAIAdapter"]
+
+CHAT = Endpoint("openai.chat_completions", "chat", "/chat/completions")
+RESPONSES = Endpoint("openai.responses", "chat", "/responses")
+EMBEDDINGS = Endpoint("openai.embeddings", "embeddings", "/embeddings")
+_ENDPOINTS = {
+    "/v1/chat/completions": CHAT,
+    "/chat/completions": CHAT,
+    "/v1/responses": RESPONSES,
+    "/responses": RESPONSES,
+    "/v1/embeddings": EMBEDDINGS,
+    "/embeddings": EMBEDDINGS,
+}
+_decode_chat = msgspec.json.Decoder(ChatRequest).decode
+_decode_responses = msgspec.json.Decoder(ResponsesRequest).decode
+_decode_embeddings = msgspec.json.Decoder(EmbeddingsRequest).decode
+_decode_captured = msgspec.json.Decoder(list[CapturedMessage]).decode
+_decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_encode = msgspec.json.Encoder().encode
+_INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
+
+
+def _tool_choice(value: str | dict[str, Any] | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    kind = value.get("type")
+    return str(kind) if kind else "object"
+
+
+def _stop(value: str | list[str] | None) -> list[str] | None:
+    return [value] if isinstance(value, str) else value
+
+
+def _captured_messages(raw: list[msgspec.Raw]) -> list[Message]:
+    decoded = _decode_captured(b"[" + b",".join(bytes(part) for part in raw) + b"]")
+    messages = []
+    for item in decoded:
+        content = item.content
+        if isinstance(content, list):
+            content = "".join(str(part.get("text", "")) for part in content if part.get("type") == "text") or None
+        calls = [
+            ToolCall(id=call.id, name=call.function.name or "", arguments=call.function.arguments or "")
+            for call in item.tool_calls or ()
+            if call.function is not None
+        ]
+        messages.append(Message(role=item.role, content=content, tool_calls=calls, tool_call_id=item.tool_call_id))
+    return messages
+
+
+class OpenAIAdapter:
+    """Recognises ``/v1/chat/completions``, ``/v1/responses`` and ``/v1/embeddings`` (``/v1`` optional)."""
+
+    provider_name = "openai"
+
+    def match(self, method: str, path: str) -> Endpoint | None:
+        if method != "POST":
+            return None
+        return _ENDPOINTS.get(path)
+
+    def decode_request(self, endpoint: Endpoint, body: bytes, *, capture_content: bool) -> NormalizedRequest:
+        try:
+            if endpoint is CHAT:
+                return self._decode_chat(body, capture_content)
+            if endpoint is RESPONSES:
+                return self._decode_responses(body, capture_content)
+            request = _decode_embeddings(body)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise SchemaError(f"request body is not a valid {endpoint.api} request: {exc}") from None
+        return NormalizedRequest(operation=endpoint.operation, model=request.model, user=request.user)
+
+    def _decode_chat(self, body: bytes, capture: bool) -> NormalizedRequest:
+        request = _decode_chat(body)
+        options = request.stream_options
+        return NormalizedRequest(
+            operation="chat",
+            model=request.model,
+            stream=bool(request.stream),
+            include_usage=bool(options is not None and options.include_usage),
+            params=RequestParams(
+                temperature=request.temperature,
+                top_p=request.top_p,
+                max_tokens=request.max_completion_tokens
+                if request.max_completion_tokens is not None
+                else request.max_tokens,
+                stop=_stop(request.stop),
+                n=request.n,
+                seed=request.seed,
+                frequency_penalty=request.frequency_penalty,
+                presence_penalty=request.presence_penalty,
+                tool_definitions=len(request.tools) if request.tools else 0,
+                tool_choice=_tool_choice(request.tool_choice),
+                response_format=request.response_format.type if request.response_format else None,
+            ),
+            message_count=len(request.messages),
+            user=request.user,
+            messages=_captured_messages(request.messages) if capture and request.messages else None,
+        )
+
+    def _decode_responses(self, body: bytes, capture: bool) -> NormalizedRequest:
+        request = _decode_responses(body)
+        items = request.input
+        messages = None
+        if capture:
+            messages = [Message(role="system", content=request.instructions)] if request.instructions else []
+            if isinstance(items, str):
+                messages.append(Message(role="user", content=items))
+        return NormalizedRequest(
+            operation="chat",
+            model=request.model,
+            stream=bool(request.stream),
+            include_usage=True,  # the final response.completed event always carries usage
+            params=RequestParams(
+                temperature=request.temperature,
+                top_p=request.top_p,
+                max_tokens=request.max_output_tokens,
+                tool_definitions=len(request.tools) if request.tools else 0,
+                tool_choice=_tool_choice(request.tool_choice),
+            ),
+            message_count=1 if isinstance(items, str) else len(items or ()),
+            user=request.user,
+            messages=messages,
+        )
+
+    def observer(self, endpoint: Endpoint, exchange: Exchange, *, streamed: bool, status: int) -> ResponseObserver:
+        capture = False if exchange.request is None else exchange.request.messages is not None
+        if status >= 400:
+            return ErrorObserver(status)
+        if endpoint is CHAT:
+            return ChatStreamObserver(exchange, capture) if streamed else ChatJSONObserver(capture)
+        if endpoint is RESPONSES:
+            return ResponsesStreamObserver(exchange, capture) if streamed else ResponsesJSONObserver(capture)
+        return EmbeddingsObserver()
+
+    def prepare_body(self, endpoint: Endpoint, request: NormalizedRequest, body: bytes, model: str) -> PreparedBody:
+        # Usage is always wanted: ask for it on streamed chat and hide it again if the client did not.
+        add_usage = endpoint is CHAT and request.stream and not request.include_usage
+        if model == request.model and not add_usage:
+            return PreparedBody(body, False)
+        # Re-encode only the top level; nested values travel as the client's own bytes (msgspec.Raw).
+        fields = _decode_top_level(body)
+        fields["model"] = msgspec.Raw(_encode(model))
+        if add_usage:
+            fields["stream_options"] = _INCLUDE_USAGE
+        return PreparedBody(_encode(fields), add_usage)
+
+    def auth_headers(self, api_key: str) -> list[tuple[bytes, bytes]]:
+        return [(b"authorization", b"Bearer " + api_key.encode())]
