@@ -139,8 +139,11 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=
     latency_s: float | None = None
 
 
-class LLMRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class LLMRecord(msgspec.Struct, frozen=True, kw_only=True):
     """One observed LLM exchange: what every sink exports.
+
+    Unlike the leaf Structs, every field is encoded (defaults included): ``/logs`` readers and SQL
+    queries over the stored JSON should not have to know our defaults.
 
     ``status`` is the HTTP status the client received (0 when no response started). ``outcome`` is
     one of ``completed``, ``client_disconnected``, ``upstream_error``, ``app_error``, ``rejected``.

@@ -134,6 +134,10 @@ class _ErrorBody(msgspec.Struct):
     code: str | int | None = None
 
 
+class _XGroq(msgspec.Struct):
+    usage: ChatUsage | None = None
+
+
 class ChatChunk(msgspec.Struct):
     """A chat completion or one streamed ``chat.completion.chunk`` (same shape for what we read)."""
 
@@ -142,6 +146,8 @@ class ChatChunk(msgspec.Struct):
     choices: list[_ChatChoice] = []
     usage: ChatUsage | None = None
     error: _ErrorBody | None = None
+    # Groq streams report usage here, on the finish chunk, instead of in ``usage``.
+    x_groq: _XGroq | None = None
 
 
 class _InputDetails(msgspec.Struct):
