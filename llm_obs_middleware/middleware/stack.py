@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from ..pricing.base import PriceSource
-    from ..types import ASGIApp, Receive, Scope, Send
+    from ..types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["LLMObservability"]
 
@@ -73,7 +73,20 @@ class LLMObservability:
         self.app: ASGIApp = TraceContextMiddleware(inner, config=config)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" and self._owns_client:
+            await self.app(scope, self._closing_receive(receive), send)
+            return
         await self.app(scope, receive, send)
+
+    def _closing_receive(self, receive: Receive) -> Receive:
+        # ExportMiddleware flushes the pipeline on shutdown; the upstream client we built closes here.
+        async def lifespan_receive() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await self.client.aclose()
+            return message
+
+        return lifespan_receive
 
     async def aclose(self) -> None:
         """Flush every queued record, close the sinks and the upstream client we built."""
