@@ -1,0 +1,148 @@
+"""The ``llm-obs`` command: ``serve`` the gateway, run the ``fake-provider``, or run the ``demo``.
+
+``main()`` returns the exit status instead of exiting, so it can be called from tests and from
+``python -m llm_obs_middleware``: 0 on success, 2 for bad arguments or a bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import __version__
+from .demo import MAX_REQUESTS
+from .errors import ConfigurationError
+
+__all__ = ["main"]
+
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``llm-obs`` command line with ``argv`` (default ``sys.argv[1:]``) and return its exit status."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help and on bad arguments; we return the status instead
+        return exc.code if isinstance(exc.code, int) else 2
+    command: Callable[[argparse.Namespace], int] | None = getattr(args, "command", None)
+    if command is None:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write("llm-obs: error: choose a command: serve, fake-provider or demo\n")
+        return 2
+    return command(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .config import Config
+    from .gateway import create_gateway
+
+    try:
+        config = Config.from_file(args.config)
+        # Built here even with several workers (which build their own), so a bad config fails now, once.
+        app = create_gateway(config)
+    except ConfigurationError as exc:
+        sys.stderr.write(f"llm-obs: error: {exc}\n")
+        return 2
+    options = {"host": args.host, "port": args.port, "log_level": args.log_level, "root_path": args.root_path}
+    if args.workers > 1:
+        # Worker processes import the app by name and read the config file from the environment.
+        os.environ["LLM_OBS_CONFIG"] = str(Path(args.config).resolve())
+        uvicorn.run("llm_obs_middleware.gateway:app", workers=args.workers, **options)
+    else:
+        uvicorn.run(app, **options)
+    return 0
+
+
+def _fake_provider(args: argparse.Namespace) -> int:
+    from .testing import FakeProviderConfig, run_fake_provider
+
+    config = FakeProviderConfig(
+        latency_s=args.latency_ms / 1000,
+        ttft_s=args.ttft_ms / 1000,
+        chunk_interval_s=args.chunk_interval_ms / 1000,
+        chunks=args.chunks,
+    )
+    run_fake_provider(args.host, args.port, config, log_level=args.log_level)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(port=args.port, requests=args.requests, keep_running=args.keep_running)
+    return 0
+
+
+def _non_negative(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = kind(text)
+        if not value >= 0:
+            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its "invalid int value" message
+    return parse
+
+
+def _at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bounds}, got {text!r}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llm-obs", description="LLM observability gateway.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    port = _at_least(0)
+
+    serve = commands.add_parser("serve", help="run the gateway", description="Run the gateway under uvicorn.")
+    serve.add_argument("--config", required=True, metavar="PATH", help="YAML, TOML or JSON config file")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    serve.add_argument("--port", type=port, default=8080, help="port to bind (default: %(default)s)")
+    serve.add_argument("--workers", type=_at_least(1), default=1, help="worker processes (default: %(default)s)")
+    serve.add_argument("--log-level", choices=_LOG_LEVELS, default="info", help="(default: %(default)s)")
+    serve.add_argument("--root-path", default="", help="path prefix the gateway is served under behind a proxy")
+    serve.set_defaults(command=_serve)
+
+    fake = commands.add_parser(
+        "fake-provider",
+        help="run the OpenAI-compatible fake provider",
+        description="Run the fake provider (used by tests, the demo and the benchmarks) under uvicorn.",
+    )
+    fake.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    fake.add_argument("--port", type=port, default=9100, help="port to bind (default: %(default)s)")
+    fake.add_argument("--latency-ms", type=_non_negative(float), default=0.0, help="delay before the headers")
+    fake.add_argument("--ttft-ms", type=_non_negative(float), default=0.0, help="delay before a stream's first token")
+    fake.add_argument("--chunks", type=_at_least(0), default=5, help="content chunks per stream (default: %(default)s)")
+    fake.add_argument("--chunk-interval-ms", type=_non_negative(float), default=0.0, help="delay between chunks")
+    fake.add_argument("--log-level", choices=_LOG_LEVELS, default="info", help="(default: %(default)s)")
+    fake.set_defaults(command=_fake_provider)
+
+    demo = commands.add_parser(
+        "demo",
+        help="send sample traffic through a local gateway and summarise it",
+        description="Start the fake provider and a gateway on loopback, send sample traffic, print a summary.",
+    )
+    demo.add_argument("--port", type=port, default=0, help="gateway port (default: a free one)")
+    demo.add_argument(
+        "--requests",
+        type=_at_least(2, MAX_REQUESTS),
+        default=12,
+        help=f"requests to send, 2-{MAX_REQUESTS} (default: %(default)s)",
+    )
+    demo.add_argument("--keep-running", action="store_true", help="leave the servers up until Ctrl-C")
+    demo.set_defaults(command=_demo)
+    return parser

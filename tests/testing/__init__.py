@@ -1,0 +1,1 @@
+"""Tests of llm_obs_middleware.testing (the fake provider and the background server)."""
