@@ -1,0 +1,269 @@
+"""Prometheus metrics from records, updated in the export worker and served by :meth:`PrometheusSink.render`.
+
+Names take the ``llm_obs_`` prefix and base units (seconds, tokens, USD). Labels are bounded:
+provider, model, operation, status class and error type only, never a user, key, id or path. Model
+names come from clients and upstreams, so each provider keeps at most ``max_models_per_provider``
+distinct model labels and reports the rest as ``other``.
+
+The export pipeline's own health (queue depth, drops, per-sink results) is read at scrape time by a
+custom collector, so it costs nothing between scrapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Final, TypeAlias
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from .base import PipelineStats
+
+if TYPE_CHECKING:
+    from ..schema import LLMRecord
+    from .base import ExportPipeline
+
+__all__ = ["PipelineStatsSource", "PrometheusSink"]
+
+PipelineStatsSource: TypeAlias = Callable[[], tuple[PipelineStats, int]]
+"""Returns the pipeline's counters and its current queue depth; called at scrape time."""
+
+_OTHER: Final = "other"
+_SERIES: Final = ("provider", "model", "operation")
+_TOKEN_TYPES: Final = ("input", "output", "cache_read", "cache_write", "reasoning")
+# Bucket boundaries advised by the OpenTelemetry GenAI metrics conventions
+# (https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-metrics/): gen_ai.client.operation.duration,
+# gen_ai.server.time_to_first_token and gen_ai.server.time_per_output_token.
+_DURATION_BUCKETS: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+_TTFT_BUCKETS: Final = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+_ITL_BUCKETS: Final = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+_MAX_ERROR_TYPES: Final = 100
+
+
+def _status_class(status: int) -> str:
+    """``"2xx"``, ``"4xx"``... for an HTTP status; ``"none"`` when no response started."""
+    return f"{status // 100}xx" if 100 <= status <= 999 else "none"
+
+
+class _Series:
+    """The metric children of one (provider, model, operation), resolved once: ``labels()`` costs ~1 µs."""
+
+    __slots__ = (
+        "cost",
+        "cost_unknown",
+        "duration",
+        "errors",
+        "itl",
+        "labels",
+        "requests",
+        "retries",
+        "streamed",
+        "tokens",
+        "ttft",
+    )
+
+    def __init__(self, sink: PrometheusSink, labels: tuple[str, str, str]) -> None:
+        provider, model, _ = labels
+        self.labels = labels
+        self.duration = sink.request_duration.labels(*labels)
+        self.ttft = sink.time_to_first_token.labels(*labels)
+        self.itl = sink.inter_token_latency.labels(*labels)
+        self.streamed = sink.streamed_requests.labels(*labels)
+        self.retries = sink.retries.labels(*labels)
+        self.tokens = tuple(sink.tokens.labels(*labels, kind) for kind in _TOKEN_TYPES)
+        self.cost = sink.cost_usd.labels(provider, model)
+        self.cost_unknown = sink.cost_unknown.labels(provider, model)
+        self.requests: dict[str, Counter] = {}
+        self.errors: dict[str, Counter] = {}
+
+
+class _PipelineCollector:
+    """Reads the export pipeline's counters when Prometheus scrapes."""
+
+    def __init__(self) -> None:
+        self.source: PipelineStatsSource | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        # Registering calls describe() so the names are reserved without touching the source.
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        if self.source is None:
+            return ()
+        stats, depth = self.source()
+        depth_family, dropped, records = self._families()
+        depth_family.add_metric([], depth)
+        dropped.add_metric([], stats.dropped)
+        for sink, count in sorted(stats.exported.items()):
+            records.add_metric([sink, "exported"], count)
+        for sink, count in sorted(stats.failed.items()):
+            records.add_metric([sink, "failed"], count)
+        return depth_family, dropped, records
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, CounterMetricFamily, CounterMetricFamily]:
+        return (
+            GaugeMetricFamily("llm_obs_export_queue_depth", "Records waiting in the export queue."),
+            CounterMetricFamily(
+                "llm_obs_export_records_dropped", "Records dropped because the export queue was full or unbuildable."
+            ),
+            CounterMetricFamily(
+                "llm_obs_export_records", "Records handed to each sink, by result.", labels=("sink", "result")
+            ),
+        )
+
+
+class PrometheusSink:
+    """Updates Prometheus metrics from every record; implements :class:`~.base.Sink`.
+
+    Args:
+        registry: where the metrics are registered. Defaults to a new ``CollectorRegistry`` (not the
+            process-global one), so several gateways in one process do not clash.
+        pipeline_stats_source: returns ``(PipelineStats, queue_depth)`` at scrape time; or call
+            :meth:`bind_pipeline` once the pipeline exists.
+        max_models_per_provider: distinct ``model`` label values kept per provider; later ones
+            are reported as ``other``.
+    """
+
+    name = "prometheus"
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        pipeline_stats_source: PipelineStatsSource | None = None,
+        *,
+        max_models_per_provider: int = 200,
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.max_models_per_provider = max_models_per_provider
+        reg = self.registry
+        self.requests = Counter("llm_obs_requests", "LLM requests seen.", (*_SERIES, "status_class"), registry=reg)
+        self.errors = Counter(
+            "llm_obs_errors", "LLM requests that ended in error.", (*_SERIES, "error_type"), registry=reg
+        )
+        self.request_duration = Histogram(
+            "llm_obs_request_duration_seconds",
+            "Time from request to the last response byte.",
+            _SERIES,
+            buckets=_DURATION_BUCKETS,
+            registry=reg,
+        )
+        self.time_to_first_token = Histogram(
+            "llm_obs_time_to_first_token_seconds",
+            "Time from request to the first generated token.",
+            _SERIES,
+            buckets=_TTFT_BUCKETS,
+            registry=reg,
+        )
+        self.inter_token_latency = Histogram(
+            "llm_obs_inter_token_latency_seconds",
+            "Mean time between two streamed tokens, one observation per streamed request.",
+            _SERIES,
+            buckets=_ITL_BUCKETS,
+            registry=reg,
+        )
+        self.tokens = Counter("llm_obs_tokens", "Tokens used, by type.", (*_SERIES, "type"), registry=reg)
+        self.cost_usd = Counter("llm_obs_cost_usd", "Cost in US dollars.", ("provider", "model"), registry=reg)
+        self.cost_unknown = Counter(
+            "llm_obs_cost_unknown",
+            "Requests with token usage but no known price.",
+            ("provider", "model"),
+            registry=reg,
+        )
+        self.streamed_requests = Counter("llm_obs_streamed_requests", "Streamed LLM requests.", _SERIES, registry=reg)
+        self.retries = Counter("llm_obs_retries", "Upstream retries and fallbacks.", _SERIES, registry=reg)
+        self._pipeline = _PipelineCollector()
+        self._pipeline.source = pipeline_stats_source
+        reg.register(self._pipeline)
+        self._series: dict[tuple[str, str, str], _Series] = {}
+        self._models: dict[str, set[str]] = {}
+        self._error_types: set[str] = set()
+
+    def bind_pipeline(self, pipeline: ExportPipeline) -> None:
+        """Expose ``pipeline``'s queue depth, drops and per-sink results."""
+        self._pipeline.source = lambda: (pipeline.stats, pipeline.depth)
+
+    def render(self) -> tuple[bytes, str]:
+        """The metrics in the Prometheus text format: ``(body, content_type)``."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    async def start(self) -> None:
+        """Nothing to open: metrics live in memory until scraped."""
+
+    async def close(self) -> None:
+        """Nothing to flush: Prometheus pulls."""
+
+    async def export(self, records: Sequence[LLMRecord]) -> None:
+        for record in records:
+            self.observe(record)
+
+    def observe(self, record: LLMRecord) -> None:
+        """Update every metric from one record (synchronous, a few microseconds)."""
+        model = record.response_model or record.requested_model or "unknown"
+        key = (record.provider, model, record.operation)
+        series = self._series.get(key)
+        if series is None:
+            series = self._new_series(key)
+        klass = _status_class(record.status)
+        requests = series.requests.get(klass)
+        if requests is None:
+            requests = series.requests[klass] = self.requests.labels(*series.labels, klass)
+        requests.inc()
+        error_type = record.error_type or (str(record.status) if record.status >= 400 else None)
+        if error_type is not None:
+            self._count_error(series, error_type)
+        timing = record.timing
+        series.duration.observe(timing.duration_s)
+        if timing.time_to_first_token_s is not None:
+            series.ttft.observe(timing.time_to_first_token_s)
+        if timing.inter_token_mean_s is not None:
+            series.itl.observe(timing.inter_token_mean_s)
+        if record.streamed:
+            series.streamed.inc()
+        if record.retries:
+            series.retries.inc(record.retries)
+        usage = record.usage
+        if usage is not None:
+            for child, count in zip(
+                series.tokens,
+                (
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    usage.cache_read_tokens,
+                    usage.cache_write_tokens,
+                    usage.reasoning_tokens,
+                ),
+                strict=True,
+            ):
+                if count:
+                    child.inc(count)
+        if record.cost is not None:
+            series.cost.inc(record.cost.total_usd)
+        elif usage is not None and (usage.input_tokens or usage.output_tokens):
+            series.cost_unknown.inc()
+
+    def _new_series(self, key: tuple[str, str, str]) -> _Series:
+        provider, model, operation = key
+        models = self._models.setdefault(provider, set())
+        if model not in models:
+            if len(models) >= self.max_models_per_provider:
+                # Past the cap every new model shares one "other" series, bounding memory and cardinality.
+                label_key = (provider, _OTHER, operation)
+                series = self._series.get(label_key) or _Series(self, label_key)
+                self._series[label_key] = series
+                return series
+            models.add(model)
+        series = self._series[key] = _Series(self, key)
+        return series
+
+    def _count_error(self, series: _Series, error_type: str) -> None:
+        counter = series.errors.get(error_type)
+        if counter is None:
+            if error_type not in self._error_types:
+                # Error types can carry upstream text; keep their number bounded like models.
+                if len(self._error_types) >= _MAX_ERROR_TYPES:
+                    error_type = _OTHER
+                else:
+                    self._error_types.add(error_type)
+            counter = series.errors[error_type] = self.errors.labels(*series.labels, error_type)
+        counter.inc()

@@ -1,0 +1,1 @@
+"""Tests of llm_obs_middleware.exporters."""

@@ -1,0 +1,99 @@
+"""The /logs API on a tiny Starlette app, through httpx.ASGITransport."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import msgspec
+import pytest
+from starlette.applications import Starlette
+
+from llm_obs_middleware.exporters.logstore import SQLiteLogStore
+from llm_obs_middleware.exporters.logstore.api import log_routes
+from llm_obs_middleware.schema import LLMRecord
+
+from .conftest import RecordFactory
+
+
+@pytest.fixture
+async def store(record_factory: RecordFactory) -> AsyncIterator[SQLiteLogStore]:
+    store = SQLiteLogStore("sqlite:///:memory:")
+    await store.export(
+        [
+            record_factory(n=1, session_id="s1"),
+            record_factory(n=2, status=500, provider="anthropic", response_model="claude-3-5"),
+            record_factory(n=3, session_id="s1"),
+        ]
+    )
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def client(store: SQLiteLogStore) -> AsyncIterator[httpx.AsyncClient]:
+    app = Starlette(routes=log_routes(store))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        yield client
+
+
+def request_ids(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    data = msgspec.json.decode(response.content, type=dict[str, list[LLMRecord]])["data"]
+    return [record.request_id for record in data]
+
+
+async def test_list_newest_first(client: httpx.AsyncClient, record_factory: RecordFactory) -> None:
+    response = await client.get("/logs")
+    assert request_ids(response) == ["req-3", "req-2", "req-1"]
+    # Each element is the record exactly as msgspec encodes it.
+    assert response.content.endswith(msgspec.json.encode(record_factory(n=1, session_id="s1")) + b"]}")
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({"model": "claude-3-5"}, ["req-2"]),
+        ({"provider": "openai"}, ["req-3", "req-1"]),
+        ({"status": "5xx"}, ["req-2"]),
+        ({"status": "200"}, ["req-3", "req-1"]),
+        ({"session_id": "s1", "limit": "1"}, ["req-3"]),
+        ({"since": "1700000002", "until": "2023-11-14T22:13:23Z"}, ["req-2"]),
+        ({"model": "nothing"}, []),
+    ],
+)
+async def test_filters(client: httpx.AsyncClient, query: dict[str, str], expected: list[str]) -> None:
+    assert request_ids(await client.get("/logs", params=query)) == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "1001"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"status": "abc"}, "status"),
+        ({"since": "last week"}, "since"),
+        ({"until": "2023-13-45"}, "until"),
+    ],
+)
+async def test_invalid_parameters(client: httpx.AsyncClient, query: dict[str, str], parameter: str) -> None:
+    response = await client.get("/logs", params=query)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"].startswith(f"{parameter}:")
+
+
+async def test_get_one(client: httpx.AsyncClient, record_factory: RecordFactory) -> None:
+    response = await client.get("/logs/req-1")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.content == msgspec.json.encode(record_factory(n=1, session_id="s1"))
+
+
+async def test_get_missing(client: httpx.AsyncClient) -> None:
+    response = await client.get("/logs/nope")
+    assert response.status_code == 404
+    assert response.json() == {"error": {"message": "no record with request id 'nope'", "type": "not_found_error"}}
