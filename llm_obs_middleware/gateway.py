@@ -70,9 +70,7 @@ class Gateway:
             from .exporters.logstore.api import log_routes
 
             routes.extend(log_routes(self.exporters.log_store))
-        self.stack = LLMObservability(
-            Starlette(routes=routes), config=config, client=client, exporters=self.exporters
-        )
+        self.stack = LLMObservability(Starlette(routes=routes), config=config, client=client, exporters=self.exporters)
 
     @property
     def pipeline(self) -> Any:

@@ -21,7 +21,9 @@ SHARED_FIXTURES = REPO.parent / "shared" / "fixtures" / "providers"
 UPSTREAM_KEY = "sk-upstream-secret-1234"
 
 
-def config_dict(base_url: str = "http://fake.test/v1", tmp_path: Path | None = None, **overrides: Any) -> dict[str, Any]:
+def config_dict(
+    base_url: str = "http://fake.test/v1", tmp_path: Path | None = None, **overrides: Any
+) -> dict[str, Any]:
     """The config most tests use: one OpenAI provider, two models, log store in ``tmp_path``."""
     data: dict[str, Any] = {
         "providers": {"openai": {"kind": "openai", "base_url": base_url, "api_keys": [UPSTREAM_KEY]}},
@@ -124,7 +126,8 @@ async def drive(
     async def receive() -> dict[str, Any]:
         if messages:
             return messages.pop(0)
-        while not (disconnect and disconnect(recorded)) and not (recorded.bodies and not recorded.bodies[-1][2]):
+        # Polls a caller-supplied predicate over what was sent so far; an Event would need a hook in send.
+        while not (disconnect and disconnect(recorded)) and not (recorded.bodies and not recorded.bodies[-1][2]):  # noqa: ASYNC110
             await asyncio.sleep(0.001)
         return {"type": "http.disconnect"}
 

@@ -47,7 +47,7 @@ models:
   gpt-4o-mini: {{provider: openai}}
 exporters:
   prometheus: {{enabled: true}}
-  log_store: {{url: "sqlite:///{tmp_path / 'log.db'}"}}
+  log_store: {{url: "sqlite:///{tmp_path / "log.db"}"}}
 """
     )
     return config
@@ -97,7 +97,8 @@ def test_llm_obs_serve(fake: FakeProviderServer, tmp_path: Path) -> None:
     config = write_config(tmp_path, fake.url)
     process = subprocess.Popen(
         [str(BIN / "llm-obs"), "serve", "--config", str(config), "--port", str(port), "--log-level", "warning"],
-        env=env(), stderr=subprocess.PIPE,
+        env=env(),
+        stderr=subprocess.PIPE,
     )
     exercise_and_stop(port, process, tmp_path)
     assert fake.app.requests[-1].headers["authorization"] == "Bearer sk-from-env"
@@ -107,9 +108,18 @@ def test_uvicorn_module_app_reads_llm_obs_config(fake: FakeProviderServer, tmp_p
     port = free_port()
     config = write_config(tmp_path, fake.url)
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "llm_obs_middleware.gateway:app", "--port", str(port), "--log-level",
-         "warning"],
-        env={**env(), "LLM_OBS_CONFIG": str(config)}, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "llm_obs_middleware.gateway:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env={**env(), "LLM_OBS_CONFIG": str(config)},
+        stderr=subprocess.PIPE,
     )
     exercise_and_stop(port, process, tmp_path)
 
@@ -119,7 +129,9 @@ def test_uvicorn_module_app_with_a_bad_config_fails_at_startup_naming_the_field(
     config.write_text("providers:\n  openai: {kind: openia, base_url: http://x}\n")
     result = subprocess.run(
         [sys.executable, "-m", "uvicorn", "llm_obs_middleware.gateway:app", "--port", str(free_port())],
-        env={**os.environ, "LLM_OBS_CONFIG": str(config)}, capture_output=True, timeout=30,
+        env={**os.environ, "LLM_OBS_CONFIG": str(config)},
+        capture_output=True,
+        timeout=30,
     )
     assert result.returncode != 0
     assert "providers.openai.kind" in result.stderr.decode()

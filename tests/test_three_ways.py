@@ -130,7 +130,9 @@ async def test_app_own_openai_endpoint_is_observed_without_routing(fake: FakePro
     assert len(fake.app.requests) == before, "the app's own endpoint is not routed"
     [record] = _sqlite_records(tmp_path)
     assert (record["api"], record["response_model"], record["usage"]["input_tokens"]) == (
-        "openai.chat_completions", "house-model", 3
+        "openai.chat_completions",
+        "house-model",
+        3,
     )
     assert record["route"] is None
 
@@ -169,7 +171,9 @@ async def test_standalone_gateway(fake: FakeProviderServer, mode: str, tmp_path:
         else:
             await _wait_for_logs(http, base_url, 2)
         metrics = (await http.get(base_url + "/metrics")).text
-        assert 'llm_obs_tokens_total{model="gpt-4o-mini",operation="chat",provider="openai",type="input"} 60.0' in metrics
+        assert (
+            'llm_obs_tokens_total{model="gpt-4o-mini",operation="chat",provider="openai",type="input"} 60.0' in metrics
+        )
         assert_two_records((await http.get(base_url + "/logs")).json()["data"])
     if mode == "in_process":
         await gateway.shutdown()

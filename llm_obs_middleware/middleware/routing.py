@@ -10,6 +10,7 @@ import httpx
 import msgspec
 
 from .._asgi import BodyTooLarge, ClientGone, error_json, read_body, route_path, send_json
+from .._sse import SSEEventSplitter
 from ..config import Config, ProviderConfig
 from ..errors import SchemaError, UpstreamError, UpstreamTimeout
 from ..providers.base import Endpoint, ProviderAdapter
@@ -325,33 +326,24 @@ class RouterMiddleware:
 class _UsageChunkFilter:
     """Drops the usage-only chunk we asked for (the client did not), after letting accounting see it."""
 
-    __slots__ = ("_exchange", "_tail")
+    __slots__ = ("_exchange", "_splitter")
 
     def __init__(self, exchange: Exchange) -> None:
         self._exchange = exchange
-        self._tail = b""
+        # Forward whole events only, so the usage event can be cut out whatever the chunking.
+        self._splitter = SSEEventSplitter()
 
     def feed(self, chunk: bytes) -> bytes:
-        buf = self._tail + chunk if self._tail else chunk
-        # Forward whole events only, so the usage event can be cut out whatever the chunking.
-        end = buf.rfind(b"\n\n")
-        if end < 0:
-            self._tail = buf
-            return b""
-        self._tail = buf[end + 2 :]
-        complete = buf[: end + 2]
-        if b'"choices":[]' not in complete:
-            return complete
+        events = self._splitter.feed(chunk)
         kept = []
-        for event in complete.split(b"\n\n")[:-1]:
+        for event in events:
             if b'"choices":[]' in event and b'"usage"' in event:
                 observer = self._exchange.observer
                 if observer is not None:
-                    observer.feed(event + b"\n\n", time.perf_counter_ns())
+                    observer.feed(event, time.perf_counter_ns())
             else:
-                kept.append(event + b"\n\n")
-        return b"".join(kept)
+                kept.append(event)
+        return kept[0] if len(kept) == 1 else b"".join(kept)
 
     def close(self) -> bytes:
-        tail, self._tail = self._tail, b""
-        return tail
+        return self._splitter.close()

@@ -197,12 +197,13 @@ class ChatStreamObserver:
             if chunk.error is not None:
                 self._error = (str(chunk.error.code or chunk.error.type or "stream_error"), chunk.error.message)
                 continue
-            if self._id is None:
-                self._id = chunk.id
+            if not self._id and chunk.id:
+                self._id = chunk.id  # Azure's prompt-filter preamble chunk has id "": skip it
             if chunk.model:
                 self._model = chunk.model
-            if chunk.usage is not None:
-                self._usage = chunk.usage  # cumulative snapshot: the last one wins
+            usage = chunk.usage if chunk.usage is not None else chunk.x_groq.usage if chunk.x_groq else None
+            if usage is not None:
+                self._usage = usage  # cumulative snapshot: the last one wins
             for choice in chunk.choices:
                 if choice.finish_reason is not None:
                     self._reasons[choice.index] = choice.finish_reason

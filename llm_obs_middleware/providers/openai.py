@@ -40,6 +40,7 @@ _decode_responses = msgspec.json.Decoder(ResponsesRequest).decode
 _decode_embeddings = msgspec.json.Decoder(EmbeddingsRequest).decode
 _decode_captured = msgspec.json.Decoder(list[CapturedMessage]).decode
 _decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_decode_options = msgspec.json.Decoder(dict[str, msgspec.Raw] | None).decode
 _encode = msgspec.json.Encoder().encode
 _INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
 
@@ -164,7 +165,13 @@ class OpenAIAdapter:
         fields = _decode_top_level(body)
         fields["model"] = msgspec.Raw(_encode(model))
         if add_usage:
-            fields["stream_options"] = _INCLUDE_USAGE
+            # Keep the client's other stream options (e.g. include_obfuscation); only force include_usage.
+            options = _decode_options(fields["stream_options"]) if "stream_options" in fields else None
+            if options:
+                options["include_usage"] = msgspec.Raw(b"true")
+                fields["stream_options"] = msgspec.Raw(_encode(options))
+            else:
+                fields["stream_options"] = _INCLUDE_USAGE
         return PreparedBody(_encode(fields), add_usage)
 
     def auth_headers(self, api_key: str) -> list[tuple[bytes, bytes]]:

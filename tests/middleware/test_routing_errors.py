@@ -86,8 +86,12 @@ async def test_valid_traceparent_is_continued_and_propagated(make_kit: MakeKit) 
 
 @pytest.mark.parametrize(
     "header",
-    [b"garbage", b"00-00000000000000000000000000000000-b7ad6b7169203331-01", b"ff-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01",
-     b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra"],
+    [
+        b"garbage",
+        b"00-00000000000000000000000000000000-b7ad6b7169203331-01",
+        b"ff-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01",
+        b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+    ],
 )
 async def test_malformed_traceparent_is_ignored(make_kit: MakeKit, header: bytes) -> None:
     kit = await make_kit()
@@ -109,9 +113,7 @@ async def test_session_user_and_metadata_headers_are_recorded(make_kit: MakeKit)
 @pytest.mark.parametrize("status", [500, 429, 503])
 async def test_upstream_errors_are_passed_back_faithfully(make_kit: MakeKit, status: int) -> None:
     kit = await make_kit()
-    result = await drive(
-        kit.gateway, "/v1/chat/completions", CHAT, headers=[(b"x-fake-status", str(status).encode())]
-    )
+    result = await drive(kit.gateway, "/v1/chat/completions", CHAT, headers=[(b"x-fake-status", str(status).encode())])
     assert result.status == status
     assert "error" in json.loads(result.body)
     if status == 429:
