@@ -131,6 +131,9 @@ class OTLPConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """Seconds per export call."""
     enabled: bool = True
     """Set false to keep the block but stop exporting."""
+    server_spans: bool = True
+    """Gateway only: wrap it in OpenTelemetry's ASGI middleware so each HTTP request has a SERVER span
+    with the LLM span beneath it. Costs some request-path CPU; turn off for the leanest path."""
 
 
 class LogStoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

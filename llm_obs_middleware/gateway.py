@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from .pricing.base import PriceSource
-    from .types import Receive, Scope, Send
+    from .types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["Gateway", "app", "create_gateway"]
 
@@ -71,6 +71,16 @@ class Gateway:
 
             routes.extend(log_routes(self.exporters.log_store))
         self.stack = LLMObservability(Starlette(routes=routes), config=config, client=client, exporters=self.exporters)
+        self._app: ASGIApp = self.stack
+        otlp = config.exporters.otlp
+        if self.exporters.tracer_provider is not None and (otlp is None or otlp.server_spans):
+            from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+            # One SERVER span per HTTP request, the LLM span beneath it (built later from the record);
+            # per-message receive/send spans are left out: they cost CPU and tell nothing here.
+            self._app = OpenTelemetryMiddleware(
+                self.stack, tracer_provider=self.exporters.tracer_provider, exclude_spans=["receive", "send"]
+            )
 
     @property
     def pipeline(self) -> Any:
@@ -80,7 +90,7 @@ class Gateway:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        await self.stack(scope, receive, send)
+        await self._app(scope, receive, send)
 
     async def startup(self) -> None:
         """Start exporting and load the price data now, so the first request does not pay for it."""

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from opentelemetry.trace import SpanKind
 
 from llm_obs_middleware.testing import FakeProviderConfig
 
@@ -58,7 +59,7 @@ async def test_chat_plain_usage_agrees_across_logs_metrics_and_spans(make_kit: M
     assert kit.metric("llm_obs_cost_usd_total", provider="openai", model="gpt-4o-mini") == pytest.approx(
         record["cost"]["total_usd"]
     )
-    [span] = kit.spans.get_finished_spans()
+    [span] = [span for span in kit.spans.get_finished_spans() if span.kind == SpanKind.CLIENT]
     assert span.name == "chat gpt-4o-mini"
     assert span.attributes is not None
     assert span.attributes["gen_ai.usage.input_tokens"] == 21

@@ -22,7 +22,7 @@ __all__ = ["Exporters", "build_exporters"]
 class Exporters:
     """The pipeline plus the sinks the gateway serves from (``/metrics``, ``/logs``)."""
 
-    __slots__ = ("log_store", "pipeline", "price_source", "prometheus")
+    __slots__ = ("log_store", "pipeline", "price_source", "prometheus", "tracer_provider")
 
     def __init__(
         self,
@@ -30,8 +30,11 @@ class Exporters:
         prometheus: PrometheusSink | None,
         log_store: SQLiteLogStore | None,
         price_source: PriceSource | None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.tracer_provider = tracer_provider
+        """The provider LLM spans go through (``None`` without OTLP)."""
         self.prometheus = prometheus
         self.log_store = log_store
         self.price_source = price_source
@@ -59,14 +62,14 @@ def build_exporters(
         from .otlp import OTLPSink
 
         otlp_config = exporters.otlp or OTLPConfig(endpoint="http://127.0.0.1:4318")
-        sinks.append(
-            OTLPSink(
-                otlp_config,
-                service_name=config.service_name,
-                tracer_provider=tracer_provider,
-                span_exporter=span_exporter,
-            )
+        otlp_sink = OTLPSink(
+            otlp_config,
+            service_name=config.service_name,
+            tracer_provider=tracer_provider,
+            span_exporter=span_exporter,
         )
+        tracer_provider = otlp_sink.tracer_provider
+        sinks.append(otlp_sink)
     log_store = None
     if exporters.log_store.enabled:
         from .logstore import open_log_store
@@ -86,4 +89,4 @@ def build_exporters(
     )
     if prometheus is not None:
         prometheus.bind_pipeline(pipeline)
-    return Exporters(pipeline, prometheus, log_store, price_source)
+    return Exporters(pipeline, prometheus, log_store, price_source, tracer_provider)

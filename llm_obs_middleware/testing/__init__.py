@@ -1,4 +1,4 @@
-"""Test helpers: the OpenAI-compatible fake provider and a background uvicorn server."""
+"""Test helpers: the OpenAI-compatible fake provider, an OTLP trace receiver and a background uvicorn server."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from .fake_provider import (
     create_fake_provider,
     run_fake_provider,
 )
+from .otlp_receiver import OTLPReceiver, ReceivedSpan, ReceivedValue
 from .server import BackgroundServer
 
 __all__ = [
@@ -19,6 +20,9 @@ __all__ = [
     "FakeProviderConfig",
     "FakeProviderServer",
     "FakeStreamAborted",
+    "OTLPReceiver",
+    "ReceivedSpan",
+    "ReceivedValue",
     "RecordedRequest",
     "create_fake_provider",
     "run_fake_provider",

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.trace import SpanKind
 
 from llm_obs_middleware import Config, create_gateway
 from llm_obs_middleware.gateway import Gateway
@@ -75,13 +76,16 @@ async def test_valid_traceparent_is_continued_and_propagated(make_kit: MakeKit) 
     )
     assert result.status == 200
     [record] = await records(kit.gateway)
-    assert record["trace_id"] == trace_id and record["parent_span_id"] == parent
+    # The gateway's SERVER span continues the caller's trace; the LLM span is its child.
+    [server] = [span for span in kit.spans.get_finished_spans() if span.kind == SpanKind.SERVER]
+    assert server.parent is not None and format(server.parent.span_id, "016x") == parent
+    assert record["trace_id"] == trace_id and record["parent_span_id"] == format(server.context.span_id, "016x")
     upstream = kit.fake.requests[-1].headers["traceparent"]
     assert upstream == f"00-{trace_id}-{record['span_id']}-01"
     assert result.headers[b"traceparent"].decode() == upstream
     assert result.headers[b"x-request-id"].decode() == record["request_id"]
-    [span] = kit.spans.get_finished_spans()
-    assert span.parent is not None and format(span.parent.span_id, "016x") == parent
+    [span] = [span for span in kit.spans.get_finished_spans() if span.kind == SpanKind.CLIENT]
+    assert span.parent is not None and span.parent.span_id == server.context.span_id
 
 
 @pytest.mark.parametrize(
@@ -98,7 +102,9 @@ async def test_malformed_traceparent_is_ignored(make_kit: MakeKit, header: bytes
     result = await drive(kit.gateway, "/v1/chat/completions", CHAT, headers=[(b"traceparent", header)])
     assert result.status == 200
     [record] = await records(kit.gateway)
-    assert record["parent_span_id"] is None
+    [server] = [span for span in kit.spans.get_finished_spans() if span.kind == SpanKind.SERVER]
+    assert server.parent is None, "a malformed traceparent starts a new trace"
+    assert record["parent_span_id"] == format(server.context.span_id, "016x")
     assert record["trace_id"] not in header.decode()
 
 
@@ -215,3 +221,14 @@ async def test_client_credentials_never_reach_the_upstream(make_kit: MakeKit) ->
     sent = kit.fake.requests[-1].headers
     assert "client-secret" not in json.dumps(sent) and "other-secret" not in json.dumps(sent)
     assert "cookie" not in sent
+
+
+async def test_server_spans_can_be_turned_off(make_kit: MakeKit) -> None:
+    kit = await make_kit(exporters={"otlp": {"endpoint": "http://127.0.0.1:9", "server_spans": False}})
+    trace_id, parent = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    headers = [(b"traceparent", f"00-{trace_id}-{parent}-01".encode())]
+    assert (await drive(kit.gateway, "/v1/chat/completions", CHAT, headers=headers)).status == 200
+    await kit.gateway.pipeline.flush()
+    [span] = kit.spans.get_finished_spans()
+    assert span.kind == SpanKind.CLIENT
+    assert span.parent is not None and format(span.parent.span_id, "016x") == parent
