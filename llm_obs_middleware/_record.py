@@ -38,6 +38,8 @@ def build_record(exchange: Exchange, price_source: PriceSource | None, *, captur
     if price_source is not None and usage is not None and response_model:
         cost = price_source.price(ex.provider_kind or ex.provider, response_model, usage)
     error_type = ex.error_type or response.error_type
+    if error_type is None and ex.status >= 400:
+        error_type = f"http_{ex.status}"
     return LLMRecord(
         request_id=ex.request_id,
         trace_id=ex.trace_id,
@@ -59,7 +61,7 @@ def build_record(exchange: Exchange, price_source: PriceSource | None, *, captur
         metadata=ex.metadata,
         params=request.params if request else None,
         response_id=response.id,
-        finish_reason=response.finish_reason if ex.outcome == "completed" or response.finish_reason else None,
+        finish_reason=response.finish_reason,
         finish_reasons=response.finish_reasons,
         tool_calls=len(response.tool_calls),
         usage=usage,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import time
 
-from .._asgi import BodyTooLarge, ClientGone, error_json, read_body, replay_receive, route_path, send_json
+from .._asgi import replay_receive, route_path
 from ..config import Config
-from ..errors import SchemaError
 from ..providers.registry import match_endpoint
 from ..state import get_exchange
 from ..types import ASGIApp, Message, Receive, Scope, Send
+from ._request import load_request
 
 __all__ = ["AccountingMiddleware"]
 
@@ -57,25 +57,19 @@ class AccountingMiddleware:
         exchange.operation = endpoint.operation
         if not exchange.provider:
             exchange.provider = adapter.provider_name
-        try:
-            body = await read_body(receive, self.max_request_bytes)
-        except BodyTooLarge:
-            exchange.fail("rejected", "request_too_large")
-            message = f"request body exceeds the limit of {self.max_request_bytes} bytes"
-            await send_json(send, 413, error_json(message, "invalid_request_error", code="request_too_large"))
+        loaded = await load_request(
+            exchange,
+            adapter,
+            endpoint,
+            receive,
+            send,
+            max_bytes=self.max_request_bytes,
+            capture_content=self.capture_content,
+        )
+        if not loaded:
             return
-        except ClientGone:
-            exchange.fail("client_disconnected", "client_disconnected")
-            return
-        exchange.body = body
-        try:
-            request = adapter.decode_request(endpoint, body, capture_content=self.capture_content)
-        except SchemaError as exc:
-            exchange.request_error = str(exc)
-        else:
-            exchange.request = request
-            exchange.requested_model = request.model
-            exchange.streamed = request.stream
+        body = exchange.body
+        assert body is not None
 
         async def observed_send(message: Message) -> None:
             try:

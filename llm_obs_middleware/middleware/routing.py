@@ -9,16 +9,17 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
-from .._asgi import BodyTooLarge, ClientGone, error_json, read_body, route_path, send_json
+from .._asgi import error_json, route_path, send_json
 from .._sse import SSEEventSplitter
 from ..config import Config, ProviderConfig
-from ..errors import SchemaError, UpstreamError, UpstreamTimeout
+from ..errors import UpstreamError, UpstreamTimeout
 from ..providers.base import Endpoint, ProviderAdapter
 from ..providers.registry import PROVIDER_NAMES, adapter_for_kind, match_endpoint
 from ..schema import Attempt
 from ..state import Exchange, get_exchange
 from ..types import ASGIApp, Receive, Scope, Send
 from ..upstream import HOP_BY_HOP, build_client, iter_body, send_upstream
+from ._request import load_request
 
 __all__ = ["RouterMiddleware"]
 
@@ -150,23 +151,20 @@ class RouterMiddleware:
     async def _route(
         self, ex: Exchange, adapter: ProviderAdapter, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send
     ) -> None:
+        if ex.body is None:  # used without AccountingMiddleware
+            loaded = await load_request(
+                ex,
+                adapter,
+                endpoint,
+                receive,
+                send,
+                max_bytes=self.max_request_bytes,
+                capture_content=self.capture_content,
+            )
+            if not loaded:
+                return
         body = ex.body
-        if body is None:
-            try:
-                body = ex.body = await read_body(receive, self.max_request_bytes)
-            except BodyTooLarge:
-                ex.fail("rejected", "request_too_large")
-                message = f"request body exceeds the limit of {self.max_request_bytes} bytes"
-                await send_json(send, 413, error_json(message, "invalid_request_error", code="request_too_large"))
-                return
-            except ClientGone:
-                ex.fail("client_disconnected", "client_disconnected")
-                return
-            try:
-                ex.request = adapter.decode_request(endpoint, body, capture_content=self.capture_content)
-                ex.requested_model = ex.request.model
-            except SchemaError as exc:
-                ex.request_error = str(exc)
+        assert body is not None
         request = ex.request
         if request is None:
             ex.fail("rejected", "invalid_request")
