@@ -100,6 +100,19 @@ class _Buffered:
             return None
         return self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
 
+    def finish(self) -> NormalizedResponse:
+        body = self._body()
+        if not body:
+            return NormalizedResponse(completed=False)
+        try:
+            return self._result(body)
+        except msgspec.DecodeError:
+            return NormalizedResponse(completed=False, error_type="invalid_response")
+
+    def _result(self, body: bytes) -> NormalizedResponse:
+        """Decode the whole body (raising ``msgspec.DecodeError`` when it is not what we expect)."""
+        raise NotImplementedError
+
 
 class ChatJSONObserver(_Buffered):
     __slots__ = ("_capture",)
@@ -108,14 +121,8 @@ class ChatJSONObserver(_Buffered):
         super().__init__()
         self._capture = capture
 
-    def finish(self) -> NormalizedResponse:
-        body = self._body()
-        if not body:
-            return NormalizedResponse(completed=False)
-        try:
-            chunk = _decode_chunk(body)
-        except msgspec.DecodeError:
-            return NormalizedResponse(completed=False, error_type="invalid_response")
+    def _result(self, body: bytes) -> NormalizedResponse:
+        chunk = _decode_chunk(body)
         tool_calls: list[ToolCall] = []
         raw_reasons: list[str] = []
         texts: list[str] = []
@@ -290,14 +297,8 @@ class ResponsesJSONObserver(_Buffered):
         super().__init__()
         self._capture = capture
 
-    def finish(self) -> NormalizedResponse:
-        body = self._body()
-        if not body:
-            return NormalizedResponse(completed=False)
-        try:
-            obj = _decode_responses(body)
-        except msgspec.DecodeError:
-            return NormalizedResponse(completed=False, error_type="invalid_response")
+    def _result(self, body: bytes) -> NormalizedResponse:
+        obj = _decode_responses(body)
         return _responses_result(obj, self._capture, 0, True)
 
 
@@ -367,14 +368,8 @@ class ResponsesStreamObserver:
 class EmbeddingsObserver(_Buffered):
     __slots__ = ()
 
-    def finish(self) -> NormalizedResponse:
-        body = self._body()
-        if not body:
-            return NormalizedResponse(completed=False)
-        try:
-            response = _decode_embeddings(body)
-        except msgspec.DecodeError:
-            return NormalizedResponse(completed=False, error_type="invalid_response")
+    def _result(self, body: bytes) -> NormalizedResponse:
+        response = _decode_embeddings(body)
         usage = response.usage
         return NormalizedResponse(
             model=response.model,
