@@ -7,7 +7,7 @@ import time
 
 from .._asgi import replay_receive, route_path
 from ..config import Config
-from ..providers.registry import match_endpoint
+from ..providers.registry import match_request
 from ..state import get_exchange
 from ..types import ASGIApp, Message, Receive, Scope, Send
 from ._request import load_request
@@ -37,6 +37,7 @@ class AccountingMiddleware:
         self.prefix = config.route_prefix
         self.max_request_bytes = config.max_request_bytes
         self.capture_content = config.capture_content
+        self.provider_kinds = {name: provider.kind for name, provider in config.providers.items()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -46,11 +47,11 @@ class AccountingMiddleware:
         prefix = self.prefix
         if prefix and path.startswith(prefix):
             path = path[len(prefix) :]
-        matched = match_endpoint(scope["method"], path)
+        matched = match_request(scope["method"], path, self.provider_kinds)
         if matched is None:
             await self.app(scope, receive, send)
             return
-        adapter, endpoint = matched
+        adapter, endpoint = matched.adapter, matched.endpoint
         exchange = get_exchange(scope)
         exchange.is_llm = True
         exchange.api = endpoint.api
@@ -78,7 +79,7 @@ class AccountingMiddleware:
                     streamed = False
                     for name, value in message.get("headers", ()):
                         if name == b"content-type":
-                            streamed = value.startswith(b"text/event-stream")
+                            streamed = adapter.is_stream(value)
                             break
                     exchange.streamed = streamed
                     exchange.observer = adapter.observer(endpoint, exchange, streamed=streamed, status=status)

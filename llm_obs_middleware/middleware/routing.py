@@ -9,12 +9,12 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
-from .._asgi import error_json, route_path, send_json
+from .._asgi import BodyTooLarge, ClientGone, error_json, read_body, route_path, send_json
 from .._sse import SSEEventSplitter
 from ..config import Config, ProviderConfig
 from ..errors import UpstreamError, UpstreamTimeout
-from ..providers.base import Endpoint, ProviderAdapter
-from ..providers.registry import PROVIDER_NAMES, adapter_for_kind, match_endpoint
+from ..providers.base import ProviderAdapter
+from ..providers.registry import PROVIDER_NAMES, RequestMatch, adapter_for_kind, match_request, native_provider
 from ..schema import Attempt
 from ..state import Exchange, get_exchange
 from ..types import ASGIApp, Receive, Scope, Send
@@ -45,6 +45,7 @@ class _Provider:
     __slots__ = (
         "adapter",
         "base_url",
+        "config",
         "gen_ai_name",
         "headers",
         "host",
@@ -58,6 +59,7 @@ class _Provider:
 
     def __init__(self, name: str, config: ProviderConfig) -> None:
         self.name = name
+        self.config = config
         self.kind = config.kind
         self.adapter: ProviderAdapter = adapter_for_kind(config.kind)
         self.gen_ai_name = PROVIDER_NAMES[config.kind]
@@ -104,6 +106,7 @@ class RouterMiddleware:
         self.capture_content = config.capture_content
         self.client = client or build_client()
         self.providers = {name: _Provider(name, provider) for name, provider in config.providers.items()}
+        self.provider_kinds = {name: provider.kind for name, provider in config.providers.items()}
         self.routes = {
             alias: (self.providers[route.provider], route.model or alias) for alias, route in config.models.items()
         }
@@ -130,9 +133,12 @@ class RouterMiddleware:
                 await self.app(scope, receive, send)
                 return
             path = path[len(prefix) :] or "/"
-        matched = match_endpoint(scope["method"], path)
+        matched = match_request(scope["method"], path, self.provider_kinds)
         if matched is None:
-            if scope["method"] == "GET" and path in ("/v1/models", "/models"):
+            native = native_provider(path, self.provider_kinds)
+            if native is not None:  # a provider endpoint we do not observe (e.g. token counting): proxy it
+                await self._proxy(self.providers[native[0]], native[1], scope, receive, send)
+            elif scope["method"] == "GET" and path in ("/v1/models", "/models"):
                 await send_json(send, 200, self.models_body)
             elif prefix:
                 message = f"no LLM endpoint at {scope['method']} {route_path(scope)}"
@@ -140,17 +146,15 @@ class RouterMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        adapter, endpoint = matched
         exchange = get_exchange(scope)
         if not exchange.is_llm:  # used without AccountingMiddleware
             exchange.is_llm = True
-            exchange.api = endpoint.api
-            exchange.operation = endpoint.operation
-        await self._route(exchange, adapter, endpoint, scope, receive, send)
+            exchange.api = matched.endpoint.api
+            exchange.operation = matched.endpoint.operation
+        await self._route(exchange, matched, scope, receive, send)
 
-    async def _route(
-        self, ex: Exchange, adapter: ProviderAdapter, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send
-    ) -> None:
+    async def _route(self, ex: Exchange, matched: RequestMatch, scope: Scope, receive: Receive, send: Send) -> None:
+        adapter, endpoint = matched.adapter, matched.endpoint
         if ex.body is None:  # used without AccountingMiddleware
             loaded = await load_request(
                 ex,
@@ -171,25 +175,45 @@ class RouterMiddleware:
             message = ex.request_error or "request body is not valid JSON"
             await send_json(send, 400, error_json(message, "invalid_request_error", code="invalid_json"))
             return
-        model = request.model
+        model = adapter.path_model(endpoint, matched.path) or request.model
         if not model:
             ex.fail("rejected", "invalid_request")
             await send_json(send, 400, error_json("'model' is required", "invalid_request_error", param="model"))
             return
-        route = self.routes.get(model)
-        if route is None:
-            if self.default is None:
-                ex.fail("rejected", "model_not_found")
-                message = f"model {model!r} is not configured; configured models: {self.known_models}"
-                await send_json(
-                    send, 404, error_json(message, "invalid_request_error", code="model_not_found", param="model")
-                )
-                return
-            route = (self.default, model)
-            ex.rule = "default_provider"
+        ex.requested_model = model
+        if matched.provider is not None:
+            # Native route: the client named the provider; an alias of that provider still applies.
+            provider = self.providers[matched.provider]
+            alias = self.routes.get(model)
+            if alias is not None and alias[0] is provider:
+                upstream_model, ex.rule = alias[1], model
+            else:
+                upstream_model, ex.rule = model, "native"
+            path = adapter.upstream_path(endpoint, matched.path, upstream_model)
         else:
-            ex.rule = model
-        provider, upstream_model = route
+            route = self.routes.get(model)
+            if route is None:
+                if self.default is None:
+                    ex.fail("rejected", "model_not_found")
+                    message = f"model {model!r} is not configured; configured models: {self.known_models}"
+                    await send_json(
+                        send, 404, error_json(message, "invalid_request_error", code="model_not_found", param="model")
+                    )
+                    return
+                route = (self.default, model)
+                ex.rule = "default_provider"
+            else:
+                ex.rule = model
+            provider, upstream_model = route
+            if not provider.adapter.openai_compatible:
+                ex.fail("rejected", "unsupported_translation")
+                message = (
+                    f"model {model!r} is served by provider {provider.name!r} ({provider.kind}), which does not "
+                    f"speak the OpenAI API; call it natively under /{provider.name}/"
+                )
+                await send_json(send, 501, error_json(message, "invalid_request_error", code="unsupported_translation"))
+                return
+            path = endpoint.upstream_path
         ex.provider = provider.gen_ai_name
         ex.provider_kind = provider.kind
         ex.route = provider.name
@@ -203,12 +227,13 @@ class RouterMiddleware:
         headers.append((b"traceparent", f"00-{ex.trace_id}-{ex.span_id}-{ex.trace_flags}".encode()))
         if ex.tracestate:
             headers.append((b"tracestate", ex.tracestate.encode()))
-        url = provider.base_url + endpoint.upstream_path
+        url = provider.base_url + path
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
         upstream_request = self.client.build_request(
-            "POST", url, headers=headers, content=prepared.body, timeout=provider.timeout
+            scope["method"], url, headers=headers, content=prepared.body, timeout=provider.timeout
         )
+        provider.adapter.sign(upstream_request, provider.config)
         started = time.perf_counter()
         try:
             response = await send_upstream(self.client, upstream_request, provider=provider.name)
@@ -319,6 +344,37 @@ class RouterMiddleware:
         finally:
             state["done"] = True
             watcher.cancel()
+
+    async def _proxy(self, provider: _Provider, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """Forward a provider endpoint we do not observe, credentials replaced, nothing recorded."""
+        exchange = get_exchange(scope)
+        try:
+            body = await read_body(receive, self.max_request_bytes)
+        except BodyTooLarge:
+            message = f"request body exceeds the limit of {self.max_request_bytes} bytes"
+            await send_json(send, 413, error_json(message, "invalid_request_error", code="request_too_large"))
+            return
+        except ClientGone:
+            return
+        headers = [(k, v) for k, v in scope["headers"] if k not in _NOT_FORWARDED]
+        headers.extend(provider.headers)
+        url = provider.base_url + path
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        upstream_request = self.client.build_request(
+            scope["method"], url, headers=headers, content=body, timeout=provider.timeout
+        )
+        provider.adapter.sign(upstream_request, provider.config)
+        try:
+            response = await send_upstream(self.client, upstream_request, provider=provider.name)
+        except UpstreamError as exc:
+            error_type = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
+            await send_json(send, 504 if error_type == "upstream_timeout" else 502, error_json(str(exc), error_type))
+            return
+        try:
+            await self._relay(exchange, provider, response, False, receive, send)
+        finally:
+            await response.aclose()
 
 
 class _UsageChunkFilter:

@@ -5,10 +5,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
+    import httpx
+
+    from ..config import ProviderConfig
     from ..schema import NormalizedRequest
     from ..state import Exchange, ResponseObserver
 
-__all__ = ["FINISH_REASONS", "Endpoint", "PreparedBody", "ProviderAdapter", "normalize_finish_reason"]
+__all__ = [
+    "FINISH_REASONS",
+    "AdapterDefaults",
+    "Endpoint",
+    "PreparedBody",
+    "ProviderAdapter",
+    "normalize_finish_reason",
+]
 
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "error", "other"})
 
@@ -20,8 +30,9 @@ class Endpoint(NamedTuple):
     """e.g. ``openai.chat_completions``, ``openai.responses``, ``openai.embeddings``."""
     operation: str
     """``gen_ai.operation.name``: ``chat``, ``embeddings``..."""
-    upstream_path: str
-    """Path appended to the provider's ``base_url``."""
+    upstream_path: str = ""
+    """Path appended to the provider's ``base_url`` when routed by model (OpenAI-compatible ``/v1/...``);
+    native routes (``/{provider}/...``) forward the request's own path instead."""
 
 
 class PreparedBody(NamedTuple):
@@ -36,6 +47,8 @@ class ProviderAdapter(Protocol):
 
     provider_name: str
     """Default ``gen_ai.provider.name`` for traffic recognised by this adapter."""
+    openai_compatible: bool
+    """Whether the adapter speaks the OpenAI API (so ``/v1/...`` requests can be routed to it by model)."""
 
     def match(self, method: str, path: str) -> Endpoint | None:
         """Recognise an LLM endpoint from the method and the path relative to the route prefix."""
@@ -51,6 +64,36 @@ class ProviderAdapter(Protocol):
 
     def auth_headers(self, api_key: str) -> list[tuple[bytes, bytes]]:
         """Headers carrying the provider key."""
+
+    def path_model(self, endpoint: Endpoint, path: str) -> str | None:
+        """The model named in the path (Gemini, Bedrock, Azure deployments), if any."""
+
+    def upstream_path(self, endpoint: Endpoint, path: str, model: str) -> str:
+        """The native path sent upstream, with the model in it replaced when it was aliased."""
+
+    def is_stream(self, content_type: bytes) -> bool:
+        """Whether a response with this content type is a stream this adapter parses incrementally."""
+
+    def sign(self, request: httpx.Request, provider: ProviderConfig) -> None:
+        """Sign the final upstream request in place (e.g. AWS SigV4); most adapters do nothing."""
+
+
+class AdapterDefaults:
+    """Defaults for the optional parts of :class:`ProviderAdapter`; adapters override what differs."""
+
+    openai_compatible = False
+
+    def path_model(self, endpoint: Endpoint, path: str) -> str | None:
+        return None
+
+    def upstream_path(self, endpoint: Endpoint, path: str, model: str) -> str:
+        return path
+
+    def is_stream(self, content_type: bytes) -> bool:
+        return content_type.startswith(b"text/event-stream")
+
+    def sign(self, request: httpx.Request, provider: ProviderConfig) -> None:
+        return None
 
 
 def normalize_finish_reason(raw: str | None, has_tool_calls: bool) -> str | None:

@@ -17,7 +17,7 @@ from ._openai_observers import (
     ResponsesStreamObserver,
 )
 from ._openai_wire import CapturedMessage, ChatRequest, EmbeddingsRequest, ResponsesRequest
-from .base import Endpoint, PreparedBody
+from .base import AdapterDefaults, Endpoint, PreparedBody
 
 if TYPE_CHECKING:
     from ..state import Exchange, ResponseObserver
@@ -72,15 +72,27 @@ def _captured_messages(raw: list[msgspec.Raw]) -> list[Message]:
     return messages
 
 
-class OpenAIAdapter:
-    """Recognises ``/v1/chat/completions``, ``/v1/responses`` and ``/v1/embeddings`` (``/v1`` optional)."""
+class OpenAIAdapter(AdapterDefaults):
+    """Recognises ``/v1/chat/completions``, ``/v1/responses`` and ``/v1/embeddings`` (``/v1`` optional).
 
-    provider_name = "openai"
+    Args:
+        provider_name: ``gen_ai.provider.name`` of the traffic (OpenAI-compatible servers share the format).
+    """
+
+    openai_compatible = True
+
+    def __init__(self, provider_name: str = "openai") -> None:
+        self.provider_name = provider_name
 
     def match(self, method: str, path: str) -> Endpoint | None:
         if method != "POST":
             return None
         return _ENDPOINTS.get(path)
+
+    def upstream_path(self, endpoint: Endpoint, path: str, model: str) -> str:
+        # base_url carries the version prefix (as an SDK's base_url does): /groq/v1/chat/completions
+        # goes to {base_url}/chat/completions.
+        return endpoint.upstream_path
 
     def decode_request(self, endpoint: Endpoint, body: bytes, *, capture_content: bool) -> NormalizedRequest:
         try:

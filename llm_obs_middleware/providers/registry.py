@@ -1,15 +1,21 @@
-"""Which adapter handles which provider kind, and which recognises an inbound path."""
+"""Which adapter speaks each provider kind, and which recognises an inbound request path.
+
+Two kinds of inbound path: OpenAI-compatible ones (``/v1/chat/completions``...), routed by model;
+and native ones, ``/{provider}/<the provider's own path>``, forwarded to that configured provider.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import NamedTuple
+
 from ..errors import UnknownProviderError
+from .azure_openai import AzureOpenAIAdapter
 from .base import Endpoint, ProviderAdapter
 from .openai import OpenAIAdapter
 
-__all__ = ["PROVIDER_NAMES", "adapter_for_kind", "match_endpoint"]
+__all__ = ["PROVIDER_NAMES", "RequestMatch", "adapter_for_kind", "match_request", "native_provider"]
 
-_OPENAI = OpenAIAdapter()
-_BY_KIND: dict[str, ProviderAdapter] = {"openai": _OPENAI, "openai_compatible": _OPENAI}
 # gen_ai.provider.name for each kind (OpenTelemetry GenAI well-known values where one exists).
 PROVIDER_NAMES = {
     "openai": "openai",
@@ -25,21 +31,68 @@ PROVIDER_NAMES = {
     "vllm": "vllm",
     "ollama": "ollama",
 }
-_INBOUND: tuple[ProviderAdapter, ...] = (_OPENAI,)
+_OPENAI = OpenAIAdapter()
+_BY_KIND: dict[str, ProviderAdapter] = {
+    "openai": _OPENAI,
+    "openai_compatible": _OPENAI,
+    "azure_openai": AzureOpenAIAdapter(),
+    **{kind: OpenAIAdapter(PROVIDER_NAMES[kind]) for kind in ("mistral", "groq", "deepseek", "vllm")},
+}
+
+
+class RequestMatch(NamedTuple):
+    """An inbound request recognised as an LLM exchange."""
+
+    adapter: ProviderAdapter
+    endpoint: Endpoint
+    provider: str | None
+    """The configured provider named by a native path (``None``: route by model)."""
+    path: str
+    """Path to append to the provider's ``base_url``."""
 
 
 def adapter_for_kind(kind: str) -> ProviderAdapter:
     """The adapter speaking a provider kind's wire format."""
+    _load_native_adapters()
     try:
         return _BY_KIND[kind]
     except KeyError:
         raise UnknownProviderError(f"provider kind {kind!r} is not supported yet") from None
 
 
-def match_endpoint(method: str, path: str) -> tuple[ProviderAdapter, Endpoint] | None:
-    """Recognise an inbound LLM endpoint (path relative to the route prefix)."""
-    for adapter in _INBOUND:
-        endpoint = adapter.match(method, path)
-        if endpoint is not None:
-            return adapter, endpoint
+def native_provider(path: str, provider_kinds: Mapping[str, str]) -> tuple[str, str] | None:
+    """``(provider, rest)`` when the path's first segment names a configured provider."""
+    head, _, rest = path[1:].partition("/")
+    if head in provider_kinds:
+        return head, "/" + rest
     return None
+
+
+def match_request(method: str, path: str, provider_kinds: Mapping[str, str]) -> RequestMatch | None:
+    """Recognise an LLM exchange: native ``/{provider}/...`` first, then the OpenAI-compatible API."""
+    native = native_provider(path, provider_kinds)
+    if native is not None:
+        provider, rest = native
+        adapter = adapter_for_kind(provider_kinds[provider])
+        endpoint = adapter.match(method, rest)
+        return RequestMatch(adapter, endpoint, provider, rest) if endpoint is not None else None
+    endpoint = _OPENAI.match(method, path)
+    if endpoint is None:
+        return None
+    return RequestMatch(_OPENAI, endpoint, None, endpoint.upstream_path)
+
+
+def _load_native_adapters() -> None:
+    """Import the native adapter modules on first use; each exposes ``ADAPTERS: {kind: adapter}``."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    import importlib
+
+    for module in _NATIVE_MODULES:
+        _BY_KIND.update(importlib.import_module(f"{__package__}.{module}").ADAPTERS)
+
+
+_NATIVE_MODULES: tuple[str, ...] = ()  # e.g. "anthropic": modules defining ADAPTERS
+_loaded = False

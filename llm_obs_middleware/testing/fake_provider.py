@@ -78,6 +78,7 @@ _ENDPOINTS = {
     "/models": ("GET", "models"),
 }
 _TEMPLATE_CACHE_SIZE = 256
+_AZURE_DEPLOYMENT = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings|responses)$")
 
 
 class FakeProviderConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -160,6 +161,12 @@ class FakeProvider:
         if overrides.latency_s > 0:
             await asyncio.sleep(overrides.latency_s)
         path = route_path(scope)
+        # Azure OpenAI: the same payloads at deployment URLs (the deployment names the model).
+        deployment = None
+        if (azure := _AZURE_DEPLOYMENT.match(path)) is not None:
+            deployment, path = azure.group(1), "/" + azure.group(2)
+        elif path.startswith("/openai/v1/"):
+            path = path.removeprefix("/openai/v1")
         method, endpoint = _ENDPOINTS.get(path, (None, None))
         if endpoint is None and path.startswith("/models/"):
             method, endpoint = "GET", "model"
@@ -181,12 +188,13 @@ class FakeProvider:
             request = DECODERS[endpoint](body)
         except msgspec.DecodeError as exc:
             raise HTTPError(400, f"We could not parse the JSON body of your request: {exc}") from None
-        if not request.model:
+        model_name = request.model or deployment
+        if not model_name:
             raise HTTPError(400, "you must provide a model parameter", param="model")
-        fail = _FAIL_MODEL.match(request.model)
+        fail = _FAIL_MODEL.match(model_name)
         if fail is not None and 400 <= int(fail.group(1)) <= 599:
-            raise HTTPError(int(fail.group(1)), f"Fake failure requested by model {request.model!r}")
-        model = msgspec.json.encode(request.model)
+            raise HTTPError(int(fail.group(1)), f"Fake failure requested by model {model_name!r}")
+        model = msgspec.json.encode(model_name)
         if isinstance(request, EmbeddingsRequest):
             await _send_json(send, 200, self._embeddings(request, rid, model), rid)
         elif isinstance(request, ChatRequest):
