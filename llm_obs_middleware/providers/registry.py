@@ -83,16 +83,26 @@ def match_request(method: str, path: str, provider_kinds: Mapping[str, str]) -> 
 
 
 def _load_native_adapters() -> None:
-    """Import the native adapter modules on first use; each exposes ``ADAPTERS: {kind: adapter}``."""
+    """Import the native adapter modules on first use (not at import): each public module of this
+    package other than the OpenAI family exposes ``ADAPTERS: {kind: adapter}``."""
     global _loaded
     if _loaded:
         return
     _loaded = True
     import importlib
+    import pkgutil
 
-    for module in _NATIVE_MODULES:
-        _BY_KIND.update(importlib.import_module(f"{__package__}.{module}").ADAPTERS)
+    for module in pkgutil.iter_modules(_package_path()):
+        if module.name.startswith("_") or module.name in _CORE_MODULES:
+            continue
+        _BY_KIND.update(importlib.import_module(f"{__package__}.{module.name}").ADAPTERS)
 
 
-_NATIVE_MODULES: tuple[str, ...] = ()  # e.g. "anthropic": modules defining ADAPTERS
+def _package_path() -> list[str]:
+    from pathlib import Path
+
+    return [str(Path(__file__).parent)]
+
+
+_CORE_MODULES = frozenset({"base", "registry", "openai", "azure_openai"})
 _loaded = False

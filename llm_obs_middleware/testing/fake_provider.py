@@ -29,7 +29,7 @@ import itertools
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, NamedTuple, Self, TypeVar, cast
 
@@ -161,6 +161,9 @@ class FakeProvider:
         if overrides.latency_s > 0:
             await asyncio.sleep(overrides.latency_s)
         path = route_path(scope)
+        for handle in _native_handlers():
+            if await handle(self, scope, headers, body, overrides, rid, send):
+                return
         # Azure OpenAI: the same payloads at deployment URLs (the deployment names the model).
         deployment = None
         if (azure := _AZURE_DEPLOYMENT.match(path)) is not None:
@@ -320,6 +323,28 @@ class FakeProvider:
 
     def _created_at(self) -> bytes:
         return b"%d" % time.time()
+
+
+NativeHandler = Callable[["FakeProvider", Scope, dict[str, str], bytes, Overrides, bytes, Send], Awaitable[bool]]
+_handlers: list[NativeHandler] | None = None
+
+
+def _native_handlers() -> list[NativeHandler]:
+    """Other wire formats (Anthropic, Gemini, ...): each ``testing/_fake_<format>.py`` module has an
+    ``async handle(fake, scope, headers, body, overrides, request_id, send) -> bool`` that answers the
+    paths of its format and returns False for the rest. Loaded on first request."""
+    global _handlers
+    if _handlers is None:
+        import importlib
+        import pkgutil
+        from pathlib import Path
+
+        _handlers = [
+            importlib.import_module(f"{__package__}.{module.name}").handle
+            for module in pkgutil.iter_modules([str(Path(__file__).parent)])
+            if module.name.startswith("_fake_")
+        ]
+    return _handlers
 
 
 def create_fake_provider(config: FakeProviderConfig | None = None) -> FakeProvider:
