@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._estimate import default_estimator
 from .schema import LLMRecord, NormalizedResponse, Timing
 
 if TYPE_CHECKING:
+    from ._estimate import TokenEstimator
     from .pricing.base import PriceSource
     from .state import Exchange
 
@@ -16,8 +18,19 @@ _NS = 1e-9
 _EMPTY_RESPONSE = NormalizedResponse(completed=False)
 
 
-def build_record(exchange: Exchange, price_source: PriceSource | None, *, capture_content: bool = False) -> LLMRecord:
-    """Build the record; cost is priced here so the request path never pays for it."""
+def build_record(
+    exchange: Exchange,
+    price_source: PriceSource | None,
+    *,
+    capture_content: bool = False,
+    estimator: TokenEstimator | None = None,
+) -> LLMRecord:
+    """Build the record; tokens are estimated and cost is priced here, so the request path never pays for it.
+
+    A successful LLM exchange whose provider reported no usage gets estimated usage (``estimator``,
+    default :func:`~._estimate.default_estimator`) and ``estimated=True``. The price is the one in
+    force when the request started.
+    """
     ex = exchange
     response = ex.response or _EMPTY_RESPONSE
     request = ex.request
@@ -33,10 +46,15 @@ def build_record(exchange: Exchange, price_source: PriceSource | None, *, captur
         chunks=ex.chunks,
     )
     response_model = response.model or ex.served_model
-    cost = None
+    model = response_model or ex.requested_model
     usage = response.usage
-    if price_source is not None and usage is not None and response_model:
-        cost = price_source.price(ex.provider_kind or ex.provider, response_model, usage)
+    estimated = False
+    if usage is None and ex.is_llm and 200 <= ex.status < 300 and ex.body:
+        usage = (estimator or default_estimator()).estimate(model, ex.operation, ex.body, response)
+        estimated = usage is not None
+    cost = None
+    if price_source is not None and usage is not None and model:
+        cost = price_source.price(ex.provider_kind or ex.provider, model, usage, timestamp=ex.start_unix_nano * _NS)
     error_type = ex.error_type or response.error_type
     if error_type is None and ex.status >= 400:
         error_type = f"http_{ex.status}"
@@ -72,7 +90,9 @@ def build_record(exchange: Exchange, price_source: PriceSource | None, *, captur
         error_message=ex.error_message or response.error_message,
         attempts=ex.attempts,
         retries=max(0, len(ex.attempts) - 1),
+        fallback_index=ex.attempts[-1].fallback_index if ex.attempts else 0,
         streamed=ex.streamed,
+        estimated=estimated,
         timing=timing,
         input_messages=request.messages if capture_content and request else None,
         output_text=response.output_text if capture_content else None,

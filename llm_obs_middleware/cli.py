@@ -1,4 +1,4 @@
-"""The ``llm-obs`` command: ``serve`` the gateway, run the ``fake-provider``, or run the ``demo``.
+"""The ``llm-obs`` command: ``serve`` the gateway, run the ``fake-provider``, run the ``demo``, or ``price`` usage.
 
 ``main()`` returns the exit status instead of exiting, so it can be called from tests and from
 ``python -m llm_obs_middleware``: 0 on success, 2 for bad arguments or a bad configuration.
@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Callable[[argparse.Namespace], int] | None = getattr(args, "command", None)
     if command is None:
         parser.print_usage(sys.stderr)
-        sys.stderr.write("llm-obs: error: choose a command: serve, fake-provider or demo\n")
+        sys.stderr.write("llm-obs: error: choose a command: serve, fake-provider, demo or price\n")
         return 2
     return command(args)
 
@@ -39,11 +39,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from ._admin import check_exposure
     from .config import Config
     from .gateway import create_gateway
 
     try:
         config = Config.from_file(args.config)
+        check_exposure(config, args.host)
         # Built here even with several workers (which build their own), so a bad config fails now, once.
         app = create_gateway(config)
     except ConfigurationError as exc:
@@ -76,6 +78,62 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     run_demo(port=args.port, requests=args.requests, keep_running=args.keep_running)
+    return 0
+
+
+def _price(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from .config import Config, PricingConfig
+    from .pricing._breakdown import format_breakdown
+    from .pricing.chain import build_price_source
+    from .schema import Usage
+
+    def fail(message: str) -> int:
+        sys.stderr.write(f"llm-obs: error: {message}\n")
+        return 2
+
+    try:
+        pricing = Config.from_file(args.config).pricing if args.config else PricingConfig()
+        source = build_price_source(pricing)
+    except ConfigurationError as exc:
+        return fail(str(exc))
+    if args.cache_read + args.cache_write > args.input:
+        return fail("--cache-read + --cache-write exceed --input (--input counts all input tokens, cached included)")
+    if args.cache_write_1h > args.cache_write:
+        return fail("--cache-write-1h exceeds --cache-write (it counts the 1-hour part of the cache writes)")
+    if args.reasoning > args.output:
+        return fail("--reasoning exceeds --output (--output counts all output tokens, reasoning included)")
+    timestamp = None
+    if args.at:
+        try:
+            timestamp = datetime.fromisoformat(args.at).timestamp()
+        except ValueError:
+            return fail(f"--at: not an ISO-8601 date-time: {args.at!r}")
+    provider = args.provider or ""
+    described = source.describe(provider, args.model)
+    usage = Usage(
+        input_tokens=args.input,
+        output_tokens=args.output,
+        total_tokens=args.input + args.output,
+        cache_read_tokens=args.cache_read or None,
+        cache_write_tokens=args.cache_write or None,
+        cache_write_1h_tokens=args.cache_write_1h or None,
+        reasoning_tokens=args.reasoning or None,
+    )
+    cost = source.price(provider, args.model, usage, timestamp=timestamp) if described else None
+    if described is None or cost is None:
+        searched = [
+            name
+            for name, used in (("pricing.overrides", pricing.overrides), ("genai-prices", pricing.genai_prices))
+            if used
+        ]
+        where = " or ".join(searched)
+        return fail(
+            f"no price for model {args.model!r} (provider {provider or 'any'}) in {where or 'no price source'}; "
+            "add it to pricing.overrides (see README, Cost)"
+        )
+    sys.stdout.write(format_breakdown(args.model, provider, described, usage, cost))
     return 0
 
 
@@ -145,4 +203,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--keep-running", action="store_true", help="leave the servers up until Ctrl-C")
     demo.set_defaults(command=_demo)
+
+    price = commands.add_parser(
+        "price",
+        help="print the USD cost of some usage, by component",
+        description="Price token usage of a model with the genai-prices data and your overrides, by component.",
+    )
+    tokens = _at_least(0)
+    price.add_argument("model", help="model name as a provider reports it, e.g. gpt-4o-2024-08-06")
+    price.add_argument("--input", type=tokens, required=True, metavar="N", help="all input tokens, cached included")
+    price.add_argument(
+        "--output", type=tokens, required=True, metavar="N", help="all output tokens, reasoning included"
+    )
+    price.add_argument("--cache-read", type=tokens, default=0, metavar="N", help="of --input, read from the cache")
+    price.add_argument("--cache-write", type=tokens, default=0, metavar="N", help="of --input, written to the cache")
+    price.add_argument("--cache-write-1h", type=tokens, default=0, metavar="N", help="of --cache-write, with a 1h TTL")
+    price.add_argument("--reasoning", type=tokens, default=0, metavar="N", help="of --output, reasoning/thinking")
+    price.add_argument("--provider", metavar="P", help="provider kind, e.g. openai, anthropic, bedrock (default: any)")
+    price.add_argument("--config", metavar="PATH", help="config file whose pricing.overrides apply")
+    price.add_argument("--at", metavar="WHEN", help="ISO-8601 time of the request, for dated or off-peak prices")
+    price.set_defaults(command=_price)
     return parser

@@ -18,17 +18,26 @@ from typing import Any, Literal, get_args
 
 import msgspec
 
+from ._routing_config import ApiKey, Deployment, ModelRoute, RoutingConfig, decode_api_key
 from .errors import ConfigurationError
 
 __all__ = [
     "PROVIDER_KINDS",
+    "ApiKey",
     "Config",
+    "Deployment",
     "ExportersConfig",
+    "JSONLConfig",
     "LogStoreConfig",
     "ModelRoute",
     "OTLPConfig",
+    "PriceOverride",
+    "PricingConfig",
     "PrometheusConfig",
     "ProviderConfig",
+    "QueueConfig",
+    "RedactConfig",
+    "RoutingConfig",
     "Secret",
     "TimeoutConfig",
     "TraceContextConfig",
@@ -89,19 +98,26 @@ class ProviderConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Wire format of the provider (fixed names, e.g. ``openai``, ``openai_compatible``)."""
     base_url: str
     """Root URL of the provider's API, e.g. ``https://api.openai.com/v1``."""
-    api_keys: list[Secret] = []
-    """Keys sent upstream in place of the client's own ``Authorization``; the first is used."""
+    api_keys: list[ApiKey] = []
+    """Keys sent upstream in place of the client's own credentials: strings or ``{key, weight, name}``."""
+    key_strategy: Literal["weighted", "round_robin", "least_busy"] = "weighted"
+    """How a key is picked per request among those not cooling down or dead."""
     headers: dict[str, str] = {}
     """Extra headers sent upstream on every request."""
     timeout: TimeoutConfig = TimeoutConfig()
     """Upstream timeouts."""
+    aws_access_key_id: str | None = None
+    """Bedrock: access key id that signs upstream requests (SigV4). Unset: ``AWS_ACCESS_KEY_ID`` (read once)."""
+    aws_secret_access_key: Secret | None = None
+    """Bedrock: secret access key paired with ``aws_access_key_id`` (unset: ``AWS_SECRET_ACCESS_KEY``)."""
+    aws_session_token: Secret | None = None
+    """Bedrock: session token of temporary credentials (unset: ``AWS_SESSION_TOKEN`` with env credentials)."""
+    aws_region: str | None = None
+    """Bedrock: signing region (unset: from a ``bedrock-runtime.<region>`` base_url, else ``AWS_REGION``)."""
 
-
-class ModelRoute(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    provider: str
-    """Name of a configured provider."""
-    model: str | None = None
-    """Model name sent upstream; defaults to the alias itself."""
+    def __post_init__(self) -> None:
+        if (self.aws_access_key_id is None) != (self.aws_secret_access_key is None):
+            raise ConfigurationError("aws_access_key_id and aws_secret_access_key: set both or neither")
 
 
 class TraceContextConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -138,19 +154,132 @@ class OTLPConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 class LogStoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     url: str = "sqlite:///llm_obs.db"
-    """Where records are stored: ``sqlite:///path.db`` (relative) or ``sqlite:////abs/path.db``."""
+    """Where records are stored: ``sqlite:///path.db`` (relative), ``sqlite:////abs/path.db``, or
+    ``postgresql://user@host:5432/database`` (the ``postgres`` extra; the database must exist)."""
     enabled: bool = True
     """Set false to store nothing (``/logs`` then answers 404)."""
+    retention_days: float | None = 30.0
+    """Records older than this are deleted (at start, then hourly); ``null`` keeps everything."""
+
+    def __post_init__(self) -> None:
+        if self.retention_days is not None and not self.retention_days > 0:
+            raise ConfigurationError("exporters.log_store.retention_days: must be positive (or null to keep all)")
+
+
+class JSONLConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    path: str
+    """File records are appended to, one JSON object per line (the ``/logs`` record format)."""
+    max_bytes: int = 100 * 1024 * 1024
+    """Size at which the file is rotated: ``path`` becomes ``path.1``, ``path.1`` becomes ``path.2``..."""
+    backup_count: int = 5
+    """Rotated files kept; older ones are deleted (0: the file is truncated instead)."""
+    enabled: bool = True
+    """Set false to keep the block but stop writing."""
+
+    def __post_init__(self) -> None:
+        if self.max_bytes <= 0 or self.backup_count < 0:
+            raise ConfigurationError("exporters.jsonl: max_bytes must be positive and backup_count >= 0")
 
 
 class ExportersConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     prometheus: PrometheusConfig = PrometheusConfig()
     otlp: OTLPConfig | None = None
     log_store: LogStoreConfig = LogStoreConfig()
-    queue_size: int = 10_000
-    """Records held for export at most; beyond it new records are dropped and counted."""
+    jsonl: JSONLConfig | None = None
+    """A JSON-lines file with size-based rotation, for any log shipper."""
+
+
+RedactField = Literal["messages", "output", "metadata", "user", "error_message"]
+
+
+class RedactConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What is removed from records before any sink sees them (so before anything leaves the process)."""
+
+    fields: list[RedactField] = []
+    """Record fields dropped entirely: ``messages`` (captured prompts), ``output`` (captured completion),
+    ``metadata``, ``user``, ``error_message``."""
+    patterns: list[str] = []
+    """Regular expressions replaced by ``replacement`` in captured content, tool arguments, metadata
+    values, the user and error messages (e.g. ``sk-[A-Za-z0-9]{20,}``, an e-mail pattern)."""
+    replacement: str = "[REDACTED]"
+    """What a pattern match becomes."""
+    max_content_chars: int | None = None
+    """Captured messages and completions are cut to this many characters (``null``: no cap)."""
+
+    def __post_init__(self) -> None:
+        for pattern in self.patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigurationError(
+                    f"redact.patterns: {pattern!r} is not a valid regular expression: {exc}"
+                ) from None
+        if self.max_content_chars is not None and self.max_content_chars < 0:
+            raise ConfigurationError("redact.max_content_chars: must be >= 0")
+
+
+class QueueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The export queue: its bound, what happens when it is full, batching, retries and shutdown."""
+
+    max_records: int = 10_000
+    """Records held at most, in the queue in front of the sinks and again in each sink's own queue."""
+    on_full: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    """Which record a full queue drops (every drop is counted in ``llm_obs_export_records_dropped_total``)."""
     batch_size: int = 256
-    """Records handed to the sinks per batch."""
+    """Records handed to a sink per call."""
+    flush_interval_s: float = 0.0
+    """Longest a record waits for its batch to fill before the sink gets it (0: as soon as the sink is free)."""
+    retry_initial_backoff_s: float = 0.5
+    """Wait before retrying a sink whose export failed; doubled (with jitter) after each failure."""
+    retry_max_backoff_s: float = 30.0
+    """Longest wait between two retries of a sink that stays down."""
+    shutdown_grace_s: float = 10.0
+    """At shutdown, time given to the sinks to export everything queued; what is left is dropped and counted."""
+
+    def __post_init__(self) -> None:
+        if self.max_records <= 0 or self.batch_size <= 0:
+            raise ConfigurationError("queue.max_records and queue.batch_size: must be positive")
+        waits = (self.flush_interval_s, self.retry_initial_backoff_s, self.retry_max_backoff_s, self.shutdown_grace_s)
+        if not all(value >= 0 for value in waits):
+            raise ConfigurationError("queue: durations must be >= 0")
+
+
+class PriceOverride(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One model's price in a ``pricing.overrides`` table, in USD per million tokens."""
+
+    input: float
+    """Input tokens not read from or written to a cache."""
+    output: float
+    """Output tokens, reasoning tokens included."""
+    cache_read: float | None = None
+    """Cached input tokens read (unset: billed as ``input``)."""
+    cache_write: float | None = None
+    """Input tokens written to the cache, five-minute TTL (unset: billed as ``input``)."""
+    cache_write_1h: float | None = None
+    """Input tokens written to the cache with a one-hour TTL (unset: billed as ``cache_write``)."""
+    per_request: float = 0.0
+    """USD per request on top of the tokens (not per million)."""
+    aliases: list[str] = []
+    """Other names of the model (matched like the model name itself)."""
+
+    def __post_init__(self) -> None:
+        prices = (self.input, self.output, self.cache_read, self.cache_write, self.cache_write_1h, self.per_request)
+        if any(price is not None and not price >= 0 for price in prices):
+            raise ConfigurationError("prices must be numbers >= 0")
+
+
+class PricingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    overrides: str | dict[str, dict[str, Any]] | None = None
+    """Prices that win over genai-prices: a YAML/TOML/JSON file path, or the table inline, as
+    ``{provider kind or "*": {model: PriceOverride fields}}``. The file is read when the stack is built."""
+    genai_prices: bool = True
+    """Price models missing from ``overrides`` with the genai-prices data (false: overrides only)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.overrides, dict):
+            from .pricing.overrides import parse_table
+
+            parse_table(self.overrides, "pricing.overrides")  # fail at load, naming the entry
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -172,6 +301,21 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """``service.name`` of exported spans (``OTEL_SERVICE_NAME`` wins when set)."""
     trace_context: TraceContextConfig = TraceContextConfig()
     exporters: ExportersConfig = ExportersConfig()
+    routing: RoutingConfig = RoutingConfig()
+    """Retries, backoff, cooldowns and per-request overrides."""
+    queue: QueueConfig = QueueConfig()
+    """The export queue in front of every sink."""
+    redact: RedactConfig = RedactConfig()
+    """Fields dropped and patterns masked in every record, for every sink."""
+    admin_key: Secret | None = None
+    """Key the gateway's admin routes (``/logs``, ``/logs/stats``, ``/sessions``) require, sent as
+    ``Authorization: Bearer <key>`` or ``x-admin-key: <key>`` (use ``${ENV_VAR}``)."""
+    allow_open_admin: bool = False
+    """Let the gateway serve admin routes without ``admin_key`` on a non-loopback address."""
+    protect_metrics: bool = False
+    """Require ``admin_key`` on ``/metrics`` and ``/healthz`` too."""
+    pricing: PricingConfig = PricingConfig()
+    """Price overrides; see README "Cost"."""
 
     def __post_init__(self) -> None:
         if self.route_prefix and (not self.route_prefix.startswith("/") or self.route_prefix.endswith("/")):
@@ -181,15 +325,24 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         if self.max_request_bytes <= 0:
             raise ConfigurationError("max_request_bytes: must be positive")
         for alias, route in self.models.items():
-            if route.provider not in self.providers:
-                raise ConfigurationError(
-                    f"models.{alias}.provider: {route.provider!r} is not a configured provider "
-                    f"(configured: {', '.join(sorted(self.providers)) or 'none'})"
-                )
+            for index, target in enumerate(route.targets()):
+                if target.provider not in self.providers:
+                    where = f"models.{alias}.provider" if route.provider else f"models.{alias}.deployments[{index}]"
+                    raise ConfigurationError(
+                        f"{where}: {target.provider!r} is not a configured provider "
+                        f"(configured: {', '.join(sorted(self.providers)) or 'none'})"
+                    )
+            for fallback in route.fallbacks:
+                if fallback not in self.models or fallback == alias:
+                    raise ConfigurationError(
+                        f"models.{alias}.fallbacks: {fallback!r} is not another configured model alias"
+                    )
         if self.default_provider is not None and self.default_provider not in self.providers:
             raise ConfigurationError(f"default_provider: {self.default_provider!r} is not a configured provider")
-        if self.exporters.queue_size <= 0 or self.exporters.batch_size <= 0:
-            raise ConfigurationError("exporters.queue_size and exporters.batch_size: must be positive")
+        if self.admin_key is not None and not self.admin_key.get_secret_value():
+            raise ConfigurationError("admin_key: must not be empty (unset it to serve admin routes on loopback only)")
+        if self.protect_metrics and self.admin_key is None:
+            raise ConfigurationError("protect_metrics: needs admin_key")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, environ: Mapping[str, str] | None = None) -> Config:
@@ -240,6 +393,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 
 def _decode_hook(type_: type, obj: Any) -> Any:
+    if type_ is ApiKey:
+        return decode_api_key(obj)
     if type_ is Secret:
         if isinstance(obj, Secret):
             return obj

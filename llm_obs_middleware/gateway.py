@@ -9,6 +9,7 @@ from the file named by ``LLM_OBS_CONFIG`` when the server starts.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ._admin import Endpoint, guard
 from .config import Config
 from .errors import ConfigurationError
 from .exporters.setup import build_exporters
@@ -63,13 +65,19 @@ class Gateway:
             span_exporter=span_exporter,
             price_source=price_source,
         )
-        routes: list[BaseRoute] = [Route("/healthz", self._healthz, methods=["GET"])]
+        admin = functools.partial(guard, config)
+        # Health and metrics are open unless protect_metrics; the log routes always go through the guard.
+        open_or_admin = admin if config.protect_metrics else _unchanged
+        routes: list[BaseRoute] = [
+            Route("/healthz", open_or_admin(self._healthz), methods=["GET"]),
+            Route("/health/deployments", open_or_admin(self._deployments), methods=["GET"]),
+        ]
         if self.exporters.prometheus is not None:
-            routes.append(Route("/metrics", self._metrics, methods=["GET"]))
+            routes.append(Route("/metrics", open_or_admin(self._metrics), methods=["GET"]))
         if self.exporters.log_store is not None:
             from .exporters.logstore.api import log_routes
 
-            routes.extend(log_routes(self.exporters.log_store))
+            routes.extend(log_routes(self.exporters.log_store, wrap=admin))
         self.stack = LLMObservability(Starlette(routes=routes), config=config, client=client, exporters=self.exporters)
         self._app: ASGIApp = self.stack
         otlp = config.exporters.otlp
@@ -129,7 +137,20 @@ class Gateway:
 
     async def _healthz(self, request: Request) -> Response:
         pipeline = self.exporters.pipeline
-        return JSONResponse({"status": "ok", "export_queue_depth": pipeline.depth})
+        stats = pipeline.snapshot()
+        sinks = {
+            name: {
+                "queued": queued,
+                "exported": stats.exported[name],
+                "failed": stats.failed[name],
+                "dropped": stats.sink_dropped[name],
+            }
+            for name, queued in stats.sink_depth.items()
+        }
+        return JSONResponse({"status": "ok", "export_queue_depth": pipeline.depth, "export_sinks": sinks})
+
+    async def _deployments(self, request: Request) -> Response:
+        return JSONResponse(self.stack.router.health())
 
     async def _metrics(self, request: Request) -> Response:
         assert self.exporters.prometheus is not None
@@ -155,6 +176,10 @@ def create_gateway(
         span_exporter=span_exporter,
         price_source=price_source,
     )
+
+
+def _unchanged(endpoint: Endpoint) -> Endpoint:
+    return endpoint
 
 
 class _GatewayFromEnv:

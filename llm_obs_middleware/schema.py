@@ -35,6 +35,8 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=Fa
     total_tokens: int | None = None
     cache_read_tokens: int | None = None
     cache_write_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
+    """Of ``cache_write_tokens``, those cached for one hour (Anthropic's ``ttl: 1h``), billed higher."""
     reasoning_tokens: int | None = None
     audio_input_tokens: int | None = None
     audio_output_tokens: int | None = None
@@ -126,6 +128,9 @@ class NormalizedResponse(msgspec.Struct, frozen=True, kw_only=True, omit_default
     error_type: str | None = None
     error_message: str | None = None
     events: int = 0
+    output_chars: int = 0
+    """Characters of generated output (text, reasoning, refusals, tool names and arguments), counted
+    even when content is not captured: the size token estimation works from when usage is missing."""
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -137,6 +142,12 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=
     status: int | None = None
     error_type: str | None = None
     latency_s: float | None = None
+    deployment: str | None = None
+    """``{alias}/{provider}/{model}`` (or ``{provider}/{model}`` on a native route)."""
+    fallback_index: int = 0
+    """0 for the requested alias, 1 for its first fallback, ..."""
+    start_offset_s: float | None = None
+    """When the attempt started, in seconds after the exchange started (for per-attempt spans)."""
 
 
 class LLMRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -184,6 +195,8 @@ class LLMRecord(msgspec.Struct, frozen=True, kw_only=True):
     error_message: str | None = None
     attempts: list[Attempt] = []
     retries: int = 0
+    fallback_index: int = 0
+    """Which alias served: 0 the requested one, 1 its first fallback, ..."""
     streamed: bool = False
     estimated: bool = False
     input_messages: list[Message] | None = None

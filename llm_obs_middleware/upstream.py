@@ -57,6 +57,10 @@ async def send_upstream(client: httpx.AsyncClient, request: httpx.Request, *, pr
 
 async def iter_body(response: httpx.Response, *, provider: str) -> AsyncIterator[bytes]:
     """The raw body bytes as they arrive (never decoded or re-chunked)."""
+    if response.is_stream_consumed:  # built with its content in hand (e.g. by an httpx.MockTransport handler)
+        if response.content:
+            yield response.content
+        return
     try:
         async for chunk in response.aiter_raw():
             yield chunk

@@ -53,12 +53,12 @@ async def test_chat_plain_usage_agrees_across_logs_metrics_and_spans(make_kit: M
     assert record["params"]["temperature"] == 0.3
     assert record["cost"]["total_usd"] > 0
     labels = {"provider": "openai", "model": "gpt-4o-mini", "operation": "chat"}
-    assert kit.metric("llm_obs_tokens_total", **labels, type="input") == 21
-    assert kit.metric("llm_obs_tokens_total", **labels, type="output") == 7
-    assert kit.metric("llm_obs_tokens_total", **labels, type="cache_read") == 5
-    assert kit.metric("llm_obs_cost_usd_total", provider="openai", model="gpt-4o-mini") == pytest.approx(
-        record["cost"]["total_usd"]
-    )
+    assert kit.metric("llm_obs_tokens_total", **labels, type="input", estimated="false") == 21
+    assert kit.metric("llm_obs_tokens_total", **labels, type="output", estimated="false") == 7
+    assert kit.metric("llm_obs_tokens_total", **labels, type="cache_read", estimated="false") == 5
+    assert kit.metric(
+        "llm_obs_cost_usd_total", provider="openai", model="gpt-4o-mini", estimated="false"
+    ) == pytest.approx(record["cost"]["total_usd"])
     [span] = [span for span in kit.spans.get_finished_spans() if span.kind == SpanKind.CLIENT]
     assert span.name == "chat gpt-4o-mini"
     assert span.attributes is not None

@@ -172,7 +172,8 @@ async def test_standalone_gateway(fake: FakeProviderServer, mode: str, tmp_path:
             await _wait_for_logs(http, base_url, 2)
         metrics = (await http.get(base_url + "/metrics")).text
         assert (
-            'llm_obs_tokens_total{model="gpt-4o-mini",operation="chat",provider="openai",type="input"} 60.0' in metrics
+            'llm_obs_tokens_total{estimated="false",model="gpt-4o-mini",operation="chat",provider="openai",'
+            'type="input"} 60.0' in metrics
         )
         assert_two_records((await http.get(base_url + "/logs")).json()["data"])
     if mode == "in_process":

@@ -1,27 +1,43 @@
-"""The export pipeline: a bounded queue drained by one background task that feeds every sink.
+"""The export pipeline: a bounded queue in front of the sinks, and one bounded queue and worker per sink.
 
-The request path only calls :meth:`ExportPipeline.submit` (``put_nowait``); building the record,
-pricing it and every sink's I/O happen in the worker. A full queue drops the newest record and
-counts it. ``close()`` flushes everything queued.
+The request path only calls :meth:`ExportPipeline.submit`, which appends to a bounded buffer without
+awaiting anything. A dispatcher task builds the records (pricing included) in batches and hands each
+record to every sink's own buffer; each sink has a worker task that exports batches to it. A batch
+that fails is retried with exponential backoff and jitter until it goes through, so a sink that is
+down never loses records it holds and never slows the other sinks. Every buffer is bounded
+(``queue.max_records``); a full one drops its oldest or the newest record (``queue.on_full``) and
+counts it. :meth:`ExportPipeline.close` exports everything queued within ``queue.shutdown_grace_s``;
+what a sink still holds after that is dropped and counted.
+
+Delivery is at least once per sink, and exactly once as long as a sink reports a failed batch as
+failed: the log stores upsert by request id, and OTLP spans keep their ids across retries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+import random
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from .._record import build_record
+from ..config import QueueConfig
 
 if TYPE_CHECKING:
     from ..pricing.base import PriceSource
     from ..schema import LLMRecord
     from ..state import Exchange
 
-__all__ = ["ExportPipeline", "PipelineStats", "Sink"]
+__all__ = ["ExportPipeline", "PipelineStats", "RecordTransform", "Sink"]
 
 logger = logging.getLogger("llm_obs_middleware.export")
+
+T = TypeVar("T")
+RecordTransform = Callable[["LLMRecord"], "LLMRecord"]
+"""Applied to every record before any sink sees it (redaction)."""
 
 
 class Sink(Protocol):
@@ -33,33 +49,105 @@ class Sink(Protocol):
         """Open connections/files; called once before the first export."""
 
     async def export(self, records: Sequence[LLMRecord]) -> None:
-        """Export one batch. May raise: the pipeline logs and counts the failure."""
+        """Export one batch, or raise: the pipeline counts the failure and retries the same batch later."""
 
     async def close(self) -> None:
         """Flush and release resources."""
 
 
 class PipelineStats:
-    """Counters of the pipeline's own health (also exposed as Prometheus metrics)."""
+    """Counters of the pipeline's own health (also exposed as Prometheus metrics).
 
-    __slots__ = ("dropped", "exported", "failed", "submitted")
+    ``dropped`` counts records lost before any sink got them (the front queue full, a record that
+    could not be built, a submit after close); ``sink_dropped`` the records one sink never got (its
+    queue full, or still unexported when the shutdown grace ran out). ``failed`` counts records in
+    failed export attempts, each retried.
+    """
+
+    __slots__ = ("dropped", "exported", "failed", "sink_depth", "sink_dropped", "submitted")
 
     def __init__(self) -> None:
         self.submitted = 0
         self.dropped = 0
         self.exported: dict[str, int] = {}
         self.failed: dict[str, int] = {}
+        self.sink_dropped: dict[str, int] = {}
+        self.sink_depth: dict[str, int] = {}
+        """Records waiting for each sink (queued or being exported), as of the last :meth:`ExportPipeline.snapshot`."""
+
+
+class _Buffer(Generic[T]):
+    """A bounded FIFO with a drop policy and a wake-up event for its one consumer."""
+
+    __slots__ = ("_drop_oldest", "_items", "_limit", "ready", "wake_at")
+
+    def __init__(self, limit: int, drop_oldest: bool) -> None:
+        self._items: deque[T] = deque()
+        self._limit = limit
+        self._drop_oldest = drop_oldest
+        self.ready = asyncio.Event()
+        self.wake_at = 1
+        """The consumer is woken once this many items are held (raised while it waits for a full batch)."""
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: T) -> int:
+        """Append ``item``; return how many items were dropped to respect the bound (0 or 1)."""
+        items = self._items
+        dropped = 0
+        if len(items) >= self._limit:
+            if not self._drop_oldest:
+                return 1
+            items.popleft()
+            dropped = 1
+        items.append(item)
+        if len(items) >= self.wake_at:
+            self.ready.set()
+        return dropped
+
+    def take(self, count: int) -> list[T]:
+        items = self._items
+        if count >= len(items):
+            batch = list(items)
+            items.clear()
+            return batch
+        return [items.popleft() for _ in range(count)]
+
+    async def wait(self, max_wait_s: float | None = None) -> None:
+        """Return when woken (an item arrived, or :meth:`wake`) or after ``max_wait_s`` seconds."""
+        self.ready.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ready.wait(), max_wait_s)
+
+    def wake(self) -> None:
+        self.ready.set()
+
+
+class _SinkWorker:
+    __slots__ = ("batch", "buffer", "sink", "task")
+
+    def __init__(self, sink: Sink, queue: QueueConfig) -> None:
+        self.sink = sink
+        self.buffer: _Buffer[LLMRecord] = _Buffer(queue.max_records, queue.on_full == "drop_oldest")
+        self.batch: list[LLMRecord] = []
+        """The batch being exported (and retried)."""
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self.buffer) + len(self.batch)
 
 
 class ExportPipeline:
-    """Bounded queue + worker task + sinks.
+    """Bounded queues + a dispatcher task + one worker task per sink.
 
     Args:
-        sinks: where records go, in order.
+        sinks: where records go.
         price_source: prices each record (``None``: no cost is computed).
-        queue_size: records held at most before new ones are dropped (and counted).
-        batch_size: records handed to each sink per call.
+        queue: bounds, drop policy, batching, retry backoff and shutdown grace.
         capture_content: keep prompts/completions in records.
+        transform: applied to each record before the sinks get it (e.g. redaction).
     """
 
     def __init__(
@@ -67,100 +155,218 @@ class ExportPipeline:
         sinks: Sequence[Sink],
         *,
         price_source: PriceSource | None = None,
-        queue_size: int = 10_000,
-        batch_size: int = 256,
+        queue: QueueConfig | None = None,
         capture_content: bool = False,
+        transform: RecordTransform | None = None,
     ) -> None:
         self.sinks = list(sinks)
         self.price_source = price_source
-        self.batch_size = batch_size
+        self.queue = queue if queue is not None else QueueConfig()
         self.capture_content = capture_content
+        self.transform = transform
         self.stats = PipelineStats()
-        self._queue_size = queue_size
-        self._queue: asyncio.Queue[Exchange | None] | None = None
-        self._worker: asyncio.Task[None] | None = None
-        self._started = False
+        self._ingress: _Buffer[Exchange] = _Buffer(self.queue.max_records, self.queue.on_full == "drop_oldest")
+        self._workers: list[_SinkWorker] = []
+        """One per sink, made when the tasks start (``sinks`` may be extended until then)."""
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
+        self._progress = asyncio.Event()
+        """Set each time the dispatcher or a worker finishes a batch (what :meth:`flush` waits on)."""
+        self._deadline = 0.0
+        self._urgent = 0
         self._closed = False
+        self._count_sinks()
 
     @property
     def depth(self) -> int:
-        """Records waiting in the queue."""
-        return self._queue.qsize() if self._queue is not None else 0
+        """Records not yet exported everywhere: the front queue plus the fullest sink queue."""
+        return len(self._ingress) + max((worker.pending for worker in self._workers), default=0)
+
+    def snapshot(self) -> PipelineStats:
+        """The counters, with each sink's queue depth refreshed (called at scrape time)."""
+        for worker in self._workers:
+            self.stats.sink_depth[worker.sink.name] = worker.pending
+        return self.stats
 
     def submit(self, exchange: Exchange) -> None:
-        """Queue a finished exchange without awaiting anything; drop and count when full."""
-        if self._worker is None:
-            self._spawn()
-        assert self._queue is not None
+        """Queue a finished exchange without awaiting anything; a full queue drops one record and counts it."""
         self.stats.submitted += 1
-        try:
-            self._queue.put_nowait(exchange)
-        except asyncio.QueueFull:
+        if self._closed:
             self.stats.dropped += 1
+            return
+        if self._dispatcher is None:
+            self._spawn()
+        self.stats.dropped += self._ingress.put(exchange)
 
     async def start(self) -> None:
-        """Start the worker now (lifespan startup); otherwise it starts on the first record."""
-        if self._worker is None:
+        """Start the tasks now (lifespan startup); otherwise they start with the first record."""
+        if self._dispatcher is None and not self._closed:
             self._spawn()
 
+    async def flush(self) -> None:
+        """Wait until every record queued so far is exported everywhere (tests, demo).
+
+        Sinks waiting to fill a batch (``queue.flush_interval_s``) export at once meanwhile. A sink
+        that stays down keeps this waiting: bound it with ``asyncio.timeout``.
+        """
+        self._urgent += 1
+        try:
+            for worker in self._workers:
+                worker.buffer.wake()
+            while len(self._ingress) or any(worker.pending for worker in self._workers):
+                self._progress.clear()
+                await self._progress.wait()
+        finally:
+            self._urgent -= 1
+
     async def close(self) -> None:
-        """Export everything queued, then close every sink. Safe to call twice."""
+        """Export everything queued (within ``queue.shutdown_grace_s``), then close every sink. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
-        if self._worker is not None and self._queue is not None:
-            await self._queue.put(None)
-            await self._worker
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + self.queue.shutdown_grace_s
+        self._closing.set()
+        if self._dispatcher is not None:
+            self._ingress.wake()
+            await self._dispatcher
+            tasks = [worker.task for worker in self._workers if worker.task is not None]
+            for worker in self._workers:
+                worker.buffer.wake()
+            if tasks:
+                # Workers stop by themselves once empty or past the deadline; one stuck in an export is cancelled.
+                _, stuck = await asyncio.wait(tasks, timeout=max(0.0, self._deadline - loop.time()) + 0.5)
+                for task in stuck:
+                    task.cancel()
+                for worker in self._workers:
+                    if worker.task in stuck:
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await worker.task
+                        self._abandon(worker)
         for sink in self.sinks:
             try:
                 await sink.close()
             except Exception:
                 logger.exception("closing sink %s failed", sink.name)
 
-    async def flush(self) -> None:
-        """Wait until every record queued so far has been exported (tests, demo)."""
-        if self._queue is not None:
-            await self._queue.join()
+    # -- tasks ------------------------------------------------------------------------------------
+
+    def _count_sinks(self) -> None:
+        stats = self.stats
+        for sink in self.sinks:
+            for counter in (stats.exported, stats.failed, stats.sink_dropped, stats.sink_depth):
+                counter.setdefault(sink.name, 0)
 
     def _spawn(self) -> None:
-        self._queue = asyncio.Queue(self._queue_size)
-        self._worker = asyncio.get_running_loop().create_task(self._run(), name="llm-obs-export")
+        loop = asyncio.get_running_loop()
+        self._workers = [_SinkWorker(sink, self.queue) for sink in self.sinks]
+        self._count_sinks()
+        self._dispatcher = loop.create_task(self._dispatch(), name="llm-obs-export")
+        for worker in self._workers:
+            worker.task = loop.create_task(self._run_sink(worker), name=f"llm-obs-export-{worker.sink.name}")
 
-    async def _run(self) -> None:
-        queue = self._queue
-        assert queue is not None
-        for sink in self.sinks:
-            try:
-                await sink.start()
-            except Exception:
-                logger.exception("starting sink %s failed", sink.name)
+    async def _dispatch(self) -> None:
+        ingress = self._ingress
+        batch_size = self.queue.batch_size
         while True:
-            first = await queue.get()
-            batch = [first]
-            while len(batch) < self.batch_size and not queue.empty():
-                batch.append(queue.get_nowait())
-            stop = None in batch
-            exchanges = [item for item in batch if item is not None]
-            if exchanges:
-                await self._export(exchanges)
-            for _ in batch:
-                queue.task_done()
-            if stop:
-                return
+            if not len(ingress):
+                if self._closing.is_set():
+                    break
+                await ingress.wait()
+                continue
+            records = self._build(ingress.take(batch_size))
+            for worker in self._workers:
+                self._hand(worker, records)
+            self._progress.set()
+            await asyncio.sleep(0)  # let requests run between two batches
+        for worker in self._workers:
+            worker.buffer.wake()
 
-    async def _export(self, exchanges: list[Exchange]) -> None:
+    def _build(self, exchanges: Iterable[Exchange]) -> list[LLMRecord]:
         records: list[LLMRecord] = []
         for exchange in exchanges:
             try:
-                records.append(build_record(exchange, self.price_source, capture_content=self.capture_content))
+                record = build_record(exchange, self.price_source, capture_content=self.capture_content)
+                if self.transform is not None:
+                    record = self.transform(record)
             except Exception:
                 logger.exception("building a record failed; it is counted as dropped")
                 self.stats.dropped += 1
-        for sink in self.sinks:
-            try:
-                await sink.export(records)
-            except Exception:
-                logger.exception("sink %s failed to export %d records", sink.name, len(records))
-                self.stats.failed[sink.name] = self.stats.failed.get(sink.name, 0) + len(records)
             else:
-                self.stats.exported[sink.name] = self.stats.exported.get(sink.name, 0) + len(records)
+                records.append(record)
+        return records
+
+    def _hand(self, worker: _SinkWorker, records: list[LLMRecord]) -> None:
+        put = worker.buffer.put
+        dropped = 0
+        for record in records:
+            dropped += put(record)
+        if dropped:
+            self.stats.sink_dropped[worker.sink.name] += dropped
+
+    async def _run_sink(self, worker: _SinkWorker) -> None:
+        sink, buffer = worker.sink, worker.buffer
+        loop = asyncio.get_running_loop()
+        try:
+            await sink.start()
+        except Exception:  # sinks connect again on export, where failures are retried
+            logger.exception("starting sink %s failed", sink.name)
+        batch_size, linger = self.queue.batch_size, self.queue.flush_interval_s
+        while True:
+            if self._closing.is_set() and loop.time() >= self._deadline and len(buffer):
+                self._abandon(worker)
+            if not len(buffer):
+                if self._closing.is_set() and self._dispatcher is not None and self._dispatcher.done():
+                    return
+                await buffer.wait()
+                continue
+            if linger and len(buffer) < batch_size and not (self._closing.is_set() or self._urgent):
+                buffer.wake_at = batch_size
+                await buffer.wait(linger)
+                buffer.wake_at = 1
+            worker.batch = buffer.take(batch_size)
+            await self._deliver(worker)
+            worker.batch = []
+            self._progress.set()
+
+    async def _deliver(self, worker: _SinkWorker) -> None:
+        """Export ``worker.batch``, retrying with backoff until it goes through or the shutdown grace ends."""
+        sink, batch, stats = worker.sink, worker.batch, self.stats
+        loop = asyncio.get_running_loop()
+        backoff = self.queue.retry_initial_backoff_s
+        failures = 0
+        while True:
+            try:
+                await sink.export(batch)
+            except Exception as exc:
+                failures += 1
+                stats.failed[sink.name] += len(batch)
+                if failures == 1:
+                    logger.warning(
+                        "sink %s failed to export %d records (%r); retrying with backoff", sink.name, len(batch), exc
+                    )
+                delay = min(backoff, self.queue.retry_max_backoff_s) * random.uniform(0.8, 1.2)
+                backoff *= 2
+                if self._closing.is_set() and loop.time() + delay >= self._deadline:
+                    logger.error("sink %s still failing at shutdown; %d records dropped", sink.name, len(batch))
+                    self._abandon(worker)
+                    return
+                if self._closing.is_set():
+                    await asyncio.sleep(delay)
+                else:
+                    # Cut short by close(): a sink that has come back gets its records within the grace.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._closing.wait(), delay)
+                continue
+            stats.exported[sink.name] += len(batch)
+            if failures:
+                logger.warning("sink %s exported again after %d failed attempts", sink.name, failures)
+            return
+
+    def _abandon(self, worker: _SinkWorker) -> None:
+        """Count what ``worker`` still holds as dropped (the shutdown grace is over)."""
+        lost = len(worker.batch) + len(worker.buffer)
+        worker.batch = []
+        worker.buffer.take(len(worker.buffer))
+        self.stats.sink_dropped[worker.sink.name] += lost
+        self._progress.set()

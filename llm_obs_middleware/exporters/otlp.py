@@ -6,6 +6,12 @@ client point at this very span). The SDK has no API to choose a span's id, so th
 :class:`IdGenerator` whose next ids are set just before each ``start_span``; the worker is a single
 task, so nothing interleaves.
 
+Each batch is exported by the sink itself (in a thread), not by a background span processor, so a
+collector that is down makes :meth:`OTLPSink.export` raise and the pipeline retries the same
+records, with the same ids, until the collector takes them: nothing is lost or sent twice. The
+gateway's SERVER spans (made on the request path) go through a separate provider with the usual
+batch processor.
+
 Attribute names follow https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/ (the GenAI
 conventions as of v1.41; the Python ``opentelemetry-semantic-conventions`` constants are deprecated
 in favour of a separate repository, so the names are spelled out here). Our own attributes live
@@ -15,6 +21,7 @@ under ``llm_obs.``. Virtual keys, users and request bodies are never exported; c
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -23,10 +30,12 @@ from urllib.parse import urlsplit
 import msgspec
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Tracer, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, Tracer, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from ..errors import ExportError
 
 if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
@@ -59,6 +68,16 @@ class _PresetIdGenerator(IdGenerator):
         return trace_id or self._random.generate_trace_id()
 
 
+class _Collector(SpanProcessor):
+    """Keeps ended spans until the sink exports them (the export worker is the only caller)."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.spans.append(span)
+
+
 class OTLPSink:
     """Exports one span per record over OTLP; implements :class:`~.base.Sink`.
 
@@ -67,9 +86,11 @@ class OTLPSink:
         service_name: ``service.name`` of the resource (``OTEL_SERVICE_NAME`` or a ``service.name``
             in ``OTEL_RESOURCE_ATTRIBUTES`` wins when set).
         tracer_provider: an SDK provider to emit through (its processors decide where spans go, and
-            ``config``'s endpoint is not used). By default the sink builds and owns its own.
+            ``config``'s endpoint is not used; delivery is then that provider's business). By
+            default the sink exports itself, and :attr:`tracer_provider` is a provider it builds and
+            owns for other spans (the gateway's SERVER spans).
         span_exporter: export with this instead of an OTLP exporter built from ``config`` (tests pass
-            an ``InMemorySpanExporter``; spans are then exported synchronously).
+            an ``InMemorySpanExporter``).
     """
 
     name = "otlp"
@@ -85,14 +106,24 @@ class OTLPSink:
         self.config = config
         self._ids = _PresetIdGenerator()
         self._owns_provider = tracer_provider is None
+        self._closed = False
+        self._exporter: SpanExporter | None = None
+        self._collector: _Collector | None = None
+        self._records_provider: TracerProvider | None = None
         if tracer_provider is None:
-            tracer_provider = TracerProvider(resource=_resource(service_name), id_generator=self._ids)
+            resource = _resource(service_name)
+            self._exporter = span_exporter if span_exporter is not None else _build_exporter(config)
+            self._collector = _Collector()
+            self._records_provider = TracerProvider(resource=resource, id_generator=self._ids)
+            self._records_provider.add_span_processor(self._collector)
+            tracer_provider = TracerProvider(resource=resource)
             if span_exporter is not None:
                 tracer_provider.add_span_processor(SimpleSpanProcessor(span_exporter))
             else:
                 tracer_provider.add_span_processor(BatchSpanProcessor(_build_exporter(config)))
         self.tracer_provider = tracer_provider
-        tracer = tracer_provider.get_tracer(_SCOPE)
+        """Where spans other than the records' go (the gateway's SERVER spans)."""
+        tracer = (self._records_provider or tracer_provider).get_tracer(_SCOPE)
         if isinstance(tracer, Tracer):  # not when OTEL_SDK_DISABLED hands out a no-op tracer
             # Only this Tracer instance reads our generator; the provider's other tracers are untouched.
             tracer.id_generator = self._ids
@@ -102,11 +133,25 @@ class OTLPSink:
         """Nothing to open: the exporter connects on its first batch."""
 
     async def export(self, records: Sequence[LLMRecord]) -> None:
+        """Emit one span per record and export them in a thread.
+
+        Raises:
+            ExportError: the collector did not take the spans (the pipeline retries the records).
+        """
+        if self._closed:
+            return
         for record in records:
             self.emit(record)
+        if self._collector is None or self._exporter is None:
+            return  # a caller's provider: its processors export
+        spans, self._collector.spans = self._collector.spans, []
+        if spans:
+            result = await asyncio.to_thread(self._exporter.export, spans)
+            if result is not SpanExportResult.SUCCESS:
+                raise ExportError(f"the OTLP collector did not take {len(spans)} spans")
 
     def emit(self, record: LLMRecord) -> None:
-        """Start and end the span of one record (synchronous; the batch processor exports later)."""
+        """Start and end the span of one record (synchronous)."""
         ids = self._ids
         trace_id = _hex_id(record.trace_id)
         context = None
@@ -130,10 +175,20 @@ class OTLPSink:
         span.end(end_time=timing.end_unix_nano)
 
     async def close(self) -> None:
-        """Export what is buffered, then shut the exporter down (only a provider the sink owns)."""
+        """Export what is buffered, then shut the exporters down (only a provider the sink owns)."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
         self.tracer_provider.force_flush(int(self.config.timeout * 1000))
         if self._owns_provider:
             self.tracer_provider.shutdown()
+            if self._records_provider is not None:
+                self._records_provider.shutdown()
+            if self._exporter is not None:
+                self._exporter.shutdown()
 
 
 def record_attributes(record: LLMRecord) -> dict[str, AttributeValue]:

@@ -50,6 +50,7 @@ class _Series:
 
     __slots__ = (
         "cost",
+        "cost_estimated",
         "cost_unknown",
         "duration",
         "errors",
@@ -59,6 +60,7 @@ class _Series:
         "retries",
         "streamed",
         "tokens",
+        "tokens_estimated",
         "ttft",
     )
 
@@ -70,11 +72,21 @@ class _Series:
         self.itl = sink.inter_token_latency.labels(*labels)
         self.streamed = sink.streamed_requests.labels(*labels)
         self.retries = sink.retries.labels(*labels)
-        self.tokens = tuple(sink.tokens.labels(*labels, kind) for kind in _TOKEN_TYPES)
-        self.cost = sink.cost_usd.labels(provider, model)
+        self.tokens = tuple(sink.tokens.labels(*labels, kind, "false") for kind in _TOKEN_TYPES)
+        self.cost = sink.cost_usd.labels(provider, model, "false")
+        # estimated="true" children exist only once an estimated record arrives: no empty series.
+        self.tokens_estimated: tuple[Counter, ...] = ()
+        self.cost_estimated = self.cost
         self.cost_unknown = sink.cost_unknown.labels(provider, model)
         self.requests: dict[str, Counter] = {}
         self.errors: dict[str, Counter] = {}
+
+    def estimated(self, sink: PrometheusSink) -> tuple[tuple[Counter, ...], Counter]:
+        """The token and cost children labelled ``estimated="true"``."""
+        if not self.tokens_estimated:
+            self.tokens_estimated = tuple(sink.tokens.labels(*self.labels, kind, "true") for kind in _TOKEN_TYPES)
+            self.cost_estimated = sink.cost_usd.labels(*self.labels[:2], "true")
+        return self.tokens_estimated, self.cost_estimated
 
 
 class _PipelineCollector:
@@ -91,25 +103,31 @@ class _PipelineCollector:
         if self.source is None:
             return ()
         stats, depth = self.source()
-        depth_family, dropped, records = self._families()
+        depth_family, dropped, records, sink_depth = self._families()
         depth_family.add_metric([], depth)
         dropped.add_metric([], stats.dropped)
-        for sink, count in sorted(stats.exported.items()):
-            records.add_metric([sink, "exported"], count)
-        for sink, count in sorted(stats.failed.items()):
-            records.add_metric([sink, "failed"], count)
-        return depth_family, dropped, records
+        for result, counts in (("exported", stats.exported), ("failed", stats.failed), ("dropped", stats.sink_dropped)):
+            for sink, count in sorted(counts.items()):
+                records.add_metric([sink, result], count)
+        for sink, count in sorted(stats.sink_depth.items()):
+            sink_depth.add_metric([sink], count)
+        return depth_family, dropped, records, sink_depth
 
     @staticmethod
-    def _families() -> tuple[GaugeMetricFamily, CounterMetricFamily, CounterMetricFamily]:
+    def _families() -> tuple[GaugeMetricFamily, CounterMetricFamily, CounterMetricFamily, GaugeMetricFamily]:
         return (
-            GaugeMetricFamily("llm_obs_export_queue_depth", "Records waiting in the export queue."),
+            GaugeMetricFamily("llm_obs_export_queue_depth", "Records not yet exported to every sink."),
             CounterMetricFamily(
-                "llm_obs_export_records_dropped", "Records dropped because the export queue was full or unbuildable."
+                "llm_obs_export_records_dropped",
+                "Records dropped before reaching the sinks: the export queue was full or a record unbuildable.",
             ),
             CounterMetricFamily(
-                "llm_obs_export_records", "Records handed to each sink, by result.", labels=("sink", "result")
+                "llm_obs_export_records",
+                "Records per sink by result: exported; failed (an attempt, retried); dropped (sink queue full, "
+                "or unexported when the shutdown grace ended).",
+                labels=("sink", "result"),
             ),
+            GaugeMetricFamily("llm_obs_export_sink_queue_depth", "Records waiting for each sink.", labels=("sink",)),
         )
 
 
@@ -162,8 +180,18 @@ class PrometheusSink:
             buckets=_ITL_BUCKETS,
             registry=reg,
         )
-        self.tokens = Counter("llm_obs_tokens", "Tokens used, by type.", (*_SERIES, "type"), registry=reg)
-        self.cost_usd = Counter("llm_obs_cost_usd", "Cost in US dollars.", ("provider", "model"), registry=reg)
+        self.tokens = Counter(
+            "llm_obs_tokens",
+            "Tokens used, by type; estimated when the provider reported none.",
+            (*_SERIES, "type", "estimated"),
+            registry=reg,
+        )
+        self.cost_usd = Counter(
+            "llm_obs_cost_usd",
+            "Cost in US dollars; estimated when its tokens were.",
+            ("provider", "model", "estimated"),
+            registry=reg,
+        )
         self.cost_unknown = Counter(
             "llm_obs_cost_unknown",
             "Requests with token usage but no known price.",
@@ -181,7 +209,7 @@ class PrometheusSink:
 
     def bind_pipeline(self, pipeline: ExportPipeline) -> None:
         """Expose ``pipeline``'s queue depth, drops and per-sink results."""
-        self._pipeline.source = lambda: (pipeline.stats, pipeline.depth)
+        self._pipeline.source = lambda: (pipeline.snapshot(), pipeline.depth)
 
     def render(self) -> tuple[bytes, str]:
         """The metrics in the Prometheus text format: ``(body, content_type)``."""
@@ -223,9 +251,10 @@ class PrometheusSink:
         if record.retries:
             series.retries.inc(record.retries)
         usage = record.usage
+        tokens, cost = series.estimated(self) if record.estimated else (series.tokens, series.cost)
         if usage is not None:
             for child, count in zip(
-                series.tokens,
+                tokens,
                 (
                     usage.input_tokens,
                     usage.output_tokens,
@@ -238,7 +267,7 @@ class PrometheusSink:
                 if count:
                     child.inc(count)
         if record.cost is not None:
-            series.cost.inc(record.cost.total_usd)
+            cost.inc(record.cost.total_usd)
         elif usage is not None and (usage.input_tokens or usage.output_tokens):
             series.cost_unknown.inc()
 

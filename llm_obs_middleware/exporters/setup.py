@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from ..config import Config
     from ..pricing.base import PriceSource
-    from .logstore.sqlite import SQLiteLogStore
+    from .logstore import SQLLogStore
     from .prometheus import PrometheusSink
 
 __all__ = ["Exporters", "build_exporters"]
@@ -28,7 +28,7 @@ class Exporters:
         self,
         pipeline: ExportPipeline,
         prometheus: PrometheusSink | None,
-        log_store: SQLiteLogStore | None,
+        log_store: SQLLogStore | None,
         price_source: PriceSource | None,
         tracer_provider: TracerProvider | None = None,
     ) -> None:
@@ -76,16 +76,22 @@ def build_exporters(
 
         log_store = open_log_store(exporters.log_store)
         sinks.append(log_store)
-    if price_source is None:
-        from ..pricing.genai import GenAIPricesSource
+    if exporters.jsonl is not None and exporters.jsonl.enabled:
+        from .jsonl import JSONLSink
 
-        price_source = GenAIPricesSource()
+        sinks.append(JSONLSink(exporters.jsonl))
+    if price_source is None:
+        from ..pricing.chain import build_price_source
+
+        price_source = build_price_source(config.pricing)  # reads pricing.overrides now: errors at start-up
+    from .redact import redactor
+
     pipeline = ExportPipeline(
         sinks,
         price_source=price_source,
-        queue_size=exporters.queue_size,
-        batch_size=exporters.batch_size,
+        queue=config.queue,
         capture_content=config.capture_content,
+        transform=redactor(config.redact),
     )
     if prometheus is not None:
         prometheus.bind_pipeline(pipeline)

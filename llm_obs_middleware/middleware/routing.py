@@ -1,25 +1,27 @@
-"""Routes LLM requests under the route prefix to the configured provider, streaming the answer back."""
+"""Routes LLM requests to providers: aliases, deployments, key pools, retries and fallbacks."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple
 
 import httpx
 import msgspec
 
-from .._asgi import BodyTooLarge, ClientGone, error_json, read_body, route_path, send_json
-from .._sse import SSEEventSplitter
-from ..config import Config, ProviderConfig
+from .._asgi import BodyTooLarge, ClientGone, error_json, get_header, read_body, route_path, send_json
+from ..balancing import DeploymentState, KeyState, backoff_delay, is_retryable_status, order_deployments
+from ..config import Config
 from ..errors import UpstreamError, UpstreamTimeout
-from ..providers.base import ProviderAdapter
-from ..providers.registry import PROVIDER_NAMES, RequestMatch, adapter_for_kind, match_request, native_provider
+from ..providers.registry import RequestMatch, match_request, native_provider
 from ..schema import Attempt
 from ..state import Exchange, get_exchange
 from ..types import ASGIApp, Receive, Scope, Send
-from ..upstream import HOP_BY_HOP, build_client, iter_body, send_upstream
+from ..upstream import HOP_BY_HOP, build_client, send_upstream
+from ._relay import relay, upstream_error_body
 from ._request import load_request
+from ._targets import AliasRoute, ProviderTarget, Routes
 
 __all__ = ["RouterMiddleware"]
 
@@ -30,94 +32,67 @@ _NOT_FORWARDED = HOP_BY_HOP | {
     b"authorization",
     b"api-key",
     b"x-api-key",
+    b"x-goog-api-key",
     b"cookie",
     b"accept-encoding",
     b"traceparent",
     b"tracestate",
+    b"x-llm-obs-provider",
+    b"x-llm-obs-no-fallbacks",
+    b"x-llm-obs-timeout",
 }
-_NOT_RETURNED = HOP_BY_HOP | {b"content-length"}
+_CONSECUTIVE_FAILURES_TO_COOL = 3
 _encode = msgspec.json.Encoder().encode
 
 
-class _Provider:
-    """A configured provider with everything precomputed for the request path."""
+class _Failure(NamedTuple):
+    """An attempt that did not reach the client: an upstream error answer, or no answer at all."""
 
-    __slots__ = (
-        "adapter",
-        "base_url",
-        "config",
-        "gen_ai_name",
-        "headers",
-        "host",
-        "key_id",
-        "kind",
-        "name",
-        "port",
-        "timeout",
-        "total_timeout",
-    )
-
-    def __init__(self, name: str, config: ProviderConfig) -> None:
-        self.name = name
-        self.config = config
-        self.kind = config.kind
-        self.adapter: ProviderAdapter = adapter_for_kind(config.kind)
-        self.gen_ai_name = PROVIDER_NAMES[config.kind]
-        self.base_url = config.base_url.rstrip("/")
-        url = urlsplit(self.base_url)
-        self.host = url.hostname
-        self.port = url.port or (443 if url.scheme == "https" else 80)
-        self.headers: list[tuple[bytes, bytes]] = [
-            (key.lower().encode(), value.encode()) for key, value in config.headers.items()
-        ]
-        self.headers.append((b"accept-encoding", b"identity"))  # we observe the bytes we forward
-        if config.api_keys:
-            self.headers.extend(self.adapter.auth_headers(config.api_keys[0].get_secret_value()))
-            self.key_id = f"{name}#0"  # a stable id, never the key itself
-        else:
-            self.key_id = ""
-        timeout = config.timeout
-        self.timeout = httpx.Timeout(
-            connect=timeout.connect, read=timeout.read, write=timeout.read, pool=timeout.connect
-        )
-        self.total_timeout = timeout.total
+    status: int | None
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    error: UpstreamError | None = None
 
 
 class RouterMiddleware:
-    """Forwards LLM requests under ``route_prefix`` to providers; everything else reaches ``app``.
+    """Forwards LLM requests to providers; everything else reaches ``app``.
 
-    Maps the requested model to a provider and upstream model, replaces the client's credentials
-    with the provider key, propagates ``traceparent`` (our LLM span as parent), streams the response
-    back chunk by chunk, and passes upstream errors back faithfully (status, body, ``Retry-After``).
-    Unknown model: 404; malformed JSON: 400; oversized body: 413; upstream unreachable: 502;
-    upstream timeout: 504. For streamed chat it asks upstream for usage and hides that extra chunk
-    unless the client asked for it.
+    Maps the requested model (an alias with weighted deployments, or a native ``/{provider}/...``
+    route) to a deployment and a key from the provider's pool, replaces the client's credentials,
+    propagates ``traceparent`` (our LLM span as parent) and streams the response back as it
+    arrives. Connect errors, timeouts, 429, 5xx and 529 are retried (another key or deployment
+    first, with backoff and ``Retry-After``), then the alias's fallbacks; a 400 never is, and a
+    stream is never retried once a byte reached the client. 401/403 retire the key. When every
+    attempt failed the client gets the last upstream error, or a 502/504 JSON error naming the
+    attempts. Every attempt is recorded. Unknown model: 404; malformed JSON: 400; oversized body: 413.
 
     Args:
         app: the ASGI app for every other path.
-        config: providers, models and ``route_prefix``.
+        config: providers, models, ``routing`` and ``route_prefix``.
         client: the shared upstream client (default: one built by :func:`upstream.build_client`).
+        rng: randomness for weighted picks and jitter (tests pass a seeded one).
     """
 
-    def __init__(self, app: ASGIApp, *, config: Config, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, config: Config, client: httpx.AsyncClient | None = None, rng: random.Random | None = None
+    ) -> None:
         self.app = app
         self.prefix = config.route_prefix
         self.max_request_bytes = config.max_request_bytes
         self.capture_content = config.capture_content
+        self.policy = config.routing
         self.client = client or build_client()
-        self.providers = {name: _Provider(name, provider) for name, provider in config.providers.items()}
+        self.rng = rng or random.Random()
+        self.routes = Routes(config)
+        self.providers = self.routes.providers
         self.provider_kinds = {name: provider.kind for name, provider in config.providers.items()}
-        self.routes = {
-            alias: (self.providers[route.provider], route.model or alias) for alias, route in config.models.items()
-        }
-        self.default = self.providers[config.default_provider] if config.default_provider else None
-        self.known_models = ", ".join(sorted(self.routes)) or "none"
+        self.known_models = ", ".join(sorted(self.routes.aliases)) or "none"
         self.models_body = _encode(
             {
                 "object": "list",
                 "data": [
-                    {"id": alias, "object": "model", "owned_by": p.name}
-                    for alias, (p, _) in sorted(self.routes.items())
+                    {"id": alias, "object": "model", "owned_by": route.deployments[0].provider.name}
+                    for alias, route in sorted(self.routes.aliases.items())
                 ],
             }
         )
@@ -153,6 +128,11 @@ class RouterMiddleware:
             exchange.operation = matched.endpoint.operation
         await self._route(exchange, matched, scope, receive, send)
 
+    def health(self) -> dict[str, Any]:
+        """Every deployment and key: healthy, cooling down (for how long), dead, recent errors and latency."""
+        now = time.monotonic()
+        return {"deployments": [deployment.snapshot(now) for deployment in self.routes.all_deployments()]}
+
     async def _route(self, ex: Exchange, matched: RequestMatch, scope: Scope, receive: Receive, send: Send) -> None:
         adapter, endpoint = matched.adapter, matched.endpoint
         if ex.body is None:  # used without AccountingMiddleware
@@ -167,185 +147,318 @@ class RouterMiddleware:
             )
             if not loaded:
                 return
-        body = ex.body
-        assert body is not None
-        request = ex.request
-        if request is None:
+        if ex.request is None:
             ex.fail("rejected", "invalid_request")
             message = ex.request_error or "request body is not valid JSON"
             await send_json(send, 400, error_json(message, "invalid_request_error", code="invalid_json"))
             return
-        model = adapter.path_model(endpoint, matched.path) or request.model
+        model = adapter.path_model(endpoint, matched.path) or ex.request.model
         if not model:
             ex.fail("rejected", "invalid_request")
             await send_json(send, 400, error_json("'model' is required", "invalid_request_error", param="model"))
             return
         ex.requested_model = model
+        force, no_fallbacks, deadline = self._overrides(scope)
         if matched.provider is not None:
-            # Native route: the client named the provider; an alias of that provider still applies.
+            # Native route: the client named the provider; an alias's deployments on it still apply.
             provider = self.providers[matched.provider]
-            alias = self.routes.get(model)
-            if alias is not None and alias[0] is provider:
-                upstream_model, ex.rule = alias[1], model
-            else:
-                upstream_model, ex.rule = model, "native"
-            path = adapter.upstream_path(endpoint, matched.path, upstream_model)
-        else:
-            route = self.routes.get(model)
-            if route is None:
-                if self.default is None:
-                    ex.fail("rejected", "model_not_found")
-                    message = f"model {model!r} is not configured; configured models: {self.known_models}"
-                    await send_json(
-                        send, 404, error_json(message, "invalid_request_error", code="model_not_found", param="model")
-                    )
-                    return
-                route = (self.default, model)
-                ex.rule = "default_provider"
-            else:
+            alias = self.routes.aliases.get(model)
+            on_provider = [d for d in alias.deployments if d.provider is provider] if alias else []
+            if alias is not None and on_provider:
+                chain = [AliasRoute(model, on_provider, alias.strategy, [])]
                 ex.rule = model
-            provider, upstream_model = route
-            if not provider.adapter.openai_compatible:
-                ex.fail("rejected", "unsupported_translation")
-                message = (
-                    f"model {model!r} is served by provider {provider.name!r} ({provider.kind}), which does not "
-                    f"speak the OpenAI API; call it natively under /{provider.name}/"
-                )
-                await send_json(send, 501, error_json(message, "invalid_request_error", code="unsupported_translation"))
+            else:
+                chain = [self.routes.native(provider, model)]
+                ex.rule = "native"
+        else:
+            route = self.routes.aliases.get(model)
+            ex.rule = model
+            if route is None:
+                route = self.routes.for_default(model)
+                ex.rule = "default_provider"
+            if route is None:
+                ex.fail("rejected", "model_not_found")
+                message = f"model {model!r} is not configured; configured models: {self.known_models}"
+                body = error_json(message, "invalid_request_error", code="model_not_found", param="model")
+                await send_json(send, 404, body)
                 return
+            chain = [route]
+            if not no_fallbacks:
+                chain += [self.routes.aliases[name] for name in route.fallbacks]
+        if force is not None:
+            chain = [
+                AliasRoute(r.alias, [d for d in r.deployments if d.provider.name == force], r.strategy, [])
+                for r in chain
+            ]
+            if not any(r.deployments for r in chain):
+                ex.fail("rejected", "invalid_request")
+                message = f"provider {force!r} does not serve model {model!r}"
+                await send_json(send, 400, error_json(message, "invalid_request_error", param="x-llm-obs-provider"))
+                return
+        await self._attempts(ex, matched, chain, deadline, scope, receive, send)
+
+    def _overrides(self, scope: Scope) -> tuple[str | None, bool, float | None]:
+        """Per-request routing headers, honoured only when ``routing.allow_request_overrides`` is set."""
+        if not self.policy.allow_request_overrides:
+            return None, False, None
+        force = get_header(scope, b"x-llm-obs-provider")
+        no_fallbacks = get_header(scope, b"x-llm-obs-no-fallbacks") in (b"1", b"true", b"yes")
+        raw_timeout = get_header(scope, b"x-llm-obs-timeout")
+        deadline = None
+        if raw_timeout is not None:
+            try:
+                deadline = time.perf_counter() + max(0.001, float(raw_timeout))
+            except ValueError:
+                deadline = None  # an unreadable override is ignored, as an absent one is
+        return (force.decode("latin-1") if force else None), no_fallbacks, deadline
+
+    async def _attempts(
+        self,
+        ex: Exchange,
+        matched: RequestMatch,
+        chain: list[AliasRoute],
+        deadline: float | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        base_headers = [(k, v) for k, v in scope["headers"] if k not in _NOT_FORWARDED]
+        base_headers.append((b"traceparent", f"00-{ex.trace_id}-{ex.span_id}-{ex.trace_flags}".encode()))
+        if ex.tracestate:
+            base_headers.append((b"tracestate", ex.tracestate.encode()))
+        query = scope.get("query_string") or b""
+        last: _Failure | None = None
+        policy = self.policy
+        for fallback_index, route in enumerate(chain):
+            order = order_deployments(route.deployments, route.strategy, self.rng)
+            failed_keys: list[KeyState] = []
+            for retry in range(policy.retries + 1):
+                pick = self._pick(order, failed_keys)
+                if pick is None:
+                    wait = self._cooldown_wait(order)
+                    if wait is None or wait > policy.max_retry_after_s:
+                        break  # nothing usable soon enough: next fallback
+                    await asyncio.sleep(wait)  # honour Retry-After: every key of this alias is cooling down
+                    pick = self._pick(order, failed_keys)
+                    if pick is None:
+                        break
+                elif retry:
+                    await asyncio.sleep(backoff_delay(retry - 1, policy.backoff_base_s, policy.backoff_cap_s, self.rng))
+                deployment, key = pick
+                if matched.provider is None and not deployment.provider.adapter.openai_compatible:
+                    ex.attempts.append(
+                        self._attempt_record(
+                            ex,
+                            deployment,
+                            key,
+                            fallback_index,
+                            time.perf_counter(),
+                            error_type="unsupported_translation",
+                        )
+                    )
+                    order.remove(deployment)
+                    last = last or _Failure(None, [], b"", None)
+                    continue
+                outcome = await self._try(
+                    ex, matched, deployment, key, fallback_index, base_headers, query, deadline, receive, send
+                )
+                if outcome is None:
+                    return  # the response went to the client
+                last = outcome
+                failed_keys.append(key)
+        await self._give_up(ex, last, chain, send)
+
+    def _pick(
+        self, order: list[DeploymentState], failed_keys: list[KeyState]
+    ) -> tuple[DeploymentState, KeyState] | None:
+        """The first deployment (in preference order) with a usable key not failed yet; else a failed one again."""
+        now = time.monotonic()
+        for exclude in (failed_keys, ()):
+            for deployment in order:
+                if deployment.cooldown_until > now:
+                    continue
+                key = deployment.provider.pool.pick(now, self.rng, exclude)
+                if key is not None:
+                    return deployment, key
+        return None
+
+    @staticmethod
+    def _cooldown_wait(order: list[DeploymentState]) -> float | None:
+        """Seconds until a key the provider asked us to wait for (``Retry-After``) is usable again, if any."""
+        now = time.monotonic()
+        ends = []
+        for deployment in order:
+            end = deployment.provider.pool.earliest_retry_after_end()
+            if end is not None:
+                ends.append(max(end, deployment.cooldown_until))
+        return max(0.0, min(ends) - now) if ends else None
+
+    async def _try(
+        self,
+        ex: Exchange,
+        matched: RequestMatch,
+        deployment: DeploymentState,
+        key: KeyState,
+        fallback_index: int,
+        base_headers: list[tuple[bytes, bytes]],
+        query: bytes,
+        deadline: float | None,
+        receive: Receive,
+        send: Send,
+    ) -> _Failure | None:
+        """One attempt. ``None`` when the response was relayed to the client; else why it failed."""
+        provider = deployment.provider
+        adapter = provider.adapter
+        endpoint = matched.endpoint
+        assert ex.request is not None and ex.body is not None
+        prepared = adapter.prepare_body(endpoint, ex.request, ex.body, deployment.model)
+        if matched.provider is not None:
+            path = adapter.upstream_path(endpoint, matched.path, deployment.model)
+        else:
             path = endpoint.upstream_path
+        url = provider.base_url + path + ("?" + query.decode("latin-1") if query else "")
+        headers = [*base_headers, *provider.headers, *key.headers]
+        timeout = provider.timeout
+        if deadline is not None:
+            remaining = max(0.001, deadline - time.perf_counter())
+            timeout = httpx.Timeout(
+                connect=min(timeout.connect or remaining, remaining), read=remaining, write=remaining, pool=remaining
+            )
+        request = self.client.build_request(ex.method, url, headers=headers, content=prepared.body, timeout=timeout)
+        adapter.sign(request, provider.config)
+        started = time.perf_counter()
+        deployment.in_flight += 1
+        key.in_flight += 1
+        try:
+            try:
+                response = await send_upstream(self.client, request, provider=provider.name)
+            except UpstreamError as exc:
+                error_type = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
+                ex.attempts.append(
+                    self._attempt_record(ex, deployment, key, fallback_index, started, error_type=error_type)
+                )
+                self._deployment_failed(deployment, None)
+                key.failures += 1
+                return _Failure(None, [], b"", exc)
+            status = response.status_code
+            if is_retryable_status(status) or status in (401, 403):
+                body = await upstream_error_body(response, provider.name)
+                await response.aclose()
+                ex.attempts.append(
+                    self._attempt_record(
+                        ex, deployment, key, fallback_index, started, status=status, error_type=f"http_{status}"
+                    )
+                )
+                self._key_failed(key, status, response.headers.get("retry-after"))
+                if status >= 500:
+                    self._deployment_failed(deployment, None)
+                return _Failure(status, list(response.headers.raw), body)
+            self._commit(ex, deployment, key, fallback_index, started, status)
+            total_deadline = started + provider.total_timeout
+            try:
+                await relay(
+                    ex,
+                    response,
+                    provider=provider.name,
+                    streamed=adapter.is_stream(response.headers.get("content-type", "").encode("latin-1")),
+                    hide_usage=prepared.hide_usage_chunk,
+                    deadline=min(total_deadline, deadline) if deadline is not None else total_deadline,
+                    receive=receive,
+                    send=send,
+                )
+            finally:
+                await response.aclose()
+            first = ex.first_token_ns or ex.first_byte_ns
+            ttft = (first * 1e-9 - started) if first else None
+            deployment.record(status < 400 and ex.outcome == "completed", time.perf_counter() - started, ttft)
+            key.served += 1
+            return None
+        finally:
+            deployment.in_flight -= 1
+            key.in_flight -= 1
+
+    def _commit(
+        self, ex: Exchange, deployment: DeploymentState, key: KeyState, fallback_index: int, started: float, status: int
+    ) -> None:
+        provider = deployment.provider
         ex.provider = provider.gen_ai_name
         ex.provider_kind = provider.kind
         ex.route = provider.name
-        ex.served_model = upstream_model
+        ex.served_model = deployment.model
         ex.server_address = provider.host
         ex.server_port = provider.port
-        prepared = provider.adapter.prepare_body(endpoint, request, body, upstream_model)
+        ex.attempts.append(self._attempt_record(ex, deployment, key, fallback_index, started, status=status))
 
-        headers = [(k, v) for k, v in scope["headers"] if k not in _NOT_FORWARDED]
-        headers.extend(provider.headers)
-        headers.append((b"traceparent", f"00-{ex.trace_id}-{ex.span_id}-{ex.trace_flags}".encode()))
-        if ex.tracestate:
-            headers.append((b"tracestate", ex.tracestate.encode()))
-        url = provider.base_url + path
-        if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode("latin-1")
-        upstream_request = self.client.build_request(
-            scope["method"], url, headers=headers, content=prepared.body, timeout=provider.timeout
-        )
-        provider.adapter.sign(upstream_request, provider.config)
-        started = time.perf_counter()
-        try:
-            response = await send_upstream(self.client, upstream_request, provider=provider.name)
-        except UpstreamError as exc:
-            timed_out = isinstance(exc, UpstreamTimeout)
-            error_type = "upstream_timeout" if timed_out else "upstream_unreachable"
-            ex.attempts.append(
-                Attempt(
-                    provider=provider.name,
-                    model=upstream_model,
-                    key_id=provider.key_id or None,
-                    error_type=error_type,
-                    latency_s=time.perf_counter() - started,
-                )
-            )
-            ex.fail("upstream_error", error_type, str(exc))
-            await send_json(send, 504 if timed_out else 502, error_json(str(exc), error_type, code=error_type))
-            return
-        ex.attempts.append(
-            Attempt(
-                provider=provider.name,
-                model=upstream_model,
-                key_id=provider.key_id or None,
-                status=response.status_code,
-                latency_s=time.perf_counter() - started,
-            )
-        )
-        try:
-            await self._relay(ex, provider, response, prepared.hide_usage_chunk, receive, send)
-        finally:
-            await response.aclose()
-
-    async def _relay(
-        self,
+    @staticmethod
+    def _attempt_record(
         ex: Exchange,
-        provider: _Provider,
-        response: httpx.Response,
-        hide_usage: bool,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        status = response.status_code
-        if status >= 400:
+        deployment: DeploymentState,
+        key: KeyState,
+        fallback_index: int,
+        started: float,
+        *,
+        status: int | None = None,
+        error_type: str | None = None,
+    ) -> Attempt:
+        return Attempt(
+            provider=deployment.provider.name,
+            model=deployment.model,
+            key_id=key.name,
+            status=status,
+            error_type=error_type,
+            latency_s=time.perf_counter() - started,
+            deployment=deployment.name,
+            fallback_index=fallback_index,
+            start_offset_s=max(0.0, started - ex.start_ns * 1e-9),
+        )
+
+    def _key_failed(self, key: KeyState, status: int, retry_after: str | None) -> None:
+        key.failures += 1
+        if status in (401, 403):
+            key.dead = True  # a rejected key stays out until the gateway restarts with a new config
+        elif status == 429:
+            seconds = _retry_after_seconds(retry_after)
+            key.retry_after = seconds is not None
+            key.cooldown_until = time.monotonic() + (seconds if seconds is not None else self.policy.cooldown_s)
+
+    def _deployment_failed(self, deployment: DeploymentState, latency_s: float | None) -> None:
+        deployment.record(False, latency_s)
+        recent = list(deployment.outcomes)[-_CONSECUTIVE_FAILURES_TO_COOL:]
+        if len(recent) == _CONSECUTIVE_FAILURES_TO_COOL and not any(recent):
+            deployment.cooldown_until = time.monotonic() + self.policy.cooldown_s
+
+    async def _give_up(self, ex: Exchange, last: _Failure | None, chain: list[AliasRoute], send: Send) -> None:
+        """Every attempt failed: the last upstream answer, or a JSON error naming what was tried."""
+        if last is not None and last.status is not None:
             ex.outcome = "upstream_error"
-        streamed = response.headers.get("content-type", "").startswith("text/event-stream")
-        skip = _NOT_RETURNED if streamed else HOP_BY_HOP
-        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in skip]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        if not streamed:
-            async for chunk in iter_body(response, provider=provider.name):
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            headers = [(k, v) for k, v in last.headers if k.lower() not in HOP_BY_HOP | {b"content-length"}]
+            headers.append((b"content-length", str(len(last.body)).encode()))
+            await send({"type": "http.response.start", "status": last.status, "headers": headers})
+            await send({"type": "http.response.body", "body": last.body, "more_body": False})
             return
-        await self._relay_stream(ex, provider, response, hide_usage and status < 400, receive, send)
+        tried = ", ".join(f"{a.deployment} ({a.error_type or a.status})" for a in ex.attempts) or "none"
+        if last is not None and isinstance(last.error, UpstreamTimeout):
+            ex.fail("upstream_error", "upstream_timeout", str(last.error))
+            message = f"{last.error}; attempts: {tried}"
+            await send_json(send, 504, error_json(message, "upstream_timeout", code="upstream_timeout"))
+        elif last is not None and last.error is not None:
+            ex.fail("upstream_error", "upstream_unreachable", str(last.error))
+            message = f"{last.error}; attempts: {tried}"
+            await send_json(send, 502, error_json(message, "upstream_unreachable", code="upstream_unreachable"))
+        elif ex.attempts:  # only deployments we cannot speak to
+            ex.fail("rejected", "unsupported_translation")
+            provider = ex.attempts[-1].provider
+            message = (
+                f"model {chain[0].alias!r} is served by provider {provider!r}, which does not speak the "
+                f"OpenAI API; call it natively under /{provider}/"
+            )
+            await send_json(send, 501, error_json(message, "invalid_request_error", code="unsupported_translation"))
+        else:
+            ex.fail("upstream_error", "no_healthy_deployment")
+            message = f"every deployment and key of {chain[0].alias!r} is cooling down or disabled"
+            await send_json(send, 503, error_json(message, "upstream_unavailable", code="no_healthy_deployment"))
 
-    async def _relay_stream(
-        self,
-        ex: Exchange,
-        provider: _Provider,
-        response: httpx.Response,
-        hide_usage: bool,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        # uvicorn drops sends after a disconnect silently, so watch receive() and cancel ourselves.
-        task = asyncio.current_task()
-        assert task is not None
-        state = {"gone": False, "done": False}
-
-        async def watch_disconnect() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                continue
-            if not state["done"]:
-                state["gone"] = True
-                task.cancel()
-
-        watcher = asyncio.get_running_loop().create_task(watch_disconnect())
-        deadline = time.perf_counter() + provider.total_timeout
-        splitter = _UsageChunkFilter(ex) if hide_usage else None
-        try:
-            try:
-                async for chunk in iter_body(response, provider=provider.name):
-                    if splitter is not None:
-                        chunk = splitter.feed(chunk)
-                        if not chunk:
-                            continue
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    if time.perf_counter() > deadline:
-                        raise UpstreamTimeout(
-                            f"provider {provider.name!r} exceeded the total timeout of {provider.total_timeout:g}s",
-                            provider=provider.name,
-                        )
-                tail = splitter.close() if splitter is not None else b""
-                state["done"] = True
-                await send({"type": "http.response.body", "body": tail, "more_body": False})
-            except UpstreamError as exc:
-                error_type = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_disconnected"
-                ex.fail("upstream_error", error_type, str(exc))
-                # The status is gone already: tell the client in-band, the way OpenAI reports stream errors.
-                event = b"data: " + error_json(str(exc), error_type, code=error_type) + b"\n\n"
-                state["done"] = True
-                await send({"type": "http.response.body", "body": event, "more_body": False})
-        except asyncio.CancelledError:
-            if not state["gone"]:
-                raise
-            task.uncancel()
-            ex.fail("client_disconnected", "client_disconnected")
-        finally:
-            state["done"] = True
-            watcher.cancel()
-
-    async def _proxy(self, provider: _Provider, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _proxy(self, provider: ProviderTarget, path: str, scope: Scope, receive: Receive, send: Send) -> None:
         """Forward a provider endpoint we do not observe, credentials replaced, nothing recorded."""
         exchange = get_exchange(scope)
         try:
@@ -356,48 +469,45 @@ class RouterMiddleware:
             return
         except ClientGone:
             return
+        key = provider.pool.pick(time.monotonic(), self.rng) or provider.pool.keys[0]
         headers = [(k, v) for k, v in scope["headers"] if k not in _NOT_FORWARDED]
         headers.extend(provider.headers)
+        headers.extend(key.headers)
         url = provider.base_url + path
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
-        upstream_request = self.client.build_request(
+        request = self.client.build_request(
             scope["method"], url, headers=headers, content=body, timeout=provider.timeout
         )
-        provider.adapter.sign(upstream_request, provider.config)
+        provider.adapter.sign(request, provider.config)
         try:
-            response = await send_upstream(self.client, upstream_request, provider=provider.name)
+            response = await send_upstream(self.client, request, provider=provider.name)
         except UpstreamError as exc:
             error_type = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
             await send_json(send, 504 if error_type == "upstream_timeout" else 502, error_json(str(exc), error_type))
             return
         try:
-            await self._relay(exchange, provider, response, False, receive, send)
+            content_type = response.headers.get("content-type", "").encode("latin-1")
+            await relay(
+                exchange,
+                response,
+                provider=provider.name,
+                streamed=provider.adapter.is_stream(content_type),
+                hide_usage=False,
+                deadline=time.perf_counter() + provider.total_timeout,
+                receive=receive,
+                send=send,
+            )
         finally:
             await response.aclose()
 
 
-class _UsageChunkFilter:
-    """Drops the usage-only chunk we asked for (the client did not), after letting accounting see it."""
-
-    __slots__ = ("_exchange", "_splitter")
-
-    def __init__(self, exchange: Exchange) -> None:
-        self._exchange = exchange
-        # Forward whole events only, so the usage event can be cut out whatever the chunking.
-        self._splitter = SSEEventSplitter()
-
-    def feed(self, chunk: bytes) -> bytes:
-        events = self._splitter.feed(chunk)
-        kept = []
-        for event in events:
-            if b'"choices":[]' in event and b'"usage"' in event:
-                observer = self._exchange.observer
-                if observer is not None:
-                    observer.feed(event, time.perf_counter_ns())
-            else:
-                kept.append(event)
-        return kept[0] if len(kept) == 1 else b"".join(kept)
-
-    def close(self) -> bytes:
-        return self._splitter.close()
+def _retry_after_seconds(value: str | None) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds form; an HTTP date is treated as absent)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None

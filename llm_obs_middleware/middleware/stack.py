@@ -66,7 +66,8 @@ class LLMObservability:
             span_exporter=span_exporter,
             price_source=price_source,
         )
-        inner: Any = RouterMiddleware(app, config=config, client=self.client)
+        self.router = RouterMiddleware(app, config=config, client=self.client)
+        inner: Any = self.router
         inner = AccountingMiddleware(inner, config=config)
         # Governance (budgets, virtual keys) will sit here, between export and accounting.
         inner = ExportMiddleware(inner, pipeline=self.exporters.pipeline)

@@ -6,9 +6,11 @@ genai-prices lookup costs ~57 µs (see DESIGN.md, section 5), far too much per r
 module takes a few hundred milliseconds to import, so it is imported lazily, by :meth:`preload`
 (the gateway calls it at start-up) or on the first record.
 
-Cases the float fast path cannot price exactly (requests above a tiered price's threshold, audio or
-reasoning tokens with their own price) fall back to genai-prices' own ``ModelPrice.calc_price``:
-correct before fast.
+Each genai-prices ``ModelPrice`` is reduced to :class:`~._rates.Rates`: input, cache read, cache
+write (five-minute and one-hour), output and per-request prices, with the long-context tiers
+(Gemini, Anthropic) precomputed, so the cost keeps its per-component split. Prices we have no usage
+field for beyond those (audio tokens, a separate reasoning price) fall back to genai-prices' own
+``ModelPrice.calc_price`` when the usage carries such tokens: correct before fast.
 """
 
 from __future__ import annotations
@@ -18,17 +20,18 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from ..schema import Cost, Usage
+from ._match import UNPRICED_KINDS, canonical_provider, model_candidates
+from ._rates import PER_MTOK, Rates
 
 if TYPE_CHECKING:
     from genai_prices.data_snapshot import DataSnapshot
-    from genai_prices.types import ModelInfo, ModelPrice
+    from genai_prices.types import ModelInfo, ModelPrice, Provider
 
 __all__ = ["GenAIPricesSource"]
 
 logger = logging.getLogger("llm_obs_middleware.pricing")
 
-_SOURCE: Final = "genai-prices"
-_PER_MTOK: Final = 1e-6
+SOURCE: Final = "genai-prices"
 _MISSING: Final = object()
 
 # Our provider kinds (config.ProviderKind) -> genai-prices provider ids. ``None`` means "match on
@@ -45,73 +48,82 @@ _PROVIDER_IDS: Final[dict[str, str | None]] = {
     "groq": "groq",
     "deepseek": "deepseek",
 }
-# Self-hosted servers: a per-token list price for the same model name elsewhere would be wrong.
-_UNPRICED_KINDS: Final = frozenset({"ollama", "vllm"})
+# The ModelPrice keys :class:`Rates` holds, in its constructor's order.
+_RATE_KEYS: Final = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok")
 _AUDIO_PRICE_KEYS: Final = ("input_audio_mtok", "output_audio_mtok", "cache_audio_read_mtok")
 # Bound the cache: model names come from clients, so a misbehaving one could send endless names.
 _MAX_CACHED: Final = 4096
 
 
-class _Rates:
-    """One ModelPrice reduced to USD-per-token floats (or marked for the exact slow path)."""
+def _rates(price: ModelPrice) -> Rates:
+    """Reduce one ModelPrice to per-token floats, one :class:`Rates` per long-context tier."""
+    from genai_prices.types import TieredPrices
 
-    __slots__ = (
-        "audio_priced",
-        "cache_read",
-        "cache_write",
-        "input",
-        "output",
-        "per_request",
-        "reasoning_priced",
-        "tier_floor",
-    )
+    values = [getattr(price, key, None) for key in _RATE_KEYS]
+    requests_kcount = getattr(price, "requests_kcount", None)
+    per_request = float(requests_kcount) / 1000 if requests_kcount is not None else 0.0
+
+    def at(threshold: int | None) -> dict[str, Any]:
+        # A component's price for requests above ``threshold``: its highest tier starting at or below it.
+        rates: list[float | None] = []
+        for value in values:
+            if isinstance(value, TieredPrices):
+                chosen = value.base
+                for tier in value.tiers:  # ascending
+                    if threshold is not None and tier.start <= threshold:
+                        chosen = tier.price
+                value = chosen
+            rates.append(None if value is None else float(value) * PER_MTOK)
+        input_rate, output_rate, cache_read, cache_write, cache_write_1h = rates
+        return {
+            "input": input_rate or 0.0,
+            "output": output_rate or 0.0,
+            "cache_read": cache_read,
+            "cache_write": cache_write,
+            "cache_write_1h": cache_write_1h,
+            "per_request": per_request,
+        }
+
+    thresholds = sorted({tier.start for value in values if isinstance(value, TieredPrices) for tier in value.tiers})
+    return Rates(**at(None), tiers=[(threshold, Rates(**at(threshold))) for threshold in thresholds])
+
+
+class _Priced:
+    """A ModelPrice, its rates, and which token kinds need genai-prices' exact calculation."""
+
+    __slots__ = ("audio_priced", "price", "rates", "reasoning_priced")
 
     def __init__(self, price: ModelPrice) -> None:
-        from genai_prices.types import TieredPrices
-
-        fields = (price.input_mtok, price.output_mtok, price.cache_read_mtok, price.cache_write_mtok)
-        # Tiered prices are "cliff" prices chosen by the request's total input tokens: at or below the
-        # lowest tier start every token pays the base price, so only larger requests need the exact
-        # (and ~100x slower) genai-prices calculation.
-        starts = [tier.start for value in fields if isinstance(value, TieredPrices) for tier in value.tiers]
-        self.tier_floor: float = min(starts, default=float("inf"))
-        input_mtok, output_mtok, cache_read_mtok, cache_write_mtok = (
-            None if value is None else float(value.base if isinstance(value, TieredPrices) else value)
-            for value in fields
-        )
-        self.input = (input_mtok or 0.0) * _PER_MTOK
-        self.output = (output_mtok or 0.0) * _PER_MTOK
-        # A model without a separate cache price bills cached tokens as ordinary input.
-        self.cache_read = self.input if cache_read_mtok is None else cache_read_mtok * _PER_MTOK
-        self.cache_write = self.input if cache_write_mtok is None else cache_write_mtok * _PER_MTOK
-        requests_kcount = getattr(price, "requests_kcount", None)
-        self.per_request = float(requests_kcount) / 1000 if requests_kcount is not None else 0.0
+        self.price = price
+        self.rates = _rates(price)
         self.audio_priced = any(getattr(price, key, None) is not None for key in _AUDIO_PRICE_KEYS)
         self.reasoning_priced = getattr(price, "output_reasoning_mtok", None) is not None
 
 
 class _Entry:
-    """A resolved model: its genai-prices ModelInfo and the rates of each ModelPrice seen so far."""
+    """A resolved model: its genai-prices provider and ModelInfo, and the prices seen so far."""
 
-    __slots__ = ("fixed", "model", "rates")
+    __slots__ = ("fixed", "model", "priced", "provider")
 
-    def __init__(self, model: ModelInfo) -> None:
+    def __init__(self, provider: Provider, model: ModelInfo) -> None:
+        self.provider = provider
         self.model = model
-        # Time-conditional prices (off-peak discounts, announced price changes) are re-selected per
-        # record; the ModelPrice objects themselves live as long as the snapshot, so their rates
-        # are cached by identity.
-        self.fixed: tuple[ModelPrice, _Rates] | None = None
-        self.rates: dict[int, tuple[ModelPrice, _Rates]] = {}
+        # Time-conditional prices (off-peak discounts, announced price changes) are selected per
+        # record, at the request's time; the ModelPrice objects live as long as the snapshot, so
+        # their rates are cached by identity.
+        self.fixed: _Priced | None = None
+        self.priced: dict[int, _Priced] = {}
         if not isinstance(model.prices, list):
-            self.fixed = (model.prices, _Rates(model.prices))
+            self.fixed = _Priced(model.prices)
 
-    def current(self) -> tuple[ModelPrice, _Rates]:
+    def current(self, timestamp: float | None) -> _Priced:
         if self.fixed is not None:
             return self.fixed
-        price = self.model.get_prices(datetime.now(tz=UTC))
-        found = self.rates.get(id(price))
+        when = datetime.now(tz=UTC) if timestamp is None else datetime.fromtimestamp(timestamp, tz=UTC)
+        price = self.model.get_prices(when)
+        found = self.priced.get(id(price))
         if found is None:
-            found = self.rates[id(price)] = (price, _Rates(price))
+            found = self.priced[id(price)] = _Priced(price)
         return found
 
 
@@ -135,78 +147,82 @@ class GenAIPricesSource:
 
             self._snapshot = get_snapshot()
 
-    def price(self, provider: str, model: str, usage: Usage) -> Cost | None:
-        """USD cost of ``usage`` on ``provider``'s ``model``; ``None`` when the price is unknown."""
-        key = (provider, model)
-        entry = self._cache.get(key, _MISSING)
+    def price(self, provider: str, model: str, usage: Usage, *, timestamp: float | None = None) -> Cost | None:
+        """USD cost of ``usage`` on ``provider``'s ``model`` at ``timestamp`` (Unix seconds, default now).
+
+        ``None`` when the price is unknown (a warning is logged once per model).
+        """
+        entry = self._cache.get((provider, model), _MISSING)
         if entry is _MISSING:
-            entry = self._resolve(provider, model)
+            entry = self._resolve(provider, model, warn=True)
         if entry is None:
             return None
         assert isinstance(entry, _Entry)
-        price, rates = entry.current()
-        if (
-            (usage.input_tokens or 0) > rates.tier_floor
-            or (rates.audio_priced and (usage.audio_input_tokens or usage.audio_output_tokens))
-            or (rates.reasoning_priced and usage.reasoning_tokens)
+        priced = entry.current(timestamp)
+        if (priced.audio_priced and (usage.audio_input_tokens or usage.audio_output_tokens)) or (
+            priced.reasoning_priced and usage.reasoning_tokens
         ):
-            return self._exact(provider, model, price, usage)
-        input_tokens = usage.input_tokens or 0
-        cache_read = usage.cache_read_tokens or 0
-        cache_write = usage.cache_write_tokens or 0
-        input_usd = max(0, input_tokens - cache_read - cache_write) * rates.input
-        cache_read_usd = cache_read * rates.cache_read
-        cache_write_usd = cache_write * rates.cache_write
-        output_usd = (usage.output_tokens or 0) * rates.output  # reasoning tokens are part of output
-        return Cost(
-            total_usd=input_usd + cache_read_usd + cache_write_usd + output_usd + rates.per_request,
-            input_usd=input_usd,
-            cache_read_usd=cache_read_usd,
-            cache_write_usd=cache_write_usd,
-            output_usd=output_usd,
-            other_usd=rates.per_request,
-            source=_SOURCE,
-        )
+            return self._exact(provider, model, priced.price, usage)
+        return priced.rates.cost(usage, SOURCE)
 
-    def _resolve(self, provider: str, model: str) -> _Entry | None:
+    def knows(self, provider: str, model: str) -> bool:
+        """Whether the data has a price for the model (resolved once and cached; no warning on a miss)."""
+        entry = self._cache.get((provider, model), _MISSING)
+        if entry is _MISSING:
+            entry = self._resolve(provider, model, warn=False)
+        return entry is not None
+
+    def describe(self, provider: str, model: str) -> str | None:
+        """Where the model's price comes from, for people (``llm-obs price``); ``None`` when unknown."""
+        if not self.knows(provider, model):
+            return None
+        entry = self._cache.get((provider, model))
+        assert isinstance(entry, _Entry)
+        from importlib.metadata import version
+
+        name = f" ({entry.model.name})" if entry.model.name else ""
+        where = f"provider {entry.provider.id!r}, model {entry.model.id!r}{name}"
+        return f"genai-prices {version('genai-prices')} data: {where}"
+
+    def _resolve(self, provider: str, model: str, *, warn: bool) -> _Entry | None:
         if len(self._cache) >= self._max_cached:
             self._cache.clear()
             self._unpriceable.clear()
         entry = self._lookup(provider, model)
         self._cache[(provider, model)] = entry
+        if entry is None and warn and canonical_provider(provider) not in UNPRICED_KINDS:
+            logger.warning(
+                "no genai-prices price for %s model %r; its records carry no cost (counted as cost unknown)",
+                provider,
+                model,
+            )
         return entry
 
     def _lookup(self, provider: str, model: str) -> _Entry | None:
-        if provider in _UNPRICED_KINDS:
+        kind = canonical_provider(provider)
+        if kind in UNPRICED_KINDS:
             logger.info("not pricing %s model %r: self-hosted models have no list price", provider, model)
             return None
         self.preload()
         snapshot = self._snapshot
         assert snapshot is not None
         # A provider name we do not know may still be a genai-prices id ("openrouter", "together").
-        provider_id = _PROVIDER_IDS.get(provider, provider)
-        try:
-            _, info = snapshot.find_provider_model(model, None, provider_id, None)
-        except LookupError:
-            if provider in _PROVIDER_IDS:
-                info = None
-            else:
-                info = self._match_model_only(snapshot, model)
-        if info is None:
-            logger.warning(
-                "no genai-prices price for %s model %r; its records carry no cost (counted as cost unknown)",
-                provider,
-                model,
-            )
-            return None
-        return _Entry(info)
+        provider_id = _PROVIDER_IDS.get(kind, kind) if kind else None  # "": any provider (llm-obs price)
+        found = self._find(snapshot, model, provider_id)
+        if found is None and provider_id is not None and kind not in _PROVIDER_IDS:
+            found = self._find(snapshot, model, None)
+        return None if found is None else _Entry(*found)
 
     @staticmethod
-    def _match_model_only(snapshot: DataSnapshot, model: str) -> ModelInfo | None:
-        try:
-            return snapshot.find_provider_model(model, None, None, None)[1]
-        except LookupError:
-            return None
+    def _find(snapshot: DataSnapshot, model: str, provider_id: str | None) -> tuple[Provider, ModelInfo] | None:
+        # genai-prices matches many spellings itself; our normalised forms (Bedrock prefixes, dates)
+        # are tried only when the name as given is not found.
+        for candidate in model_candidates(model):
+            try:
+                return snapshot.find_provider_model(candidate, None, provider_id, None)
+            except LookupError:
+                continue
+        return None
 
     def _exact(self, provider: str, model: str, price: ModelPrice, usage: Usage) -> Cost | None:
         from genai_prices.types import Usage as GenAIUsage
@@ -216,6 +232,7 @@ class GenAIPricesSource:
             "output_tokens": usage.output_tokens,
             "cache_read_tokens": usage.cache_read_tokens,
             "cache_write_tokens": usage.cache_write_tokens,
+            "cache_write_1h_tokens": usage.cache_write_1h_tokens,
             "input_audio_tokens": usage.audio_input_tokens,
             "output_audio_tokens": usage.audio_output_tokens,
             "output_reasoning_tokens": usage.reasoning_tokens,
@@ -236,5 +253,5 @@ class GenAIPricesSource:
             input_usd=input_usd,
             output_usd=output_usd,
             other_usd=max(0.0, total_usd - input_usd - output_usd),
-            source=_SOURCE,
+            source=SOURCE,
         )

@@ -21,6 +21,7 @@ from .base import normalize_finish_reason
 
 if TYPE_CHECKING:
     from ..state import Exchange
+    from ._openai_wire import _ChatMessage
 
 __all__ = [
     "ChatJSONObserver",
@@ -126,12 +127,14 @@ class ChatJSONObserver(_Buffered):
         tool_calls: list[ToolCall] = []
         raw_reasons: list[str] = []
         texts: list[str] = []
+        chars = 0
         for choice in chunk.choices:
             if choice.finish_reason is not None:
                 raw_reasons.append(choice.finish_reason)
             message = choice.message
             if message is None:
                 continue
+            chars += _message_chars(message)
             if message.content and self._capture:
                 texts.append(message.content)
             for call in message.tool_calls or ():
@@ -151,7 +154,17 @@ class ChatJSONObserver(_Buffered):
             usage=chat_usage(chunk.usage),
             tool_calls=tool_calls,
             output_text="".join(texts) if texts else None,
+            output_chars=chars,
         )
+
+
+def _message_chars(message: _ChatMessage) -> int:
+    """Characters of generated output in a message or delta (kept for token estimation, text is not)."""
+    chars = len(message.content or "") + len(message.reasoning_content or "") + len(message.refusal or "")
+    for call in message.tool_calls or ():
+        if call.function is not None:
+            chars += len(call.function.name or "") + len(call.function.arguments or "")
+    return chars
 
 
 class ChatStreamObserver:
@@ -159,6 +172,7 @@ class ChatStreamObserver:
 
     __slots__ = (
         "_capture",
+        "_chars",
         "_done",
         "_error",
         "_events",
@@ -183,6 +197,7 @@ class ChatStreamObserver:
         # (choice index, tool index) -> [id, name, argument pieces]
         self._tools: dict[tuple[int, int], tuple[list[str | None], list[str]]] = {}
         self._texts: list[str] = []
+        self._chars = 0
         self._events = 0
         self._done = False
         self._error: tuple[str, str | None] | None = None
@@ -219,6 +234,9 @@ class ChatStreamObserver:
                     continue
                 if delta.content or delta.reasoning_content or delta.refusal:
                     saw_token = True
+                    self._chars += (
+                        len(delta.content or "") + len(delta.reasoning_content or "") + len(delta.refusal or "")
+                    )
                     if self._capture and delta.content:
                         self._texts.append(delta.content)
                 for call in delta.tool_calls or ():
@@ -233,8 +251,10 @@ class ChatStreamObserver:
                     if function is not None:
                         if function.name:
                             head[1] = function.name
+                            self._chars += len(function.name)
                         if function.arguments:
                             pieces.append(function.arguments)
+                            self._chars += len(function.arguments)
         if saw_token:
             self._exchange.mark_token(now_ns)
 
@@ -254,6 +274,7 @@ class ChatStreamObserver:
             usage=chat_usage(self._usage),
             tool_calls=tool_calls,
             output_text="".join(self._texts) if self._texts else None,
+            output_chars=self._chars,
             completed=self._done and error is None,
             error_type=error[0] if error else None,
             error_message=error[1] if error else None,
@@ -266,11 +287,15 @@ def _responses_result(obj: ResponsesObject | None, capture: bool, events: int, c
         return NormalizedResponse(completed=False, events=events)
     tool_calls: list[ToolCall] = []
     texts: list[str] = []
+    chars = 0
     for item in obj.output:
         if item.type == "function_call":
             tool_calls.append(ToolCall(id=item.call_id, name=item.name or "", arguments=item.arguments or ""))
-        elif item.type == "message" and capture:
-            texts.extend(part.text for part in item.content or () if part.type == "output_text" and part.text)
+            chars += len(item.name or "") + len(item.arguments or "")
+        else:  # messages (output_text, refusal) and reasoning summaries
+            chars += sum(len(part.text or "") for part in item.content or ())
+            if item.type == "message" and capture:
+                texts.extend(part.text for part in item.content or () if part.type == "output_text" and part.text)
     raw = obj.status
     if raw == "incomplete" and obj.incomplete_details is not None and obj.incomplete_details.reason:
         raw = obj.incomplete_details.reason
@@ -283,6 +308,7 @@ def _responses_result(obj: ResponsesObject | None, capture: bool, events: int, c
         usage=responses_usage(obj.usage),
         tool_calls=tool_calls,
         output_text="".join(texts) if texts else None,
+        output_chars=chars,
         completed=completed and obj.status != "failed",
         error_type=str(error.code or error.type) if error is not None else None,
         error_message=error.message if error is not None else None,

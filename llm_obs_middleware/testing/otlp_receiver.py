@@ -11,7 +11,9 @@ headers (HTTP) or metadata (gRPC) each export came with::
         [span] = receiver.wait_for(1)
         assert span["attributes"]["gen_ai.provider.name"] == "openai"
 
-Nothing is mocked: exporters talk to it over a socket, exactly as to a collector. The HTTP side
+Nothing is mocked: exporters talk to it over a socket, exactly as to a collector. :meth:`OTLPReceiver.stop`
+then :meth:`OTLPReceiver.start` is a collector outage: the receiver comes back on the same port(s)
+and keeps what it had received. The HTTP side
 accepts ``gzip``/``deflate`` bodies and answers ``415`` to anything but ``application/x-protobuf``
 (OTLP/JSON encodes ids differently and is not decoded here).
 """
@@ -100,6 +102,7 @@ class OTLPReceiver:
         self._http: BackgroundServer | None = None
         self._grpc: Any = None  # grpc.Server
         self._executor: futures.ThreadPoolExecutor | None = None
+        self._http_port = 0
         self._grpc_port = 0
 
     # -- what arrived -------------------------------------------------------------------------------
@@ -159,12 +162,17 @@ class OTLPReceiver:
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def start(self) -> Self:
-        """Bind the port(s) and start serving; returns once exports can be accepted."""
+        """Bind the port(s) and start serving; returns once exports can be accepted.
+
+        The first start picks free ports; a start after :meth:`stop` binds the same ones again.
+        """
         if self._http is not None or self._grpc is not None:
             raise RuntimeError("receiver already started")
         try:
             if self.protocol in ("http", "both"):
-                self._http = BackgroundServer(_HTTPApp(self), host=self.host, lifespan="off").start()
+                server = BackgroundServer(_HTTPApp(self), host=self.host, port=self._http_port, lifespan="off")
+                self._http = server.start()
+                self._http_port = server.port
             if self.protocol in ("grpc", "both"):
                 self._start_grpc()
         except BaseException:
@@ -204,7 +212,7 @@ class OTLPReceiver:
         self._executor = futures.ThreadPoolExecutor(self._grpc_workers, thread_name_prefix="otlp-grpc")
         server = grpc.server(self._executor)
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_trace_service(self), server)  # type: ignore[no-untyped-call]
-        port = server.add_insecure_port(f"{_url_host(self.host)}:0")
+        port = server.add_insecure_port(f"{_url_host(self.host)}:{self._grpc_port}")
         if not port:
             raise RuntimeError(f"cannot bind an OTLP/gRPC port on {self.host}")
         server.start()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import secrets
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -43,3 +45,44 @@ def make_record(**overrides: Any) -> LLMRecord:
 @pytest.fixture
 def record_factory() -> RecordFactory:
     return make_record
+
+
+POSTGRES_ADMIN_URL = os.environ.get("LLM_OBS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _server_missing(what: str, why: str) -> None:
+    """Project rule: a test needing a server fails under CI (``CI=true``) and may skip elsewhere."""
+    message = f"{what} is not available: {why}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """The URL of a throwaway PostgreSQL database, created for this test run and dropped after it."""
+    try:
+        import psycopg
+    except ImportError as exc:  # the postgres extra is not installed
+        _server_missing("psycopg (the postgres extra)", str(exc))
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        _server_missing(f"PostgreSQL at {POSTGRES_ADMIN_URL}", str(exc).strip())
+    name = f"llm_obs_test_{os.getpid()}_{secrets.token_hex(4)}"
+    with admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """The throwaway database, emptied of our tables so each test starts from schema version 0."""
+    import psycopg
+
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS llm_records, llm_obs_schema_version")
+    return postgres_database

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 
 import httpx
 import msgspec
@@ -97,3 +99,67 @@ async def test_get_missing(client: httpx.AsyncClient) -> None:
     response = await client.get("/logs/nope")
     assert response.status_code == 404
     assert response.json() == {"error": {"message": "no record with request id 'nope'", "type": "not_found_error"}}
+
+
+async def test_team_filter(store: SQLiteLogStore, client: httpx.AsyncClient, record_factory: RecordFactory) -> None:
+    await store.export([record_factory(n=4, team="red")])
+    assert request_ids(await client.get("/logs", params={"team": "red"})) == ["req-4"]
+
+
+async def test_session_in_order(client: httpx.AsyncClient, record_factory: RecordFactory) -> None:
+    response = await client.get("/sessions/s1")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    body = msgspec.json.decode(response.content)
+    assert body["session_id"] == "s1"
+    assert [r["request_id"] for r in body["data"]] == ["req-1", "req-3"]  # oldest first
+    assert response.content.endswith(msgspec.json.encode(record_factory(n=3, session_id="s1")) + b"]}")
+    limited = (await client.get("/sessions/s1", params={"limit": "1"})).json()
+    assert [r["request_id"] for r in limited["data"]] == ["req-1"]
+
+
+async def test_session_missing_and_bad_limit(client: httpx.AsyncClient) -> None:
+    response = await client.get("/sessions/nope")
+    assert response.status_code == 404
+    assert response.json()["error"] == {"message": "no record with session id 'nope'", "type": "not_found_error"}
+    response = await client.get("/sessions/s1", params={"limit": "0"})
+    assert response.status_code == 400 and response.json()["error"]["message"].startswith("limit:")
+
+
+async def test_stats(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        "/logs/stats", params={"since": "1700000000", "until": "1700000100", "group_by": "provider"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    stats = response.json()
+    assert stats["since"] == "2023-11-14T22:13:20Z"
+    assert stats["until"] == "2023-11-14T22:15:00Z"
+    assert stats["group_by"] == "provider"
+    assert stats["totals"]["requests"] == 3
+    assert stats["totals"]["errors"] == 1
+    assert stats["totals"]["error_rate"] == pytest.approx(1 / 3)
+    assert stats["totals"]["latency_p50_s"] == 0.5
+    assert [(g["key"], g["requests"], g["errors"]) for g in stats["groups"]] == [("openai", 2, 0), ("anthropic", 1, 1)]
+    # Filters narrow the window's records; without group_by there are totals only.
+    narrowed = (await client.get("/logs/stats", params={"since": "1700000000", "provider": "anthropic"})).json()
+    assert narrowed["totals"]["requests"] == 1 and narrowed["groups"] == []
+
+
+async def test_stats_default_window_is_the_last_day(client: httpx.AsyncClient) -> None:
+    stats = (await client.get("/logs/stats")).json()
+    assert stats["totals"]["requests"] == 0  # the fixture's records are from 2023
+    since = datetime.fromisoformat(stats["since"])
+    until = datetime.fromisoformat(stats["until"])
+    assert until - since == timedelta(days=1)
+    assert abs(until.timestamp() - time.time()) < 60
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [({"group_by": "user"}, "group_by"), ({"since": "soon"}, "since"), ({"until": "-5"}, "until")],
+)
+async def test_stats_invalid_parameters(client: httpx.AsyncClient, query: dict[str, str], parameter: str) -> None:
+    response = await client.get("/logs/stats", params=query)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith(f"{parameter}:")

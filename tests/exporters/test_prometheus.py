@@ -41,13 +41,15 @@ async def test_counts_requests_tokens_and_cost(registry: CollectorRegistry, reco
     assert value(registry, "llm_obs_requests_total", **SERIES, status_class="5xx") == 1
     assert value(registry, "llm_obs_requests_total", **SERIES, status_class="none") == 1
     assert value(registry, "llm_obs_errors_total", **SERIES, error_type="http.503") == 1
-    assert value(registry, "llm_obs_tokens_total", **SERIES, type="input") == 2000
-    assert value(registry, "llm_obs_tokens_total", **SERIES, type="output") == 400
-    assert value(registry, "llm_obs_tokens_total", **SERIES, type="cache_read") == 800
-    assert value(registry, "llm_obs_tokens_total", **SERIES, type="reasoning") == 100
+    assert value(registry, "llm_obs_tokens_total", **SERIES, estimated="false", type="input") == 2000
+    assert value(registry, "llm_obs_tokens_total", **SERIES, estimated="false", type="output") == 400
+    assert value(registry, "llm_obs_tokens_total", **SERIES, estimated="false", type="cache_read") == 800
+    assert value(registry, "llm_obs_tokens_total", **SERIES, estimated="false", type="reasoning") == 100
     # A reported zero adds nothing, so no series is created for it.
-    assert value(registry, "llm_obs_tokens_total", **SERIES, type="cache_write") in (None, 0)
-    assert value(registry, "llm_obs_cost_usd_total", provider="openai", model=SERIES["model"]) == pytest.approx(0.75)
+    assert value(registry, "llm_obs_tokens_total", **SERIES, estimated="false", type="cache_write") in (None, 0)
+    assert value(
+        registry, "llm_obs_cost_usd_total", provider="openai", model=SERIES["model"], estimated="false"
+    ) == pytest.approx(0.75)
     assert value(registry, "llm_obs_cost_unknown_total", provider="openai", model=SERIES["model"]) == 0
     assert value(registry, "llm_obs_request_duration_seconds_count", **SERIES) == 4
     assert value(registry, "llm_obs_request_duration_seconds_sum", **SERIES) == pytest.approx(2.0)
@@ -127,6 +129,47 @@ async def test_pipeline_health_is_read_at_scrape_time(
     assert value(registry, "llm_obs_export_records_total", sink="otlp", result="failed") == 2
     pipeline.stats.dropped = 4
     assert value(registry, "llm_obs_export_records_dropped_total") == 4
+    pipeline.stats.sink_dropped["otlp"] = 5
+    assert value(registry, "llm_obs_export_records_total", sink="otlp", result="dropped") == 5
+    assert value(registry, "llm_obs_export_sink_queue_depth", sink="prometheus") == 0
+
+
+async def test_sink_queue_depth_is_live(registry: CollectorRegistry, record_factory: RecordFactory) -> None:
+    import asyncio
+
+    from llm_obs_middleware.config import QueueConfig
+    from llm_obs_middleware.state import Exchange
+
+    class Stuck:
+        name = "stuck"
+        gate = asyncio.Event()
+
+        async def start(self) -> None: ...
+
+        async def export(self, records: object) -> None:
+            await self.gate.wait()
+
+        async def close(self) -> None: ...
+
+    sink = PrometheusSink(registry)
+    stuck = Stuck()
+    pipeline = ExportPipeline([sink, stuck], queue=QueueConfig(shutdown_grace_s=0))
+    sink.bind_pipeline(pipeline)
+    for n in range(3):
+        exchange = Exchange({"method": "POST", "path": "/v1/chat/completions"})
+        exchange.is_llm, exchange.provider, exchange.operation, exchange.status = True, "openai", "chat", 200
+        exchange.end_ns = exchange.start_ns + n
+        pipeline.submit(exchange)
+    for _ in range(100):
+        await asyncio.sleep(0.001)
+        if value(registry, "llm_obs_export_records_total", sink="prometheus", result="exported") == 3:
+            break
+    assert value(registry, "llm_obs_export_sink_queue_depth", sink="stuck") == 3
+    assert value(registry, "llm_obs_export_sink_queue_depth", sink="prometheus") == 0
+    assert value(registry, "llm_obs_export_queue_depth") == 3
+    stuck.gate.set()
+    await pipeline.close()
+    assert value(registry, "llm_obs_export_sink_queue_depth", sink="stuck") == 0
 
 
 def test_stats_source_callable(registry: CollectorRegistry) -> None:
@@ -146,7 +189,7 @@ async def test_render_and_private_registries(record_factory: RecordFactory) -> N
     text = body.decode()
     series = 'model="gpt-4o-mini-2024-07-18",operation="chat",provider="openai"'
     assert f'llm_obs_requests_total{{{series},status_class="2xx"}} 1.0' in text
-    assert f'llm_obs_tokens_total{{{series},type="input"}} 3.0' in text
+    assert f'llm_obs_tokens_total{{estimated="false",{series},type="input"}} 3.0' in text
     assert "llm_obs_requests_total" not in second.render()[0].decode().split("# TYPE")[-1]
     await first.start()
     await first.close()

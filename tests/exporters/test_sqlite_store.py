@@ -188,8 +188,10 @@ def test_open_log_store(tmp_path: Path) -> None:
     store = open_log_store(LogStoreConfig(url=f"sqlite:///{tmp_path}/x.db"))
     assert isinstance(store, SQLiteLogStore)
     assert store.path == f"{tmp_path}/x.db"
-    with pytest.raises(ConfigurationError, match=r"exporters\.log_store\.url.*'postgresql'"):
-        open_log_store(LogStoreConfig(url="postgresql://user@db/logs"))
+    assert store.retention_days == 30  # the config's default
+    assert open_log_store(LogStoreConfig(url="sqlite:///:memory:", retention_days=None)).retention_days is None
+    with pytest.raises(ConfigurationError, match=r"exporters\.log_store\.url.*'mysql'"):
+        open_log_store(LogStoreConfig(url="mysql://user@db/logs"))
     with pytest.raises(ConfigurationError, match=r"exporters\.log_store\.url"):
         open_log_store(LogStoreConfig(url="logs.db"))
 
@@ -234,3 +236,28 @@ def test_model_filter_merges_served_and_requested_models(record_factory: RecordF
     assert ids(store.query(model="gpt-x", status="2xx", limit=2)) == ["req-5", "req-2"]
     assert ids(store.query(model="alias", since=(START_NS + 2_000_000_000) / 1e9)) == ["req-5", "req-3"]
     store.close_sync()
+
+
+def test_version_1_database_is_migrated_and_backfilled(tmp_path: Path, record_factory: RecordFactory) -> None:
+    from llm_obs_middleware.exporters.logstore.sqlite import _MIGRATIONS
+
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(_MIGRATIONS[0])
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    old = record_factory(n=1, team="red", error_type="rate_limited")
+    conn.execute(
+        "INSERT INTO llm_records (request_id, start_unix_nano, provider, status, outcome, trace_id, duration_s, record)"
+        " VALUES ('req-1', ?, 'openai', 200, 'completed', 't', 0.5, ?)",
+        (old.timing.start_unix_nano, msgspec.json.encode(old).decode()),
+    )
+    conn.commit()
+    conn.close()
+    store = SQLiteLogStore(path)
+    assert ids(store.query(team="red")) == ["req-1"]  # the new column was filled from the stored JSON
+    store.close_sync()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT team, error_type FROM llm_records").fetchall() == [("red", "rate_limited")]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    conn.close()

@@ -1,29 +1,40 @@
-"""The request log store: records kept in a database, searchable through a query API and ``/logs``."""
+"""The request log store: records kept in a database, searchable through a query API and ``/logs``.
+
+SQLite (a file, zero set-up) by default; PostgreSQL for several instances (the ``postgres`` extra).
+Both have the same schema and answer the same queries.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from ...errors import ConfigurationError
+from ._base import SQLLogStore
 from .sqlite import SQLiteLogStore
 
 if TYPE_CHECKING:
     from ...config import LogStoreConfig
 
-__all__ = ["SQLiteLogStore", "open_log_store"]
+__all__ = ["SQLLogStore", "SQLiteLogStore", "open_log_store"]
+
+_POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
 
 
-def open_log_store(config: LogStoreConfig) -> SQLiteLogStore:
+def open_log_store(config: LogStoreConfig) -> SQLLogStore:
     """The store ``config.url`` names (the caller checks ``config.enabled``).
 
     Raises:
         ConfigurationError: the URL's scheme is not supported.
+        MissingDependencyError: a PostgreSQL URL without the ``postgres`` extra installed.
     """
     scheme = config.url.partition("://")[0].lower() if "://" in config.url else ""
     if scheme == "sqlite":
-        return SQLiteLogStore(config.url)
-    # PostgreSQL arrives in a later release; until then say so rather than guess.
+        return SQLiteLogStore(config.url, retention_days=config.retention_days)
+    if scheme in _POSTGRES_SCHEMES:
+        from .postgres import PostgresLogStore
+
+        return PostgresLogStore(config.url, retention_days=config.retention_days)
     raise ConfigurationError(
-        f"exporters.log_store.url: unsupported scheme {scheme or config.url!r}; "
-        "use sqlite:///relative.db or sqlite:////absolute/path.db"
+        f"exporters.log_store.url: unsupported scheme {scheme or config.url!r}; use sqlite:///relative.db, "
+        "sqlite:////absolute/path.db or postgresql://user@host:5432/database"
     )

@@ -1,29 +1,36 @@
-"""The ``/logs`` JSON API over a log store (Starlette routes).
+"""The log store's JSON API (Starlette routes): ``/logs``, ``/logs/stats`` and ``/sessions/{id}``.
 
 ``GET /logs`` lists records, newest first, filtered by ``model``, ``provider``, ``status`` (``503``
-or ``5xx``), ``session_id``, ``since``/``until`` (Unix seconds or ISO-8601) and ``limit`` (1-1000,
-default 100); ``GET /logs/{request_id}`` returns one record. Each record is exactly
+or ``5xx``), ``session_id``, ``team``, ``since``/``until`` (Unix seconds or ISO-8601) and ``limit``
+(1-1000, default 100); ``GET /logs/{request_id}`` returns one record. Each record is exactly
 ``msgspec.json.encode(LLMRecord)``: the stored bytes are spliced into the response, never decoded.
+
+``GET /logs/stats`` sums a time window (``since``, default 24 hours before ``until``, default now):
+requests, errors and error rate, p50/p99/mean latency, tokens and cost, in total and per
+``group_by`` (``model``, ``provider`` or ``team``), optionally filtered by ``model``, ``provider``
+and ``team``. ``GET /sessions/{session_id}`` returns every record of one session, oldest first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Final, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Protocol, TypeAlias
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .sqlite import parse_status, parse_time
+from ._sql import StatsWindow, parse_status, parse_time
 
 __all__ = ["LogReader", "log_routes"]
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
+MAX_SESSION_LIMIT: Final = 10_000
 _JSON: Final = "application/json"
 _encode = msgspec.json.Encoder().encode
+Endpoint: TypeAlias = Callable[[Request], Awaitable[Response]]
 
 
 class LogReader(Protocol):
@@ -36,6 +43,7 @@ class LogReader(Protocol):
         provider: str | None = None,
         status: int | str | None = None,
         session_id: str | None = None,
+        team: str | None = None,
         since: float | str | None = None,
         until: float | str | None = None,
         limit: int = 100,
@@ -43,18 +51,36 @@ class LogReader(Protocol):
 
     async def aget(self, request_id: str) -> bytes | None: ...
 
+    async def asession(self, session_id: str, *, limit: int = 1000) -> list[bytes]: ...
+
+    async def astats(
+        self,
+        *,
+        since: float | str | None = None,
+        until: float | str | None = None,
+        group_by: str | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        team: str | None = None,
+    ) -> dict[str, Any]: ...
+
 
 class _InvalidParameter(ValueError):
     pass
 
 
-def log_routes(store: LogReader) -> list[Route]:
-    """Routes for ``GET /logs`` and ``GET /logs/{request_id}`` answering from ``store``."""
+def log_routes(store: LogReader, *, wrap: Callable[[Endpoint], Endpoint] | None = None) -> list[Route]:
+    """Routes for ``/logs``, ``/logs/stats``, ``/logs/{request_id}`` and ``/sessions/{session_id}``.
+
+    Args:
+        store: answers the queries.
+        wrap: applied to every endpoint (the gateway's admin-key check).
+    """
 
     async def list_logs(request: Request) -> Response:
         query = request.query_params
         try:
-            limit = _limit(query.get("limit"))
+            limit = _limit(query.get("limit"), MAX_LIMIT, DEFAULT_LIMIT)
             status = query.get("status")
             if status is not None:
                 _check(parse_status, "status", status, "an HTTP status such as 503 or a class such as 5xx")
@@ -69,11 +95,21 @@ def log_routes(store: LogReader) -> list[Route]:
             provider=query.get("provider"),
             status=status,
             session_id=query.get("session_id"),
+            team=query.get("team"),
             since=since,
             until=until,
             limit=limit,
         )
-        return Response(b'{"data":[' + b",".join(rows) + b"]}", media_type=_JSON)
+        return _records(rows)
+
+    async def stats(request: Request) -> Response:
+        query = request.query_params
+        options = {name: query.get(name) for name in ("since", "until", "group_by", "model", "provider", "team")}
+        try:
+            StatsWindow(**options)  # validates every parameter, naming the bad one
+        except ValueError as exc:
+            return _error(400, str(exc), "invalid_request_error")
+        return Response(_encode(await store.astats(**options)), media_type=_JSON)
 
     async def get_log(request: Request) -> Response:
         request_id: str = request.path_params["request_id"]
@@ -82,21 +118,44 @@ def log_routes(store: LogReader) -> list[Route]:
             return _error(404, f"no record with request id {request_id!r}", "not_found_error")
         return Response(record, media_type=_JSON)
 
+    async def get_session(request: Request) -> Response:
+        session_id: str = request.path_params["session_id"]
+        try:
+            limit = _limit(request.query_params.get("limit"), MAX_SESSION_LIMIT, MAX_LIMIT)
+        except _InvalidParameter as exc:
+            return _error(400, str(exc), "invalid_request_error")
+        rows = await store.asession(session_id, limit=limit)
+        if not rows:
+            return _error(404, f"no record with session id {session_id!r}", "not_found_error")
+        return Response(
+            b'{"session_id":' + _encode(session_id) + b',"data":[' + b",".join(rows) + b"]}", media_type=_JSON
+        )
+
+    def w(endpoint: Endpoint) -> Endpoint:
+        return endpoint if wrap is None else wrap(endpoint)
+
     return [
-        Route("/logs", list_logs, methods=["GET"], name="llm_obs_logs"),
-        Route("/logs/{request_id}", get_log, methods=["GET"], name="llm_obs_log"),
+        Route("/logs", w(list_logs), methods=["GET"], name="llm_obs_logs"),
+        # Before /logs/{request_id}, which would otherwise take "stats" for a request id.
+        Route("/logs/stats", w(stats), methods=["GET"], name="llm_obs_log_stats"),
+        Route("/logs/{request_id}", w(get_log), methods=["GET"], name="llm_obs_log"),
+        Route("/sessions/{session_id}", w(get_session), methods=["GET"], name="llm_obs_session"),
     ]
 
 
-def _limit(value: str | None) -> int:
+def _records(rows: list[bytes]) -> Response:
+    return Response(b'{"data":[' + b",".join(rows) + b"]}", media_type=_JSON)
+
+
+def _limit(value: str | None, maximum: int, default: int) -> int:
     if value is None:
-        return DEFAULT_LIMIT
+        return default
     try:
         limit = int(value)
     except ValueError:
         limit = 0
-    if not 1 <= limit <= MAX_LIMIT:
-        raise _InvalidParameter(f"limit: expected an integer from 1 to {MAX_LIMIT}, got {value!r}")
+    if not 1 <= limit <= maximum:
+        raise _InvalidParameter(f"limit: expected an integer from 1 to {maximum}, got {value!r}")
     return limit
 
 

@@ -1,0 +1,130 @@
+"""Routing configuration: provider key pools, model aliases with weighted deployments and fallbacks,
+and the retry policy. Re-exported by :mod:`llm_obs_middleware.config`."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from .errors import ConfigurationError
+
+__all__ = ["ApiKey", "Deployment", "ModelRoute", "RoutingConfig", "decode_api_key"]
+
+
+class ApiKey:
+    """A provider key: a secret that never shows itself, its weight in the pool and a stable name.
+
+    In config an entry is either the key itself (``"${OPENAI_API_KEY}"``) or
+    ``{key: ..., weight: N, name: ...}``. The name (default ``<provider>#<index>``) is what records,
+    spans, metrics and ``/health/deployments`` show; the key itself never leaves the process.
+    """
+
+    __slots__ = ("_value", "name", "weight")
+
+    def __init__(self, value: str, *, weight: float = 1.0, name: str | None = None) -> None:
+        self._value = value
+        self.weight = weight
+        self.name = name
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"ApiKey('**********', weight={self.weight:g}, name={self.name!r})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ApiKey) and (other._value, other.weight, other.name) == (
+            self._value,
+            self.weight,
+            self.name,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._value, self.weight, self.name))
+
+
+def decode_api_key(obj: Any) -> ApiKey:
+    """msgspec ``dec_hook`` for :class:`ApiKey` (a string, or a mapping with ``key``/``weight``/``name``)."""
+    if isinstance(obj, ApiKey):
+        return obj
+    if isinstance(obj, str):
+        return ApiKey(obj)
+    if isinstance(obj, dict):
+        unknown = set(obj) - {"key", "weight", "name"}
+        if unknown:
+            raise msgspec.ValidationError(f"Object contains unknown field `{sorted(unknown)[0]}`")
+        key, weight, name = obj.get("key"), obj.get("weight", 1.0), obj.get("name")
+        if not isinstance(key, str) or not key:
+            raise msgspec.ValidationError("Object missing required field `key` (a non-empty string)")
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+            raise msgspec.ValidationError("`weight` must be a positive number")
+        if name is not None and not isinstance(name, str):
+            raise msgspec.ValidationError("`name` must be a string")
+        return ApiKey(key, weight=float(weight), name=name)
+    raise msgspec.ValidationError("Expected `str` or an object `{key, weight, name}`")
+
+
+class Deployment(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One place a model alias can be served."""
+
+    provider: str
+    """Name of a configured provider."""
+    model: str | None = None
+    """Model sent upstream (defaults to the alias)."""
+    weight: float = 1.0
+    """Share of traffic under the ``weighted`` strategy."""
+
+    def __post_init__(self) -> None:
+        if not self.weight > 0:
+            raise ConfigurationError(f"deployments: weight must be positive, got {self.weight}")
+
+
+class ModelRoute(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A model name clients may ask for: one provider (shorthand) or several weighted deployments."""
+
+    provider: str | None = None
+    """Shorthand for a single deployment on this provider."""
+    model: str | None = None
+    """With ``provider``: the model sent upstream (defaults to the alias)."""
+    deployments: list[Deployment] = []
+    """Where the alias is served; one is picked per attempt by ``strategy``."""
+    strategy: Literal["weighted", "latency", "least_busy"] = "weighted"
+    """``weighted`` (random by weight), ``latency`` (lowest recent time to first token) or ``least_busy``."""
+    fallbacks: list[str] = []
+    """Aliases tried in order when every deployment of this one failed."""
+
+    def __post_init__(self) -> None:
+        if (self.provider is None) == (not self.deployments):
+            raise ConfigurationError("set either provider (one deployment) or deployments, not both or neither")
+        if self.deployments and self.model is not None:
+            raise ConfigurationError("model belongs on each deployment when deployments are listed")
+
+    def targets(self) -> list[Deployment]:
+        """The deployments, the shorthand included."""
+        if self.provider is not None:
+            return [Deployment(provider=self.provider, model=self.model)]
+        return self.deployments
+
+
+class RoutingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Retries, backoff and per-request overrides."""
+
+    retries: int = 2
+    """Extra attempts per alias after the first (other keys/deployments first, then the same again)."""
+    backoff_base_s: float = 0.25
+    """First backoff; doubled per retry, with full jitter."""
+    backoff_cap_s: float = 8.0
+    """Longest backoff between two attempts."""
+    max_retry_after_s: float = 30.0
+    """A ``Retry-After`` longer than this is not waited for: the next key, deployment or fallback is tried."""
+    cooldown_s: float = 30.0
+    """How long a key or deployment is skipped after a 429 without ``Retry-After`` or repeated failures."""
+    allow_request_overrides: bool = False
+    """Honour ``x-llm-obs-provider``, ``x-llm-obs-no-fallbacks`` and ``x-llm-obs-timeout`` request headers."""
+
+    def __post_init__(self) -> None:
+        if self.retries < 0 or min(self.backoff_base_s, self.backoff_cap_s, self.max_retry_after_s) < 0:
+            raise ConfigurationError("routing: retries and durations must be >= 0")

@@ -1,0 +1,188 @@
+"""Choosing where a request goes: key pools, deployments, health and retry timing.
+
+In-memory, per process, and cheap on the request path: picking a key or a deployment is a short
+loop over a handful of objects, with no I/O and no locks (asyncio runs one request step at a time).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["DeploymentState", "KeyPool", "KeyState", "backoff_delay", "is_retryable_status", "order_deployments"]
+
+_EWMA_ALPHA = 0.3
+_WINDOW = 50  # recent outcomes kept per deployment for its error rate
+# Statuses worth another attempt (elsewhere or later): rate limits, overload, upstream trouble.
+# 529 is Anthropic's "overloaded"; 401/403 are retried on another key after this one is retired.
+_RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+
+
+def is_retryable_status(status: int) -> bool:
+    return status in _RETRYABLE
+
+
+def backoff_delay(retry: int, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff and Jitter")."""
+    return rng.uniform(0, min(cap, base * (2**retry)))
+
+
+class KeyState:
+    """One provider key: its auth headers (precomputed) and health. The secret stays in ``headers``."""
+
+    __slots__ = (
+        "cooldown_until",
+        "dead",
+        "failures",
+        "headers",
+        "in_flight",
+        "name",
+        "retry_after",
+        "served",
+        "weight",
+    )
+
+    def __init__(self, name: str, headers: list[tuple[bytes, bytes]], weight: float = 1.0) -> None:
+        self.name = name
+        self.headers = headers
+        self.weight = weight
+        self.cooldown_until = 0.0
+        self.retry_after = False  # the cooldown came from the provider's own Retry-After
+        self.dead = False
+        self.in_flight = 0
+        self.served = 0
+        self.failures = 0
+
+    def usable(self, now: float) -> bool:
+        return not self.dead and self.cooldown_until <= now
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        state = "dead" if self.dead else "cooling_down" if self.cooldown_until > now else "healthy"
+        return {
+            "key": self.name,
+            "state": state,
+            "cooling_down_for_s": round(max(0.0, self.cooldown_until - now), 3),
+            "in_flight": self.in_flight,
+            "served": self.served,
+            "failures": self.failures,
+        }
+
+
+class KeyPool:
+    """A provider's keys, picked by ``weighted`` random, ``round_robin`` or ``least_busy``."""
+
+    __slots__ = ("_next", "keys", "strategy")
+
+    def __init__(self, keys: Sequence[KeyState], strategy: str = "weighted") -> None:
+        self.keys = list(keys)
+        self.strategy = strategy
+        self._next = 0
+
+    def pick(self, now: float, rng: random.Random, exclude: Sequence[KeyState] = ()) -> KeyState | None:
+        """A usable key not in ``exclude`` (``None``: every key is dead, cooling down or excluded)."""
+        usable = [key for key in self.keys if key.usable(now) and key not in exclude]
+        if not usable:
+            return None
+        if len(usable) == 1:
+            return usable[0]
+        if self.strategy == "round_robin":
+            self._next += 1
+            return usable[self._next % len(usable)]
+        if self.strategy == "least_busy":
+            return min(usable, key=lambda key: key.in_flight)
+        return rng.choices(usable, weights=[key.weight for key in usable])[0]
+
+    def earliest_retry_after_end(self) -> float | None:
+        """When the first key cooling down on the provider's ``Retry-After`` may be used again."""
+        ends = [key.cooldown_until for key in self.keys if not key.dead and key.retry_after]
+        return min(ends) if ends else None
+
+
+class DeploymentState:
+    """One deployment of a model alias: where it goes, its keys, and how it has been doing lately."""
+
+    __slots__ = (
+        "cooldown_until",
+        "ewma_latency_s",
+        "ewma_ttft_s",
+        "in_flight",
+        "model",
+        "name",
+        "outcomes",
+        "provider",
+        "weight",
+    )
+
+    def __init__(self, name: str, provider: Any, model: str, weight: float) -> None:
+        self.name = name
+        self.provider = provider  # the router's precomputed provider (base URL, adapter, key pool)
+        self.model = model
+        self.weight = weight
+        self.cooldown_until = 0.0
+        self.in_flight = 0
+        self.ewma_ttft_s: float | None = None
+        self.ewma_latency_s: float | None = None
+        self.outcomes: deque[bool] = deque(maxlen=_WINDOW)
+
+    def usable(self, now: float) -> bool:
+        return self.cooldown_until <= now and any(key.usable(now) for key in self.provider.pool.keys)
+
+    def record(self, ok: bool, latency_s: float | None, ttft_s: float | None = None) -> None:
+        self.outcomes.append(ok)
+        if latency_s is not None:
+            self.ewma_latency_s = _ewma(self.ewma_latency_s, latency_s)
+        if ttft_s is not None:
+            self.ewma_ttft_s = _ewma(self.ewma_ttft_s, ttft_s)
+
+    def error_rate(self) -> float:
+        return (len(self.outcomes) - sum(self.outcomes)) / len(self.outcomes) if self.outcomes else 0.0
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        return {
+            "deployment": self.name,
+            "provider": self.provider.name,
+            "model": self.model,
+            "weight": self.weight,
+            "healthy": self.usable(now),
+            "cooling_down_for_s": round(max(0.0, self.cooldown_until - now), 3),
+            "in_flight": self.in_flight,
+            "recent_error_rate": round(self.error_rate(), 4),
+            "recent_requests": len(self.outcomes),
+            "ewma_latency_s": self.ewma_latency_s,
+            "ewma_ttft_s": self.ewma_ttft_s,
+            "keys": [key.snapshot(now) for key in self.provider.pool.keys],
+        }
+
+
+def order_deployments(
+    deployments: Sequence[DeploymentState], strategy: str, rng: random.Random, now: float | None = None
+) -> list[DeploymentState]:
+    """The order to try deployments in: usable ones by strategy first, the others after (as a last resort)."""
+    now = time.monotonic() if now is None else now
+    usable = [d for d in deployments if d.usable(now)]
+    rest = [d for d in deployments if not d.usable(now)]
+    if strategy == "latency":
+        # Untried deployments first (to learn their latency), then lowest recent time to first token.
+        usable.sort(key=lambda d: -1.0 if d.ewma_ttft_s is None else d.ewma_ttft_s)
+    elif strategy == "least_busy":
+        usable.sort(key=lambda d: d.in_flight)
+    elif len(usable) > 1:
+        usable = _weighted_order(usable, rng)
+    return usable + rest
+
+
+def _weighted_order(items: list[DeploymentState], rng: random.Random) -> list[DeploymentState]:
+    """A random order where each next item is drawn with probability proportional to its weight."""
+    remaining = list(items)
+    ordered = []
+    while remaining:
+        pick = rng.choices(range(len(remaining)), weights=[d.weight for d in remaining])[0]
+        ordered.append(remaining.pop(pick))
+    return ordered
+
+
+def _ewma(previous: float | None, value: float) -> float:
+    return value if previous is None else previous + _EWMA_ALPHA * (value - previous)

@@ -1,0 +1,235 @@
+"""The behaviour both SQL log stores share: the sink, the query API, retention and the async wrappers.
+
+Subclasses supply the connection handling (:meth:`SQLLogStore._fetch`, ``_write_rows``,
+``_delete_before``, :meth:`SQLLogStore.close_sync`) and a :class:`~._sql.Dialect`. Every blocking
+call runs in ``asyncio.to_thread``, so the event loop never waits on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from ._sql import Filters, StatsRow, StatsWindow, record_row, session_sql, stats_payload, stats_row, stats_sql
+
+if TYPE_CHECKING:
+    from ...schema import LLMRecord
+    from ._sql import Dialect
+
+__all__ = ["DEFAULT_PRUNE_INTERVAL_S", "SQLLogStore"]
+
+logger = logging.getLogger("llm_obs_middleware.export")
+
+DEFAULT_PRUNE_INTERVAL_S: Final = 3600.0
+_DAY_NS: Final = 86_400 * 1_000_000_000
+
+
+class SQLLogStore(ABC):
+    """Stores records and answers queries over them; implements :class:`~..base.Sink`.
+
+    Args:
+        retention_days: records that started longer ago are deleted (at start, then at most every
+            ``prune_interval_s`` after a write); ``None`` keeps everything.
+        prune_interval_s: seconds between two prunes.
+    """
+
+    name = "log_store"
+    dialect: Dialect
+
+    def __init__(self, *, retention_days: float | None = None, prune_interval_s: float = DEFAULT_PRUNE_INTERVAL_S):
+        self.retention_days = retention_days
+        self.prune_interval_s = prune_interval_s
+        self._next_prune = 0.0
+        self._encode = msgspec.json.Encoder().encode
+
+    # -- what subclasses provide --------------------------------------------------------------
+
+    @abstractmethod
+    def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run a read query and return its rows."""
+
+    @abstractmethod
+    def _write_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        """Insert or replace rows (values of ``COLUMNS``) in one transaction."""
+
+    @abstractmethod
+    def _delete_before(self, start_unix_nano: int) -> int:
+        """Delete records that started before this time; return how many."""
+
+    @abstractmethod
+    def _connect(self) -> None:
+        """Open the connection(s) and bring the schema up to date, unless already done."""
+
+    @abstractmethod
+    def close_sync(self) -> None:
+        """Close the connection(s) (a later call reopens them)."""
+
+    # -- Sink ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, migrate the schema and prune old records (off the event loop)."""
+        await asyncio.to_thread(self._start)
+
+    async def export(self, records: Sequence[LLMRecord]) -> None:
+        if records:
+            await asyncio.to_thread(self._export, records)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.close_sync)
+
+    def _start(self) -> None:
+        self._connect()
+        self._maybe_prune()
+
+    def _export(self, records: Sequence[LLMRecord]) -> None:
+        self.write(records)
+        self._maybe_prune()
+
+    # -- synchronous API ----------------------------------------------------------------------
+
+    def write(self, records: Sequence[LLMRecord]) -> None:
+        """Insert ``records`` in one transaction; a record with a known request id replaces it (blocking)."""
+        encode = self._encode
+        self._write_rows([record_row(record, encode) for record in records])
+
+    def query(
+        self,
+        *,
+        model: str | None = None,
+        provider: str | None = None,
+        status: int | str | None = None,
+        session_id: str | None = None,
+        team: str | None = None,
+        since: float | str | None = None,
+        until: float | str | None = None,
+        limit: int = 100,
+    ) -> list[bytes]:
+        """Records (their JSON) matching every filter given, newest first.
+
+        Args:
+            model: the served or the requested model.
+            status: an HTTP status or a class such as ``"5xx"``.
+            since: earliest start time (inclusive), Unix seconds or ISO-8601.
+            until: latest start time (exclusive), Unix seconds or ISO-8601.
+            limit: most records returned.
+
+        Raises:
+            ValueError: a filter value cannot be parsed (the message names it).
+        """
+        filters = Filters(
+            model=model, provider=provider, status=status, session_id=session_id, team=team, since=since, until=until
+        )
+        sql, params = filters.select_records(self.dialect, limit)
+        return [row[0] for row in self._fetch(sql, params)]
+
+    def get(self, request_id: str) -> bytes | None:
+        """The record (its JSON) with this request id, or ``None``."""
+        rows = self._fetch(f"SELECT record FROM llm_records WHERE request_id = {self.dialect.param}", (request_id,))
+        return rows[0][0] if rows else None
+
+    def session(self, session_id: str, *, limit: int = 1000) -> list[bytes]:
+        """Every record of one session (their JSON), oldest first, at most ``limit``."""
+        return [row[0] for row in self._fetch(session_sql(self.dialect), (session_id, max(0, int(limit))))]
+
+    def stats(
+        self,
+        *,
+        since: float | str | None = None,
+        until: float | str | None = None,
+        group_by: str | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        team: str | None = None,
+    ) -> dict[str, Any]:
+        """Totals, error rate, p50/p99 latency, tokens and cost over a time window, optionally per group.
+
+        Args:
+            since: window start (inclusive); default 24 hours before ``until``.
+            until: window end (exclusive); default now.
+            group_by: ``model``, ``provider`` or ``team``.
+
+        Raises:
+            ValueError: a parameter cannot be parsed (the message names it).
+        """
+        window = StatsWindow(since=since, until=until, group_by=group_by, model=model, provider=provider, team=team)
+        where, params = window.filters.where(self.dialect)
+        totals = self._fetch(stats_sql(self.dialect, where, None), params)
+        groups = []
+        if window.group_by is not None:
+            groups = [stats_row(row) for row in self._fetch(stats_sql(self.dialect, where, window.group_by), params)]
+        return stats_payload(window, stats_row(totals[0]) if totals else StatsRow(), groups)
+
+    def prune(self, now_unix_nano: int | None = None) -> int:
+        """Delete records older than the retention; return how many (0 without a retention)."""
+        if self.retention_days is None:
+            return 0
+        now = time.time_ns() if now_unix_nano is None else now_unix_nano
+        deleted = self._delete_before(now - int(self.retention_days * _DAY_NS))
+        if deleted:
+            logger.info("log store: pruned %d records older than %g days", deleted, self.retention_days)
+        return deleted
+
+    def _maybe_prune(self) -> None:
+        if self.retention_days is None or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + self.prune_interval_s
+        try:
+            self.prune()
+        except Exception:  # the records are written; a failed prune is retried at the next interval
+            logger.exception("log store: pruning old records failed")
+
+    # -- async wrappers for request handlers --------------------------------------------------
+
+    async def aquery(
+        self,
+        *,
+        model: str | None = None,
+        provider: str | None = None,
+        status: int | str | None = None,
+        session_id: str | None = None,
+        team: str | None = None,
+        since: float | str | None = None,
+        until: float | str | None = None,
+        limit: int = 100,
+    ) -> list[bytes]:
+        """:meth:`query` in a worker thread."""
+        return await asyncio.to_thread(
+            self.query,
+            model=model,
+            provider=provider,
+            status=status,
+            session_id=session_id,
+            team=team,
+            since=since,
+            until=until,
+            limit=limit,
+        )
+
+    async def aget(self, request_id: str) -> bytes | None:
+        """:meth:`get` in a worker thread."""
+        return await asyncio.to_thread(self.get, request_id)
+
+    async def asession(self, session_id: str, *, limit: int = 1000) -> list[bytes]:
+        """:meth:`session` in a worker thread."""
+        return await asyncio.to_thread(self.session, session_id, limit=limit)
+
+    async def astats(
+        self,
+        *,
+        since: float | str | None = None,
+        until: float | str | None = None,
+        group_by: str | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        team: str | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`stats` in a worker thread."""
+        return await asyncio.to_thread(
+            self.stats, since=since, until=until, group_by=group_by, model=model, provider=provider, team=team
+        )

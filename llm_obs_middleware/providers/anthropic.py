@@ -1,0 +1,122 @@
+"""Anthropic Messages API: ``POST /v1/messages``, plain and streamed (SSE with named events).
+
+Native route: ``/{provider}/v1/messages`` goes to ``{base_url}/v1/messages`` (``base_url`` is the API
+root, e.g. ``https://api.anthropic.com``, as for the SDK). The key travels in ``x-api-key``; the
+client's ``anthropic-version`` and ``anthropic-beta`` headers pass through. Other Anthropic
+endpoints (``/v1/messages/count_tokens``, batches, models) are proxied unobserved by the router.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from ..errors import SchemaError
+from ..schema import Message, NormalizedRequest, RequestParams, ToolCall
+from ._anthropic_observers import MessagesErrorObserver, MessagesJSONObserver, MessagesStreamObserver
+from ._anthropic_wire import CapturedMessage, MessagesRequest, TextPart
+from .base import AdapterDefaults, Endpoint, PreparedBody
+
+if TYPE_CHECKING:
+    from ..state import Exchange, ResponseObserver
+    from .base import ProviderAdapter
+
+__all__ = ["ADAPTERS", "MESSAGES", "AnthropicAdapter"]
+
+MESSAGES = Endpoint("anthropic.messages", "chat")
+_PATHS = frozenset({"/v1/messages"})
+_decode_request = msgspec.json.Decoder(MessagesRequest).decode
+_decode_captured = msgspec.json.Decoder(list[CapturedMessage]).decode
+_decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def _text(parts: str | list[TextPart] | None) -> str | None:
+    if parts is None or isinstance(parts, str):
+        return parts
+    return "".join(part.text for part in parts if part.type == "text" and part.text) or None
+
+
+def _captured_messages(request: MessagesRequest) -> list[Message]:
+    messages = []
+    system = _text(request.system)
+    if system:
+        messages.append(Message(role="system", content=system))
+    raw = request.messages
+    for item in _decode_captured(b"[" + b",".join(bytes(part) for part in raw) + b"]") if raw else ():
+        content = item.content
+        if content is None or isinstance(content, str):
+            messages.append(Message(role=item.role, content=content))
+            continue
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        result_id = None
+        for block in content:
+            if block.type == "text" and block.text:
+                texts.append(block.text)
+            elif block.type == "tool_use":
+                calls.append(ToolCall(id=block.id, name=block.name or "", arguments=bytes(block.input).decode()))
+            elif block.type == "tool_result":
+                result_id = result_id or block.tool_use_id
+                if (result := _text(block.content)) is not None:
+                    texts.append(result)
+            # Images and documents are not captured (the schema holds text, tool calls and results).
+        messages.append(
+            Message(role=item.role, content="".join(texts) or None, tool_calls=calls, tool_call_id=result_id)
+        )
+    return messages
+
+
+class AnthropicAdapter(AdapterDefaults):
+    """Recognises ``POST /v1/messages``; decodes Messages requests and observes their responses."""
+
+    provider_name = "anthropic"
+
+    def match(self, method: str, path: str) -> Endpoint | None:
+        return MESSAGES if method == "POST" and path in _PATHS else None
+
+    def decode_request(self, endpoint: Endpoint, body: bytes, *, capture_content: bool) -> NormalizedRequest:
+        try:
+            request = _decode_request(body)
+            messages = _captured_messages(request) if capture_content else None
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise SchemaError(f"request body is not a valid {endpoint.api} request: {exc}") from None
+        choice = request.tool_choice
+        return NormalizedRequest(
+            operation=endpoint.operation,
+            model=request.model,
+            stream=bool(request.stream),
+            include_usage=True,  # message_start and message_delta always carry usage
+            params=RequestParams(
+                temperature=request.temperature,
+                top_p=request.top_p,
+                max_tokens=request.max_tokens,
+                stop=request.stop_sequences,
+                tool_definitions=len(request.tools) if request.tools else 0,
+                tool_choice=choice.type if choice is not None else None,
+            ),
+            message_count=len(request.messages),
+            user=request.metadata.user_id if request.metadata is not None else None,
+            messages=messages,
+        )
+
+    def observer(self, endpoint: Endpoint, exchange: Exchange, *, streamed: bool, status: int) -> ResponseObserver:
+        if status >= 400:
+            return MessagesErrorObserver(status)
+        capture = exchange.request is not None and exchange.request.messages is not None
+        return MessagesStreamObserver(exchange, capture) if streamed else MessagesJSONObserver(capture)
+
+    def prepare_body(self, endpoint: Endpoint, request: NormalizedRequest, body: bytes, model: str) -> PreparedBody:
+        if model == request.model:
+            return PreparedBody(body, False)
+        # Re-encode only the top level; nested values travel as the client's own bytes (msgspec.Raw).
+        fields = _decode_top_level(body)
+        fields["model"] = msgspec.Raw(_encode(model))
+        return PreparedBody(_encode(fields), False)
+
+    def auth_headers(self, api_key: str) -> list[tuple[bytes, bytes]]:
+        return [(b"x-api-key", api_key.encode())]
+
+
+ADAPTERS: dict[str, ProviderAdapter] = {"anthropic": AnthropicAdapter()}

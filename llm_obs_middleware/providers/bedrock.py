@@ -1,0 +1,264 @@
+"""AWS Bedrock Runtime: Converse and ConverseStream, re-signed upstream with SigV4.
+
+Native routes (relative to ``/{provider}``): ``POST /model/{modelId}/converse`` and
+``POST /model/{modelId}/converse-stream``, the paths boto3's ``bedrock-runtime`` client calls with
+``endpoint_url="http://gateway/{provider}"``. The model id is URL-encoded in the path (``%3A`` for the
+``:`` of ``...-v1:0``; ARNs carry ``/`` as ``%2F``) and is re-encoded the same way upstream.
+
+The client's own SigV4 signature is for the gateway's host, so it never goes upstream: the gateway
+signs each request again (service ``bedrock``) with the provider's ``aws_*`` credentials or, when
+the config has none, ``api_keys`` (Bedrock API keys, sent as ``Authorization: Bearer``) or the
+standard ``AWS_*`` environment variables. Signing uses botocore (the ``bedrock`` extra).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+import msgspec
+
+from ..errors import ConfigurationError, MissingDependencyError, SchemaError
+from ..schema import Message, NormalizedRequest, RequestParams, ToolCall
+from ._bedrock_observers import ConverseJSONObserver, ConverseStreamObserver, ErrorObserver
+from ._bedrock_wire import CapturedMessage, ConverseRequest, SystemBlock, compact_json
+from .base import AdapterDefaults, Endpoint, PreparedBody
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ..config import ProviderConfig
+    from ..state import Exchange, ResponseObserver
+
+__all__ = ["ADAPTERS", "CONVERSE", "CONVERSE_STREAM", "BedrockAdapter"]
+
+logger = logging.getLogger("llm_obs_middleware.providers.bedrock")
+
+CONVERSE = "bedrock.converse"
+"""``Endpoint.api`` of ``/model/{modelId}/converse``."""
+CONVERSE_STREAM = "bedrock.converse_stream"
+"""``Endpoint.api`` of ``/model/{modelId}/converse-stream``."""
+_PATH = re.compile(r"^/model/(.+)/(converse|converse-stream)$")
+_API = {"converse": CONVERSE, "converse-stream": CONVERSE_STREAM}
+_REGION_HOST = re.compile(r"(?:^|\.)bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com")
+_STREAM_TYPE = b"application/vnd.amazon.eventstream"
+# SigV4 headers a client signed for the gateway: never forwarded (the router drops its Authorization).
+_CLIENT_SIGNING = ("x-amz-date", "x-amz-security-token", "x-amz-content-sha256")
+_MAX_CACHED = 64
+_decode_request = msgspec.json.Decoder(ConverseRequest).decode
+_decode_messages = msgspec.json.Decoder(list[CapturedMessage]).decode
+_decode_system = msgspec.json.Decoder(list[SystemBlock]).decode
+
+
+def _join(raw: list[msgspec.Raw]) -> bytes:
+    return b"[" + b",".join(bytes(part) for part in raw) + b"]"
+
+
+def _captured(system: list[msgspec.Raw] | None, raw_messages: list[msgspec.Raw]) -> list[Message]:
+    """Roles, text, tool calls and tool results (each result as a ``tool`` message, as in OpenAI's shape)."""
+    messages: list[Message] = []
+    if system:
+        text = "".join(block.text for block in _decode_system(_join(system)) if block.text)
+        if text:
+            messages.append(Message(role="system", content=text))
+    for item in _decode_messages(_join(raw_messages)) if raw_messages else ():
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        results = 0
+        for block in item.content:
+            if block.text is not None:
+                texts.append(block.text)
+            elif block.tool_use is not None:
+                use = block.tool_use
+                calls.append(ToolCall(id=use.tool_use_id, name=use.name, arguments=compact_json(use.input)))
+            elif block.tool_result is not None:
+                result = block.tool_result
+                parts = [part.text if part.text is not None else compact_json(part.json) for part in result.content]
+                messages.append(Message(role="tool", content="".join(parts) or None, tool_call_id=result.tool_use_id))
+                results += 1
+        if texts or calls or not results:  # a message of tool results only became "tool" messages
+            messages.append(Message(role=item.role, content="".join(texts) or None, tool_calls=calls))
+    return messages
+
+
+class BedrockAdapter(AdapterDefaults):
+    """Bedrock Runtime's Converse API (``gen_ai.provider.name`` ``aws.bedrock``).
+
+    Args:
+        environ: where ``AWS_*`` credentials are looked up when a provider's config has none
+            (default: ``os.environ``, read once per provider when its first request is signed).
+    """
+
+    provider_name = "aws.bedrock"
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = environ
+        self._auth: dict[int, tuple[ProviderConfig, _Auth]] = {}
+
+    def match(self, method: str, path: str) -> Endpoint | None:
+        if method != "POST":
+            return None
+        found = _PATH.match(path)
+        if found is None:
+            return None
+        # The path rides in the endpoint so decode_request can read the model from it.
+        return Endpoint(_API[found.group(2)], "chat", path)
+
+    def path_model(self, endpoint: Endpoint, path: str) -> str | None:
+        found = _PATH.match(path)
+        return found.group(1) if found is not None else None
+
+    def upstream_path(self, endpoint: Endpoint, path: str, model: str) -> str:
+        found = _PATH.match(path)
+        if found is None:
+            return path
+        # Encoded as botocore encodes a URI label: everything but unreserved characters.
+        return f"/model/{quote(model, safe='')}/{found.group(2)}"
+
+    def is_stream(self, content_type: bytes) -> bool:
+        return content_type.startswith(_STREAM_TYPE)
+
+    def decode_request(self, endpoint: Endpoint, body: bytes, *, capture_content: bool) -> NormalizedRequest:
+        try:
+            request = _decode_request(body)
+            messages = _captured(request.system, request.messages) if capture_content else None
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise SchemaError(f"request body is not a valid {endpoint.api} request: {exc}") from None
+        config = request.inference_config
+        tools = request.tool_config
+        choice = tools.tool_choice if tools is not None else None
+        return NormalizedRequest(
+            operation="chat",
+            model=self.path_model(endpoint, endpoint.upstream_path),
+            stream=endpoint.api == CONVERSE_STREAM,
+            include_usage=True,  # the final metadata event always carries usage
+            params=RequestParams(
+                temperature=config.temperature if config else None,
+                top_p=config.top_p if config else None,
+                max_tokens=config.max_tokens if config else None,
+                stop=config.stop_sequences if config else None,
+                # cachePoint entries mark a cache boundary; they are not tools.
+                tool_definitions=sum(1 for tool in tools.tools if "cachePoint" not in tool) if tools else 0,
+                tool_choice=next(iter(choice), None) if choice else None,  # {"auto": {}} -> "auto"
+            ),
+            message_count=len(request.messages),
+            messages=messages,
+        )
+
+    def observer(self, endpoint: Endpoint, exchange: Exchange, *, streamed: bool, status: int) -> ResponseObserver:
+        # Bedrock answers name no model: report the one the request went to.
+        model = exchange.served_model or exchange.requested_model or self.path_model(endpoint, endpoint.upstream_path)
+        if status >= 400:
+            return ErrorObserver(model, status)
+        capture = exchange.request is not None and exchange.request.messages is not None
+        if streamed:
+            return ConverseStreamObserver(exchange, model, capture)
+        return ConverseJSONObserver(model, capture)
+
+    def prepare_body(self, endpoint: Endpoint, request: NormalizedRequest, body: bytes, model: str) -> PreparedBody:
+        return PreparedBody(body, False)  # the model is in the URL (see upstream_path)
+
+    def auth_headers(self, api_key: str) -> list[tuple[bytes, bytes]]:
+        return [(b"authorization", b"Bearer " + api_key.encode())]
+
+    def sign(self, request: httpx.Request, provider: ProviderConfig) -> None:
+        """Replace the client's signing headers with our own SigV4 signature (or Bedrock API key)."""
+        cached = self._auth.get(id(provider))
+        if cached is None or cached[0] is not provider:
+            if len(self._auth) >= _MAX_CACHED:
+                self._auth.clear()
+            cached = self._auth[id(provider)] = (provider, _resolve(provider, self._environ))
+        headers = request.headers
+        for name in _CLIENT_SIGNING:
+            if name in headers:
+                del headers[name]
+        cached[1].apply(request)
+
+
+class _Auth:
+    """How one provider's requests are authenticated."""
+
+    __slots__ = ()
+
+    def apply(self, request: httpx.Request) -> None:
+        """Set the credentials on the request (base: leave it as the router built it)."""
+
+
+class _Bearer(_Auth):
+    __slots__ = ("_value",)
+
+    def __init__(self, token: str) -> None:
+        self._value = f"Bearer {token}"
+
+    def apply(self, request: httpx.Request) -> None:
+        request.headers["authorization"] = self._value
+
+
+class _SigV4(_Auth):
+    __slots__ = ("_auth", "_request_type")
+
+    def __init__(self, access_key: str, secret_key: str, token: str | None, region: str) -> None:
+        try:
+            from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
+            from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+            from botocore.credentials import Credentials  # type: ignore[import-untyped]
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "signing Bedrock requests with AWS SigV4 needs botocore: pip install 'llm-obs-middleware[bedrock]'"
+            ) from exc
+        self._auth: Any = SigV4Auth(Credentials(access_key, secret_key, token), "bedrock", region)
+        self._request_type: Any = AWSRequest
+
+    def apply(self, request: httpx.Request) -> None:
+        # Sign only what no hop rewrites: host, content type, and the x-amz-* headers SigV4 adds.
+        headers = {"host": request.headers["host"]}
+        if "content-type" in request.headers:
+            headers["content-type"] = request.headers["content-type"]
+        signed = self._request_type(method=request.method, url=str(request.url), headers=headers, data=request.content)
+        self._auth.add_auth(signed)
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
+            value = signed.headers.get(name)
+            if value is not None:
+                request.headers[name.lower()] = value
+
+
+def _resolve(provider: ProviderConfig, environ: Mapping[str, str] | None) -> _Auth:
+    """Credentials of a provider: its config first, then the standard AWS environment variables."""
+    env = os.environ if environ is None else environ
+    if provider.aws_access_key_id is not None and provider.aws_secret_access_key is not None:
+        token = provider.aws_session_token.get_secret_value() if provider.aws_session_token else None
+        secret = provider.aws_secret_access_key.get_secret_value()
+        return _SigV4(provider.aws_access_key_id, secret, token, _region(provider, env))
+    if provider.api_keys:
+        return _Auth()  # the router already sent the first key as a bearer token
+    access_key, secret_key = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    if access_key and secret_key:
+        return _SigV4(access_key, secret_key, env.get("AWS_SESSION_TOKEN") or None, _region(provider, env))
+    bearer = env.get("AWS_BEARER_TOKEN_BEDROCK")
+    if bearer:
+        return _Bearer(bearer)
+    logger.warning(
+        "bedrock provider at %s has no credentials (aws_* or api_keys in its config, or AWS_ACCESS_KEY_ID/"
+        "AWS_SECRET_ACCESS_KEY or AWS_BEARER_TOKEN_BEDROCK in the environment): requests go upstream unsigned",
+        provider.base_url,
+    )
+    return _Auth()
+
+
+def _region(provider: ProviderConfig, env: Mapping[str, str]) -> str:
+    if provider.aws_region:
+        return provider.aws_region
+    found = _REGION_HOST.search(urlsplit(provider.base_url).hostname or "")
+    region = found.group(1) if found is not None else env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise ConfigurationError(
+            f"bedrock provider at {provider.base_url}: no signing region (set aws_region, or AWS_REGION)"
+        )
+    return region
+
+
+ADAPTERS = {"bedrock": BedrockAdapter()}

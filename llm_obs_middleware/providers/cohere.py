@@ -1,0 +1,106 @@
+"""Cohere v2 chat: ``POST /v2/chat``, plain and streamed (SSE with named events, ``data: [DONE]``).
+
+Native route: ``/{provider}/v2/chat`` goes to ``{base_url}/v2/chat`` (``base_url`` is the API root,
+e.g. ``https://api.cohere.com``, as for the SDK). The key travels as ``Authorization: Bearer``.
+Other Cohere endpoints (embed, rerank, the v1 API) are proxied unobserved by the router.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from ..errors import SchemaError
+from ..schema import Message, NormalizedRequest, RequestParams, ToolCall
+from ._cohere_observers import ChatErrorObserver, ChatJSONObserver, ChatStreamObserver
+from ._cohere_wire import CapturedMessage, ChatRequest
+from .base import AdapterDefaults, Endpoint, PreparedBody
+
+if TYPE_CHECKING:
+    from ..state import Exchange, ResponseObserver
+    from .base import ProviderAdapter
+
+__all__ = ["ADAPTERS", "CHAT", "CohereAdapter"]
+
+CHAT = Endpoint("cohere.chat", "chat")
+_PATHS = frozenset({"/v2/chat"})
+_decode_request = msgspec.json.Decoder(ChatRequest).decode
+_decode_captured = msgspec.json.Decoder(list[CapturedMessage]).decode
+_decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def _captured_messages(raw: list[msgspec.Raw]) -> list[Message]:
+    messages: list[Message] = []
+    for item in _decode_captured(b"[" + b",".join(bytes(part) for part in raw) + b"]") if raw else ():
+        content = item.content
+        if isinstance(content, list):
+            # Text parts, and tool results' documents as their JSON; images are not captured.
+            pieces = [part.text if part.type == "text" else bytes(part.document).decode() for part in content]
+            content = "".join(piece for piece in pieces if piece) or None
+        calls = [
+            ToolCall(id=call.id, name=call.function.name or "", arguments=call.function.arguments or "")
+            for call in item.tool_calls or ()
+            if call.function is not None
+        ]
+        messages.append(Message(role=item.role, content=content, tool_calls=calls, tool_call_id=item.tool_call_id))
+    return messages
+
+
+class CohereAdapter(AdapterDefaults):
+    """Recognises ``POST /v2/chat``; decodes chat requests and observes their responses."""
+
+    provider_name = "cohere"
+
+    def match(self, method: str, path: str) -> Endpoint | None:
+        return CHAT if method == "POST" and path in _PATHS else None
+
+    def decode_request(self, endpoint: Endpoint, body: bytes, *, capture_content: bool) -> NormalizedRequest:
+        try:
+            request = _decode_request(body)
+            messages = _captured_messages(request.messages) if capture_content else None
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise SchemaError(f"request body is not a valid {endpoint.api} request: {exc}") from None
+        response_format = request.response_format
+        return NormalizedRequest(
+            operation=endpoint.operation,
+            model=request.model,
+            stream=bool(request.stream),
+            include_usage=True,  # message-end always carries usage
+            params=RequestParams(
+                temperature=request.temperature,
+                top_p=request.p,
+                max_tokens=request.max_tokens,
+                stop=request.stop_sequences,
+                seed=request.seed,
+                frequency_penalty=request.frequency_penalty,
+                presence_penalty=request.presence_penalty,
+                tool_definitions=len(request.tools) if request.tools else 0,
+                # REQUIRED / NONE, in the lower case of the other providers' values.
+                tool_choice=request.tool_choice.lower() if request.tool_choice else None,
+                response_format=response_format.type if response_format is not None else None,
+            ),
+            message_count=len(request.messages),
+            messages=messages,
+        )
+
+    def observer(self, endpoint: Endpoint, exchange: Exchange, *, streamed: bool, status: int) -> ResponseObserver:
+        if status >= 400:
+            return ChatErrorObserver(status)
+        capture = exchange.request is not None and exchange.request.messages is not None
+        return ChatStreamObserver(exchange, capture) if streamed else ChatJSONObserver(exchange, capture)
+
+    def prepare_body(self, endpoint: Endpoint, request: NormalizedRequest, body: bytes, model: str) -> PreparedBody:
+        if model == request.model:
+            return PreparedBody(body, False)
+        # Re-encode only the top level; nested values travel as the client's own bytes (msgspec.Raw).
+        fields = _decode_top_level(body)
+        fields["model"] = msgspec.Raw(_encode(model))
+        return PreparedBody(_encode(fields), False)
+
+    def auth_headers(self, api_key: str) -> list[tuple[bytes, bytes]]:
+        return [(b"authorization", b"Bearer " + api_key.encode())]
+
+
+ADAPTERS: dict[str, ProviderAdapter] = {"cohere": CohereAdapter()}

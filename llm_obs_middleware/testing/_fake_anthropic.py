@@ -1,0 +1,279 @@
+"""The fake provider's Anthropic mode: the Messages API, shaped like the real one (and its fixtures).
+
+``POST /v1/messages`` answers a ``message`` (text, or a ``tool_use`` block when the request offers
+tools and ``tool_choice`` is not ``none``), or with ``"stream": true`` the named-event SSE stream
+(``message_start``, content blocks with ``text_delta``/``input_json_delta``, a ``ping``,
+``message_delta`` with the cumulative usage, ``message_stop``). ``POST /v1/messages/count_tokens``
+answers ``{"input_tokens": prompt_tokens}``. A key is required (``x-api-key``, or a bearer token).
+
+Usage follows :class:`FakeProviderConfig` with Anthropic's semantics: ``input_tokens`` excludes the
+``cached_tokens`` (reported as ``cache_read_input_tokens``), so the normalized input is
+``prompt_tokens``; ``reasoning_tokens`` > 0 adds a thinking block and ``output_tokens_details``.
+The ``x-fake-*`` overrides apply (timing, chunks, ``drop-after``); errors are Anthropic error
+bodies (``x-fake-status: 529`` is ``overloaded_error``; 429 adds ``retry-after``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ._payloads import fake_arguments, text_pieces
+from .fake_provider import FakeStreamAborted
+
+if TYPE_CHECKING:
+    from ..types import Scope, Send
+    from ._requests import Overrides
+    from .fake_provider import FakeProvider
+
+__all__ = ["handle"]
+
+_MESSAGES, _COUNT = "/v1/messages", "/v1/messages/count_tokens"
+_FAIL_MODEL = re.compile(r"fail-(\d{3})")
+_ERRORS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+_JSON = (b"content-type", b"application/json")
+_SSE = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+_SIGNATURE = "EqQBCkgIBxABGAIiQFakeSignatureForTheFakeProvider0123456789"
+_encode = msgspec.json.Encoder().encode
+
+
+class _Tool(msgspec.Struct):
+    name: str = "tool"
+    input_schema: dict[str, Any] | None = None
+
+
+class _ToolChoice(msgspec.Struct):
+    type: str = "auto"
+    name: str | None = None
+
+
+class _Request(msgspec.Struct):
+    model: str | None = None
+    max_tokens: int | None = None
+    stream: bool | None = None
+    tools: list[_Tool] | None = None
+    tool_choice: _ToolChoice | None = None
+
+
+_decode = msgspec.json.Decoder(_Request).decode
+
+
+class _Error(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def handle(
+    fake: FakeProvider,
+    scope: Scope,
+    headers: dict[str, str],
+    body: bytes,
+    overrides: Overrides,
+    request_id: bytes,
+    send: Send,
+) -> bool:
+    """Answer the Messages API paths; ``False`` for every other path."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    if path not in (_MESSAGES, _COUNT):
+        return False
+    rid = b"req_fake" + request_id
+    try:
+        await _answer(fake, scope["method"], path, headers, body, overrides, rid, send)
+    except _Error as exc:
+        await _send_error(send, exc.status, str(exc), rid)
+    return True
+
+
+async def _answer(
+    fake: FakeProvider,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes,
+    o: Overrides,
+    rid: bytes,
+    send: Send,
+) -> None:
+    if method != "POST":
+        raise _Error(405, f"Method {method} not allowed for {path}")
+    if "x-api-key" not in headers and not headers.get("authorization", "").startswith("Bearer "):
+        raise _Error(401, "x-api-key header is required")
+    if o.status is not None and o.status >= 400:
+        raise _Error(o.status, f"Fake failure requested by x-fake-status: {o.status}")
+    try:
+        request = _decode(body)
+    except msgspec.DecodeError as exc:
+        raise _Error(400, f"invalid request body: {exc}") from None
+    if not request.model:
+        raise _Error(400, "model: Field required")
+    if (fail := _FAIL_MODEL.match(request.model)) is not None and 400 <= int(fail.group(1)) <= 599:
+        raise _Error(int(fail.group(1)), f"Fake failure requested by model {request.model!r}")
+    config = fake.config
+    if path == _COUNT:
+        await _send_json(send, 200, _encode({"input_tokens": config.prompt_tokens}), rid)
+        return
+    if request.max_tokens is None:
+        raise _Error(400, "max_tokens: Field required")
+    completion = o.chunks if config.completion_tokens is None else config.completion_tokens
+    usage: dict[str, Any] = {
+        "input_tokens": config.prompt_tokens - config.cached_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": config.cached_tokens,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": completion,
+    }
+    if config.reasoning_tokens:
+        usage["output_tokens_details"] = {"thinking_tokens": config.reasoning_tokens}
+    tool = _tool(request)
+    message_id = "msg_fake" + rid[len(b"req_fake") :].decode()
+    if request.stream:
+        await _stream(
+            _events(message_id, request.model, tool, usage, o.chunks, bool(config.reasoning_tokens)), o, rid, send
+        )
+        return
+    content: list[dict[str, Any]] = []
+    if config.reasoning_tokens:
+        content.append({"type": "thinking", "thinking": "Thinking it over.", "signature": _SIGNATURE})
+    if tool is None:
+        content.append({"type": "text", "text": "".join(text_pieces(o.chunks))})
+    else:
+        content.append(_tool_block(message_id, tool[0], msgspec.json.decode(tool[1])))
+    message = _message(message_id, request.model, content, "end_turn" if tool is None else "tool_use", usage)
+    await _send_json(send, 200, _encode(message), rid)
+
+
+def _tool(request: _Request) -> tuple[str, str] | None:
+    """The tool the fake calls: the one named by ``tool_choice``, else the first offered (none if ``none``)."""
+    choice = request.tool_choice
+    if not request.tools or (choice is not None and choice.type == "none"):
+        return None
+    tool = request.tools[0]
+    if choice is not None and choice.type == "tool":
+        tool = next((t for t in request.tools if t.name == choice.name), tool)
+    return tool.name, fake_arguments(tool.input_schema)
+
+
+def _tool_block(message_id: str, name: str, arguments: Any) -> dict[str, Any]:
+    return {"type": "tool_use", "id": "toolu_" + message_id.removeprefix("msg_"), "name": name, "input": arguments}
+
+
+def _message(
+    message_id: str, model: str, content: list[dict[str, Any]], stop: str | None, usage: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": {**usage, "service_tier": "standard"},
+    }
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    kind: str = data["type"]
+    return b"event: " + kind.encode() + b"\ndata: " + _encode(data) + b"\n\n"
+
+
+def _events(
+    message_id: str, model: str, tool: tuple[str, str] | None, usage: dict[str, Any], chunks: int, thinking: bool
+) -> tuple[list[bytes], int, int]:
+    """The stream's events, how many go out with the headers, and how many carry the tokens after them."""
+    start_usage = {**usage, "output_tokens": 1}
+    start_usage.pop("output_tokens_details", None)
+    events = [_event({"type": "message_start", "message": _message(message_id, model, [], None, start_usage)})]
+    index = 0
+    if thinking:  # goes out whole with the headers: the timed deltas are the answer's
+        events.append(_event(_block_start(index, {"type": "thinking", "thinking": "", "signature": ""})))
+        events.append(_event(_delta(index, {"type": "thinking_delta", "thinking": "Thinking it over."})))
+        events.append(_event(_delta(index, {"type": "signature_delta", "signature": _SIGNATURE})))
+        events.append(_event({"type": "content_block_stop", "index": index}))
+        index += 1
+    if tool is None:
+        events.append(_event(_block_start(index, {"type": "text", "text": ""})))
+        events.append(_event({"type": "ping"}))
+        pieces = [_delta(index, {"type": "text_delta", "text": piece}) for piece in text_pieces(chunks)]
+    else:
+        name, arguments = tool
+        events.append(_event(_block_start(index, _tool_block(message_id, name, {}))))
+        events.append(_event(_delta(index, {"type": "input_json_delta", "partial_json": ""})))
+        pieces = [
+            _delta(index, {"type": "input_json_delta", "partial_json": part}) for part in _split(arguments, chunks)
+        ]
+    preamble = len(events)
+    events.extend(_event(piece) for piece in pieces)
+    events.append(_event({"type": "content_block_stop", "index": index}))
+    stop = {"stop_reason": "end_turn" if tool is None else "tool_use", "stop_sequence": None}
+    final = {key: value for key, value in usage.items() if key != "cache_creation"}
+    events.append(_event({"type": "message_delta", "delta": stop, "usage": final}))
+    events.append(_event({"type": "message_stop"}))
+    return events, preamble, len(pieces)
+
+
+def _block_start(index: int, block: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "content_block_start", "index": index, "content_block": block}
+
+
+def _delta(index: int, delta: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": index, "delta": delta}
+
+
+def _split(text: str, parts: int) -> list[str]:
+    size = math.ceil(len(text) / max(1, min(parts, len(text))))
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+async def _stream(stream: tuple[list[bytes], int, int], o: Overrides, rid: bytes, send: Send) -> None:
+    """Send the events: the preamble with the headers, the TTFT delay before the first token, the
+    chunk interval between tokens, and an aborted connection after ``drop_after`` events."""
+    events, first, count = stream
+    await send({"type": "http.response.start", "status": 200, "headers": [*_SSE, (b"request-id", rid)]})
+    last = len(events) - 1
+    for index, event in enumerate(events):
+        if index == o.drop_after:
+            raise FakeStreamAborted(f"x-fake-drop-after: stream cut after {index} events")
+        delay = o.ttft_s if index == first else o.interval_s if first < index < first + count else 0.0
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await send({"type": "http.response.body", "body": event, "more_body": index < last})
+
+
+async def _send_json(
+    send: Send, status: int, body: bytes, rid: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    headers = [_JSON, (b"content-length", b"%d" % len(body)), (b"request-id", rid), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(send: Send, status: int, message: str, rid: bytes) -> None:
+    kind = _ERRORS.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    body = _encode({"type": "error", "error": {"type": kind, "message": message}, "request_id": rid.decode()})
+    extra: tuple[tuple[bytes, bytes], ...] = ()
+    if status == 429:
+        extra = ((b"retry-after", b"1"),)
+    elif status >= 500:
+        extra = ((b"x-should-retry", b"true"),)
+    await _send_json(send, status, body, rid, extra)

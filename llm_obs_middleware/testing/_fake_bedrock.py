@@ -1,0 +1,329 @@
+"""The fake provider's Bedrock Runtime mode: Converse (JSON) and ConverseStream (AWS event-stream).
+
+``POST /model/{modelId}/converse`` and ``POST /model/{modelId}/converse-stream``, shaped like the
+real API (the ``bedrock_converse`` fixtures) so boto3 parses them: text, a tool call when the request
+offers tools, a reasoning block when ``reasoning_tokens`` is configured, usage from
+:class:`FakeProviderConfig` (``inputTokens`` excludes the cached tokens, as Bedrock reports it).
+
+Like AWS, it checks the SigV4 signature (service ``bedrock``): the access key must be one of
+:data:`TEST_CREDENTIALS` and the signature must match what botocore computes with its secret, else
+403 (``UnrecognizedClientException`` / ``InvalidSignatureException``). A bearer token (a Bedrock API
+key) is accepted as is. So a gateway that forwarded its client's signature instead of signing
+again would be refused.
+
+Overrides: the common ``x-fake-*`` headers (``status`` answers with the Bedrock error for that
+status, ``drop-after`` cuts a stream after that many frames), plus ``x-fake-bedrock-fault``:
+``bad-crc`` / ``bad-prelude`` (second frame's message / prelude CRC corrupted), ``truncated-json``
+(stream: the second frame's payload cut, CRCs valid; plain: body cut in half), ``unknown-event`` (an extra
+event of an unknown type after ``messageStart``) and ``exception`` (a ``throttlingException`` frame
+after the first delta ends the stream). A model named ``fail-NNN...`` answers with status NNN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import hmac
+import re
+import struct
+import time
+import zlib
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from . import _payloads as p
+from ._requests import Overrides, route_path
+
+if TYPE_CHECKING:
+    from ..types import Scope, Send
+    from .fake_provider import FakeProvider
+
+__all__ = ["TEST_ACCESS_KEY_ID", "TEST_CREDENTIALS", "TEST_SECRET_ACCESS_KEY", "handle"]
+
+TEST_ACCESS_KEY_ID = "AKIAFAKEBEDROCK00001"
+TEST_SECRET_ACCESS_KEY = "fake/bedrock+Secret/Key0001"
+TEST_CREDENTIALS = MappingProxyType({TEST_ACCESS_KEY_ID: TEST_SECRET_ACCESS_KEY})
+"""Access key id -> secret key the fake accepts SigV4 signatures from."""
+
+_PATH = re.compile(r"^/model/(.+)/(converse|converse-stream)$")
+_FAIL_MODEL = re.compile(r"fail-(\d{3})")
+_ERRORS = {
+    400: "ValidationException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    408: "ModelTimeoutException",
+    424: "ModelErrorException",
+    429: "ThrottlingException",
+    500: "InternalServerException",
+    503: "ServiceUnavailableException",
+}
+_BAD_SIGNATURE = (
+    "The request signature we calculated does not match the signature you provided. Check your AWS Secret "
+    "Access Key and signing method. Consult the service documentation for details."
+)
+_MAX_SKEW_S = 15 * 60
+_encode = msgspec.json.Encoder().encode
+
+
+class _Spec(msgspec.Struct, rename="camel"):
+    name: str = "tool"
+    input_schema: dict[str, Any] | None = None
+
+
+class _Tool(msgspec.Struct, rename="camel"):
+    tool_spec: _Spec | None = None
+
+
+class _ToolConfig(msgspec.Struct):
+    tools: list[_Tool] = []
+
+
+class _Request(msgspec.Struct, rename="camel"):
+    messages: list[Any] = []
+    tool_config: _ToolConfig | None = None
+
+    def tool(self) -> tuple[str, dict[str, Any] | None] | None:
+        for tool in self.tool_config.tools if self.tool_config else ():
+            if tool.tool_spec is not None:
+                schema = tool.tool_spec.input_schema
+                return tool.tool_spec.name, schema.get("json") if schema else None
+        return None
+
+
+_decode_request = msgspec.json.Decoder(_Request).decode
+
+
+async def handle(
+    fake: FakeProvider,
+    scope: Scope,
+    headers: dict[str, str],
+    body: bytes,
+    overrides: Overrides,
+    request_id: bytes,
+    send: Send,
+) -> bool:
+    """Answer Bedrock Runtime paths; ``False`` for every other path."""
+    found = _PATH.match(route_path(scope))
+    if found is None:
+        return False
+    hex_id = "00000000" + request_id.decode()
+    rid = f"{hex_id[:8]}-{hex_id[8:12]}-{hex_id[12:16]}-{hex_id[16:20]}-{hex_id[20:32]}"
+    model, operation = found.group(1), found.group(2)
+    if scope["method"] != "POST":
+        await _error(send, 405, "ValidationException", f"Method {scope['method']} is not allowed", rid)
+        return True
+    refused = _check_signature(scope, headers, body)
+    if refused is not None:
+        await _error(send, 403, refused[0], refused[1], rid)
+        return True
+    failing = _FAIL_MODEL.match(model)
+    status = overrides.status if overrides.status is not None else int(failing.group(1)) if failing else None
+    if status is not None and status >= 400:
+        kind = _ERRORS.get(status) or ("InternalServerException" if status >= 500 else "ValidationException")
+        message = "Too many requests, please wait before trying again." if status == 429 else "Fake failure"
+        await _error(send, status, kind, message, rid)
+        return True
+    try:
+        request = _decode_request(body)
+    except msgspec.DecodeError as exc:
+        await _error(send, 400, "ValidationException", f"Malformed input request: {exc}", rid)
+        return True
+    answer = _Answer(fake, overrides, request, rid)
+    fault = headers.get("x-fake-bedrock-fault", "")
+    if operation == "converse":
+        payload = _encode(answer.body())
+        if fault == "truncated-json":
+            payload = payload[: len(payload) // 2]
+        head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
+        await send({"type": "http.response.start", "status": 200, "headers": [*head, _rid(rid)]})
+        await send({"type": "http.response.body", "body": payload})
+    else:
+        await _stream(answer, overrides, fault, rid, send)
+    return True
+
+
+class _Answer:
+    """The assistant turn the fake gives: optional reasoning, text in ``chunks`` pieces, optional tool call."""
+
+    def __init__(self, fake: FakeProvider, overrides: Overrides, request: _Request, rid: str) -> None:
+        config = fake.config
+        self.pieces = p.text_pieces(overrides.chunks)
+        completion = overrides.chunks if config.completion_tokens is None else config.completion_tokens
+        cached = min(config.cached_tokens, config.prompt_tokens)
+        self.usage = {
+            "inputTokens": config.prompt_tokens - cached,
+            "outputTokens": completion,
+            "totalTokens": config.prompt_tokens + completion,
+            "cacheReadInputTokens": cached,
+            "cacheWriteInputTokens": 0,
+        }
+        self.reasoning = "Let me think about that." if config.reasoning_tokens else None
+        offered = request.tool()
+        self.tool: tuple[str, str, str] | None = None
+        if offered is not None:
+            self.tool = ("tooluse_" + rid.replace("-", "")[-22:], offered[0], p.fake_arguments(offered[1]))
+        self.stop_reason = "tool_use" if self.tool else "end_turn"
+        latency = overrides.latency_s + overrides.ttft_s + overrides.interval_s * max(0, overrides.chunks - 1)
+        self.metrics = {"latencyMs": round(latency * 1000)}
+
+    def body(self) -> dict[str, Any]:
+        content: list[dict[str, Any]] = []
+        if self.reasoning:
+            content.append({"reasoningContent": {"reasoningText": {"text": self.reasoning, "signature": "fake-sig"}}})
+        content.append({"text": "".join(self.pieces)})
+        if self.tool is not None:
+            tool_id, name, arguments = self.tool
+            content.append({"toolUse": {"toolUseId": tool_id, "name": name, "input": msgspec.json.decode(arguments)}})
+        return {
+            "output": {"message": {"role": "assistant", "content": content}},
+            "stopReason": self.stop_reason,
+            "usage": self.usage,
+            "metrics": self.metrics,
+        }
+
+    def frames(self) -> tuple[list[tuple[str, dict[str, Any]]], int, int]:
+        """``(event type, payload)`` frames, the index of the first token frame and of the last one + 1."""
+        frames: list[tuple[str, dict[str, Any]]] = [("messageStart", {"role": "assistant"})]
+        index = 0
+        if self.reasoning:
+            frames.append(_delta(index, {"reasoningContent": {"text": self.reasoning}}))
+            frames.append(_delta(index, {"reasoningContent": {"signature": "fake-sig"}}))
+            frames.append(("contentBlockStop", {"contentBlockIndex": index}))
+            index += 1
+        first = 1
+        frames.extend(_delta(index, {"text": piece}) for piece in self.pieces)
+        frames.append(("contentBlockStop", {"contentBlockIndex": index}))
+        if self.tool is not None:
+            tool_id, name, arguments = self.tool
+            index += 1
+            start = {"toolUse": {"toolUseId": tool_id, "name": name}}
+            frames.append(("contentBlockStart", {"contentBlockIndex": index, "start": start}))
+            half = len(arguments) // 2
+            for piece in (arguments[:half], arguments[half:]):
+                frames.append(_delta(index, {"toolUse": {"input": piece}}))
+            frames.append(("contentBlockStop", {"contentBlockIndex": index}))
+        end = len(frames)
+        frames.append(("messageStop", {"stopReason": self.stop_reason}))
+        frames.append(("metadata", {"usage": self.usage, "metrics": self.metrics}))
+        return frames, first, end
+
+
+def _delta(index: int, delta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return "contentBlockDelta", {"contentBlockIndex": index, "delta": delta}
+
+
+async def _stream(answer: _Answer, o: Overrides, fault: str, rid: str, send: Send) -> None:
+    from .fake_provider import FakeStreamAborted
+
+    events, first, end = answer.frames()
+    frames = [frame(event_headers(name), _encode(payload)) for name, payload in events]
+    if fault == "unknown-event":
+        frames.insert(1, frame(event_headers("fakeFutureEvent"), b'{"hello":"from the future"}'))
+        first, end = first + 1, end + 1
+    elif fault == "exception":
+        exception = {":exception-type": "throttlingException", ":content-type": "application/json"}
+        message = b'{"message":"Too many tokens, please wait before trying again."}'
+        frames[first + 1 :] = [frame({**exception, ":message-type": "exception"}, message)]
+    elif fault == "truncated-json":
+        frames[1] = frame(event_headers(events[1][0]), _encode(events[1][1])[:-5])
+    elif fault in ("bad-crc", "bad-prelude"):
+        corrupt = bytearray(frames[1])
+        corrupt[-1 if fault == "bad-crc" else 11] ^= 0xFF
+        frames[1] = bytes(corrupt)
+    head = [(b"content-type", b"application/vnd.amazon.eventstream"), _rid(rid)]
+    await send({"type": "http.response.start", "status": 200, "headers": head})
+    last = len(frames) - 1
+    for index, data in enumerate(frames):
+        if index == o.drop_after:
+            raise FakeStreamAborted(f"x-fake-drop-after: stream cut after {index} frames")
+        if index == first:
+            if o.ttft_s > 0:
+                await asyncio.sleep(o.ttft_s)
+        elif first < index < end and o.interval_s > 0:
+            await asyncio.sleep(o.interval_s)
+        await send({"type": "http.response.body", "body": data, "more_body": index < last})
+
+
+def event_headers(event_type: str) -> dict[str, str]:
+    return {":event-type": event_type, ":content-type": "application/json", ":message-type": "event"}
+
+
+def frame(headers: dict[str, str], payload: bytes) -> bytes:
+    """One event-stream message with string headers (value type 7) and valid CRCs."""
+    parts = []
+    for name, value in headers.items():
+        name_bytes, value_bytes = name.encode(), value.encode()
+        parts += [struct.pack(">B", len(name_bytes)), name_bytes, struct.pack(">BH", 7, len(value_bytes)), value_bytes]
+    block = b"".join(parts)
+    prelude = struct.pack(">II", 16 + len(block) + len(payload), len(block))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + block + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def _rid(rid: str) -> tuple[bytes, bytes]:
+    return (b"x-amzn-requestid", rid.encode())
+
+
+async def _error(send: Send, status: int, kind: str, message: str, rid: str) -> None:
+    body = _encode({"message": message})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        _rid(rid),
+        (b"x-amzn-errortype", f"{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/".encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _check_signature(scope: Scope, headers: dict[str, str], body: bytes) -> tuple[str, str] | None:
+    """``None`` when the request is authenticated, else the (error type, message) AWS would answer."""
+    authorization = headers.get("authorization", "")
+    if authorization.startswith("Bearer ") and authorization[7:].strip():
+        return None  # a Bedrock API key
+    if not authorization.startswith("AWS4-HMAC-SHA256 "):
+        return "MissingAuthenticationTokenException", "Missing Authentication Token"
+    fields = dict(part.strip().partition("=")[::2] for part in authorization[17:].split(","))
+    access_key, date, region, service, terminator = (fields.get("Credential", "").split("/") + [""] * 5)[:5]
+    secret = TEST_CREDENTIALS.get(access_key)
+    if secret is None:
+        return "UnrecognizedClientException", "The security token included in the request is invalid."
+    signed = fields.get("SignedHeaders", "").split(";")
+    amz_date = headers.get("x-amz-date", "")
+    if service != "bedrock" or terminator != "aws4_request" or not date or amz_date[:8] != date:
+        return "InvalidSignatureException", "Credential should be scoped to a valid date, region and service 'bedrock'."
+    if "host" not in signed or "x-amz-date" not in signed or not set(signed) <= set(headers):
+        return "InvalidSignatureException", "Host, X-Amz-Date and every signed header must be signed and present."
+    if "x-amz-security-token" in headers and "x-amz-security-token" not in signed:
+        return "InvalidSignatureException", "X-Amz-Security-Token must be signed."
+    try:
+        skew = abs(time.time() - calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ")))
+    except ValueError:
+        return "InvalidSignatureException", f"Invalid X-Amz-Date {amz_date!r}"
+    if skew > _MAX_SKEW_S:
+        return "InvalidSignatureException", f"Signature expired: {amz_date} is not within 15 minutes of now"
+    expected = _expected_signature(scope, headers, body, signed, (access_key, secret, amz_date, region))
+    if not hmac.compare_digest(expected, fields.get("Signature", "")):
+        return "InvalidSignatureException", _BAD_SIGNATURE
+    return None
+
+
+def _expected_signature(
+    scope: Scope, headers: dict[str, str], body: bytes, signed: list[str], key: tuple[str, str, str, str]
+) -> str:
+    """What botocore's SigV4 signer computes for this request as it arrived."""
+    from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
+    from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+    from botocore.credentials import Credentials  # type: ignore[import-untyped]
+
+    access_key, secret, amz_date, region = key
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    url = f"http://{headers['host']}{raw_path.partition(b'?')[0].decode('latin-1')}"
+    if scope.get("query_string"):
+        url += "?" + scope["query_string"].decode("latin-1")
+    request = AWSRequest(method=scope["method"], url=url, headers={name: headers[name] for name in signed}, data=body)
+    request.context["timestamp"] = amz_date
+    signer = SigV4Auth(Credentials(access_key, secret, headers.get("x-amz-security-token")), "bedrock", region)
+    return str(signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request))

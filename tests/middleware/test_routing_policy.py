@@ -1,0 +1,256 @@
+"""Routing that survives real failures: key pools, retries, Retry-After, fallbacks, cooldowns, the trail."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from llm_obs_middleware import Config, create_gateway
+from llm_obs_middleware.gateway import Gateway
+
+from ..conftest import drive
+
+CHAT = b'{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}'
+OK_BODY = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "model": "gpt-4o",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+}
+
+
+class Upstream:
+    """A scripted upstream: per host and key, what to answer; every call is logged."""
+
+    def __init__(self, handler: Callable[[str, str, int], httpx.Response | Exception]) -> None:
+        self.handler = handler
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        key = request.headers.get("authorization", "").removeprefix("Bearer ")
+        self.calls.append((request.url.host, key))
+        outcome = self.handler(request.url.host, key, len(self.calls))
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+def ok() -> httpx.Response:
+    return httpx.Response(200, json=OK_BODY)
+
+
+def error(status: int, **headers: str) -> httpx.Response:
+    return httpx.Response(
+        status, json={"error": {"message": f"status {status}", "type": "x", "code": str(status)}}, headers=headers
+    )
+
+
+def config(tmp_path: Path, **overrides: Any) -> Config:
+    data: dict[str, Any] = {
+        "providers": {
+            "openai": {
+                "kind": "openai",
+                "base_url": "http://openai.test/v1",
+                "api_keys": [{"key": "k-one", "name": "one"}, {"key": "k-two", "name": "two"}],
+            },
+            "azure": {"kind": "openai_compatible", "base_url": "http://azure.test/v1", "api_keys": ["k-azure"]},
+            "backup": {"kind": "openai_compatible", "base_url": "http://backup.test/v1", "api_keys": ["k-backup"]},
+        },
+        "models": {
+            "gpt-4o": {
+                "deployments": [
+                    {"provider": "openai", "model": "gpt-4o", "weight": 70},
+                    {"provider": "azure", "model": "gpt-4o-prod", "weight": 30},
+                ],
+                "fallbacks": ["backup-model"],
+            },
+            "backup-model": {"provider": "backup"},
+        },
+        "routing": {"retries": 2, "backoff_base_s": 0.001, "backoff_cap_s": 0.002},
+        "exporters": {"log_store": {"url": f"sqlite:///{tmp_path / 'log.db'}"}},
+    }
+    data.update(overrides)
+    return Config.from_dict(data)
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    made: list[tuple[Gateway, httpx.AsyncClient]] = []
+
+    async def factory(upstream: Upstream, seed: int = 1, **overrides: Any) -> Gateway:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
+        gateway = create_gateway(config(tmp_path, **overrides), client=client)
+        gateway.stack.router.rng = random.Random(seed)
+        await gateway.startup()
+        made.append((gateway, client))
+        return gateway
+
+    yield factory
+
+
+async def finish(gateway: Gateway) -> list[dict[str, Any]]:
+    await gateway.pipeline.flush()
+    store = gateway.exporters.log_store
+    assert store is not None
+    rows = [json.loads(raw) for raw in store.query(limit=1000)]
+    await gateway.shutdown()
+    return rows[::-1]  # oldest first
+
+
+def trail(record: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [(a["key_id"], a.get("status") or a.get("error_type")) for a in record["attempts"]]
+
+
+async def test_429_moves_to_another_key_which_then_cools_down(make_gateway: Callable[..., Any]) -> None:
+    upstream = Upstream(lambda host, key, n: error(429, **{"retry-after": "30"}) if key == "k-one" else ok())
+    gateway = await make_gateway(upstream, models={"gpt-4o": {"provider": "openai"}})
+    results = [await drive(gateway, "/v1/chat/completions", CHAT) for _ in range(6)]
+    records = await finish(gateway)
+    assert [r.status for r in results] == [200] * 6
+    assert upstream.calls.count(("openai.test", "k-one")) == 1, "a key cooling down is skipped"
+    [retried] = [r for r in records if r["retries"]]
+    assert trail(retried) == [("one", 429), ("two", 200)]
+
+
+async def test_retry_after_is_honoured_when_every_key_is_cooling(make_gateway: Callable[..., Any]) -> None:
+    upstream = Upstream(lambda host, key, n: error(429, **{"retry-after": "0.4"}) if n == 1 else ok())
+    gateway = await make_gateway(
+        upstream,
+        providers={"openai": {"kind": "openai", "base_url": "http://openai.test/v1", "api_keys": ["k"]}},
+        models={"gpt-4o": {"provider": "openai"}},
+    )
+    started = time.perf_counter()
+    result = await drive(gateway, "/v1/chat/completions", CHAT)
+    elapsed = time.perf_counter() - started
+    [record] = await finish(gateway)
+    assert result.status == 200
+    assert 0.35 <= elapsed < 3, elapsed
+    assert [a.get("status") for a in record["attempts"]] == [429, 200]
+
+
+async def test_5xx_exhausts_retries_then_the_fallback_serves(make_gateway: Callable[..., Any]) -> None:
+    upstream = Upstream(lambda host, key, n: ok() if host == "backup.test" else error(503))
+    gateway = await make_gateway(upstream)
+    result = await drive(gateway, "/v1/chat/completions", CHAT)
+    [record] = await finish(gateway)
+    assert result.status == 200
+    statuses = [(a["deployment"], a.get("status"), a.get("fallback_index", 0)) for a in record["attempts"]]
+    assert len(statuses) == 4 and all(s[1] == 503 and s[2] == 0 for s in statuses[:3])
+    assert statuses[-1] == ("backup-model/backup/backup-model", 200, 1)
+    assert (record["retries"], record["fallback_index"], record["route"]) == (3, 1, "backup")
+
+
+async def test_401_retires_the_key_for_good(make_gateway: Callable[..., Any]) -> None:
+    upstream = Upstream(lambda host, key, n: error(401) if key == "k-one" else ok())
+    gateway = await make_gateway(upstream, models={"gpt-4o": {"provider": "openai"}})
+    for _ in range(10):
+        assert (await drive(gateway, "/v1/chat/completions", CHAT)).status == 200
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://g") as client:
+        health = (await client.get("/health/deployments")).json()
+    await finish(gateway)
+    assert upstream.calls.count(("openai.test", "k-one")) == 1
+    [deployment] = health["deployments"]
+    assert {k["key"]: k["state"] for k in deployment["keys"]} == {"one": "dead", "two": "healthy"}
+
+
+async def test_connect_refused_and_first_byte_timeout_fall_through(make_gateway: Callable[..., Any]) -> None:
+    def handler(host: str, key: str, n: int) -> httpx.Response | Exception:
+        if host == "openai.test":
+            return httpx.ConnectError("connection refused")
+        if host == "azure.test":
+            return httpx.ReadTimeout("no first byte")
+        return ok()
+
+    gateway = await make_gateway(Upstream(handler))
+    result = await drive(gateway, "/v1/chat/completions", CHAT)
+    [record] = await finish(gateway)
+    assert result.status == 200
+    errors = {a.get("error_type") for a in record["attempts"][:-1]}
+    assert errors == {"upstream_unreachable", "upstream_timeout"}
+    assert record["attempts"][-1]["provider"] == "backup"
+
+
+async def test_a_400_is_never_retried(make_gateway: Callable[..., Any]) -> None:
+    upstream = Upstream(lambda host, key, n: error(400))
+    gateway = await make_gateway(upstream)
+    result = await drive(gateway, "/v1/chat/completions", CHAT)
+    [record] = await finish(gateway)
+    assert result.status == 400
+    assert len(upstream.calls) == 1 and len(record["attempts"]) == 1
+    assert record["outcome"] == "upstream_error"
+
+
+async def test_when_everything_fails_the_client_gets_the_last_upstream_error(make_gateway: Callable[..., Any]) -> None:
+    upstream = Upstream(lambda host, key, n: error(500 if host != "backup.test" else 529, **{"x-host": host}))
+    gateway = await make_gateway(upstream)
+    result = await drive(gateway, "/v1/chat/completions", CHAT)
+    [record] = await finish(gateway)
+    assert result.status == 529 and result.headers[b"x-host"] == b"backup.test"
+    assert json.loads(result.body)["error"]["code"] == "529"
+    assert len(record["attempts"]) == 6 and record["status"] == 529
+
+
+async def test_when_nobody_answers_a_502_names_the_attempts(make_gateway: Callable[..., Any]) -> None:
+    gateway = await make_gateway(Upstream(lambda host, key, n: httpx.ConnectError("refused")))
+    result = await drive(gateway, "/v1/chat/completions", CHAT)
+    [record] = await finish(gateway)
+    assert result.status == 502
+    message = json.loads(result.body)["error"]["message"]
+    assert "gpt-4o/openai/gpt-4o (upstream_unreachable)" in message and "backup-model/backup" in message
+    assert record["error_type"] == "upstream_unreachable" and len(record["attempts"]) == 6
+
+
+async def test_weights_are_respected(make_gateway: Callable[..., Any]) -> None:
+    upstream = Upstream(lambda host, key, n: ok())
+    gateway = await make_gateway(upstream, seed=42)
+    for _ in range(400):
+        await drive(gateway, "/v1/chat/completions", CHAT)
+    await finish(gateway)
+    hosts = Counter(host for host, _ in upstream.calls)
+    assert 0.62 <= hosts["openai.test"] / 400 <= 0.78, hosts
+
+
+async def test_a_stream_is_not_retried_once_bytes_reached_the_client(make_gateway: Callable[..., Any]) -> None:
+    class Dropping(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b'data: {"id":"c","model":"gpt-4o","choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
+            raise httpx.RemoteProtocolError("peer closed connection")
+
+    def handler(host: str, key: str, n: int) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=Dropping())
+
+    upstream = Upstream(handler)
+    gateway = await make_gateway(upstream)
+    body = b'{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+    result = await drive(gateway, "/v1/chat/completions", body)
+    [record] = await finish(gateway)
+    assert result.status == 200 and b'"upstream_disconnected"' in result.body
+    assert len(upstream.calls) == 1
+    assert (record["outcome"], record["error_type"], len(record["attempts"])) == (
+        "upstream_error",
+        "upstream_disconnected",
+        1,
+    )
+
+
+async def test_request_overrides_only_when_allowed(make_gateway: Callable[..., Any]) -> None:
+    upstream = Upstream(lambda host, key, n: error(503) if host != "backup.test" else ok())
+    headers = [(b"x-llm-obs-provider", b"azure"), (b"x-llm-obs-no-fallbacks", b"1")]
+    locked = await make_gateway(upstream)
+    assert (await drive(locked, "/v1/chat/completions", CHAT, headers=headers)).status == 200  # ignored: fell back
+    await finish(locked)
+    upstream.calls.clear()
+    open_gateway = await make_gateway(upstream, routing={"allow_request_overrides": True, "backoff_base_s": 0.001})
+    result = await drive(open_gateway, "/v1/chat/completions", CHAT, headers=headers)
+    await finish(open_gateway)
+    assert result.status == 503
+    assert {host for host, _ in upstream.calls} == {"azure.test"}
