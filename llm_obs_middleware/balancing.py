@@ -72,17 +72,49 @@ class KeyState:
 
 
 class KeyPool:
-    """A provider's keys, picked by ``weighted`` random, ``round_robin`` or ``least_busy``."""
+    """A provider's keys, picked by ``weighted`` random, ``round_robin`` or ``least_busy``.
 
-    __slots__ = ("_next", "keys", "strategy")
+    Key health changes go through :meth:`cool_down` and :meth:`retire`, so the common case (every key
+    healthy) is known without looking at each key: a pick is then O(log n) whatever the pool size.
+    """
+
+    __slots__ = ("_cum_weights", "_healthy_after", "_next", "_retired", "keys", "strategy")
 
     def __init__(self, keys: Sequence[KeyState], strategy: str = "weighted") -> None:
         self.keys = list(keys)
         self.strategy = strategy
         self._next = 0
+        self._healthy_after = 0.0  # after this instant no key is cooling down
+        self._retired = 0
+        total = 0.0
+        self._cum_weights = []
+        for key in self.keys:
+            total += key.weight
+            self._cum_weights.append(total)
+
+    def cool_down(self, key: KeyState, until: float, *, retry_after: bool) -> None:
+        key.cooldown_until = until
+        key.retry_after = retry_after
+        self._healthy_after = max(self._healthy_after, until)
+
+    def retire(self, key: KeyState) -> None:
+        if not key.dead:
+            key.dead = True
+            self._retired += 1
+
+    def any_usable(self, now: float) -> bool:
+        if self._retired == 0 and now >= self._healthy_after:
+            return True
+        return any(key.usable(now) for key in self.keys)
 
     def pick(self, now: float, rng: random.Random, exclude: Sequence[KeyState] = ()) -> KeyState | None:
         """A usable key not in ``exclude`` (``None``: every key is dead, cooling down or excluded)."""
+        if not exclude and self._retired == 0 and now >= self._healthy_after:
+            if self.strategy == "weighted":
+                return rng.choices(self.keys, cum_weights=self._cum_weights)[0]
+            if self.strategy == "round_robin":
+                self._next += 1
+                return self.keys[self._next % len(self.keys)]
         usable = [key for key in self.keys if key.usable(now) and key not in exclude]
         if not usable:
             return None
@@ -128,7 +160,7 @@ class DeploymentState:
         self.outcomes: deque[bool] = deque(maxlen=_WINDOW)
 
     def usable(self, now: float) -> bool:
-        return self.cooldown_until <= now and any(key.usable(now) for key in self.provider.pool.keys)
+        return self.cooldown_until <= now and bool(self.provider.pool.any_usable(now))
 
     def record(self, ok: bool, latency_s: float | None, ttft_s: float | None = None) -> None:
         self.outcomes.append(ok)
@@ -158,30 +190,41 @@ class DeploymentState:
 
 
 def order_deployments(
-    deployments: Sequence[DeploymentState], strategy: str, rng: random.Random, now: float | None = None
+    deployments: Sequence[DeploymentState],
+    strategy: str,
+    rng: random.Random,
+    now: float | None = None,
+    cum_weights: Sequence[float] | None = None,
 ) -> list[DeploymentState]:
-    """The order to try deployments in: usable ones by strategy first, the others after (as a last resort)."""
+    """The order to try deployments in: usable ones by strategy first, the others after (as a last resort).
+
+    Under ``weighted`` only the first choice is drawn by weight (most requests stop there); the rest
+    keep config order. ``cum_weights`` (cumulative, precomputed) saves rebuilding weights per request.
+    """
     now = time.monotonic() if now is None else now
+    if strategy == "weighted" and len(deployments) > 1 and all(d.usable(now) for d in deployments):
+        first = rng.choices(deployments, cum_weights=cum_weights or _cumulative(deployments))[0]
+        return [first, *(d for d in deployments if d is not first)]
     usable = [d for d in deployments if d.usable(now)]
     rest = [d for d in deployments if not d.usable(now)]
-    if strategy == "latency":
+    if strategy == "weighted" and len(usable) > 1:
+        first = rng.choices(usable, cum_weights=_cumulative(usable))[0]
+        usable = [first, *(d for d in usable if d is not first)]
+    elif strategy == "latency":
         # Untried deployments first (to learn their latency), then lowest recent time to first token.
         usable.sort(key=lambda d: -1.0 if d.ewma_ttft_s is None else d.ewma_ttft_s)
     elif strategy == "least_busy":
         usable.sort(key=lambda d: d.in_flight)
-    elif len(usable) > 1:
-        usable = _weighted_order(usable, rng)
     return usable + rest
 
 
-def _weighted_order(items: list[DeploymentState], rng: random.Random) -> list[DeploymentState]:
-    """A random order where each next item is drawn with probability proportional to its weight."""
-    remaining = list(items)
-    ordered = []
-    while remaining:
-        pick = rng.choices(range(len(remaining)), weights=[d.weight for d in remaining])[0]
-        ordered.append(remaining.pop(pick))
-    return ordered
+def _cumulative(deployments: Sequence[DeploymentState]) -> list[float]:
+    total = 0.0
+    cumulative = []
+    for deployment in deployments:
+        total += deployment.weight
+        cumulative.append(total)
+    return cumulative
 
 
 def _ewma(previous: float | None, value: float) -> float:

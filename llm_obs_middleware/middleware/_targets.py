@@ -64,13 +64,18 @@ class ProviderTarget:
 class AliasRoute:
     """A model alias: its deployments, how to pick among them, and what to fall back to."""
 
-    __slots__ = ("alias", "deployments", "fallbacks", "strategy")
+    __slots__ = ("alias", "cum_weights", "deployments", "fallbacks", "strategy")
 
     def __init__(self, alias: str, deployments: list[DeploymentState], strategy: str, fallbacks: list[str]) -> None:
         self.alias = alias
         self.deployments = deployments
         self.strategy = strategy
         self.fallbacks = fallbacks
+        total = 0.0
+        self.cum_weights: list[float] = []
+        for deployment in deployments:
+            total += deployment.weight
+            self.cum_weights.append(total)
 
 
 class Routes:

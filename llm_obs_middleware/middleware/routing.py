@@ -11,7 +11,7 @@ import httpx
 import msgspec
 
 from .._asgi import BodyTooLarge, ClientGone, error_json, get_header, read_body, route_path, send_json
-from ..balancing import DeploymentState, KeyState, backoff_delay, is_retryable_status, order_deployments
+from ..balancing import DeploymentState, KeyPool, KeyState, backoff_delay, is_retryable_status, order_deployments
 from ..config import Config
 from ..errors import UpstreamError, UpstreamTimeout
 from ..providers.registry import RequestMatch, match_request, native_provider
@@ -230,7 +230,7 @@ class RouterMiddleware:
         last: _Failure | None = None
         policy = self.policy
         for fallback_index, route in enumerate(chain):
-            order = order_deployments(route.deployments, route.strategy, self.rng)
+            order = order_deployments(route.deployments, route.strategy, self.rng, cum_weights=route.cum_weights)
             failed_keys: list[KeyState] = []
             for retry in range(policy.retries + 1):
                 pick = self._pick(order, failed_keys)
@@ -349,7 +349,7 @@ class RouterMiddleware:
                         ex, deployment, key, fallback_index, started, status=status, error_type=f"http_{status}"
                     )
                 )
-                self._key_failed(key, status, response.headers.get("retry-after"))
+                self._key_failed(provider.pool, key, status, response.headers.get("retry-after"))
                 if status >= 500:
                     self._deployment_failed(deployment, None)
                 return _Failure(status, list(response.headers.raw), body)
@@ -412,14 +412,14 @@ class RouterMiddleware:
             start_offset_s=max(0.0, started - ex.start_ns * 1e-9),
         )
 
-    def _key_failed(self, key: KeyState, status: int, retry_after: str | None) -> None:
+    def _key_failed(self, pool: KeyPool, key: KeyState, status: int, retry_after: str | None) -> None:
         key.failures += 1
         if status in (401, 403):
-            key.dead = True  # a rejected key stays out until the gateway restarts with a new config
+            pool.retire(key)  # a rejected key stays out until the gateway restarts with a new config
         elif status == 429:
             seconds = _retry_after_seconds(retry_after)
-            key.retry_after = seconds is not None
-            key.cooldown_until = time.monotonic() + (seconds if seconds is not None else self.policy.cooldown_s)
+            until = time.monotonic() + (seconds if seconds is not None else self.policy.cooldown_s)
+            pool.cool_down(key, until, retry_after=seconds is not None)
 
     def _deployment_failed(self, deployment: DeploymentState, latency_s: float | None) -> None:
         deployment.record(False, latency_s)
