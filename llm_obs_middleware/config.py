@@ -131,9 +131,28 @@ class TraceContextConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     """Echo ``x-request-id`` and ``traceparent`` on LLM responses."""
 
 
+PrometheusLabel = Literal["provider", "model", "operation", "status_class", "error_type"]
+
+
 class PrometheusConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = True
     """Serve metrics at ``/metrics`` (gateway) and update them from records."""
+    labels: list[PrometheusLabel] = msgspec.field(default_factory=lambda: list(get_args(PrometheusLabel)))
+    """Label dimensions kept; the others are exported empty, which Prometheus treats as absent."""
+    allowed_values: dict[PrometheusLabel, list[str]] = {}
+    """Per label, the values reported as they are; any other value is reported as ``other``
+    (e.g. ``{model: [gpt-4o, gpt-4o-mini]}``)."""
+    pushgateway: str | None = None
+    """Prometheus Pushgateway URL, e.g. ``http://127.0.0.1:9091``: metrics are pushed there periodically
+    and at shutdown (grouped by job and instance), besides being served at ``/metrics``."""
+    push_interval_s: float = 15.0
+    """Seconds between two pushes to the Pushgateway."""
+    push_job: str = "llm_obs"
+    """``job`` the metrics are pushed under."""
+
+    def __post_init__(self) -> None:
+        if not self.push_interval_s > 0:
+            raise ConfigurationError("exporters.prometheus.push_interval_s: must be positive")
 
 
 class OTLPConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -234,11 +253,17 @@ class QueueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     retry_max_backoff_s: float = 30.0
     """Longest wait between two retries of a sink that stays down."""
     shutdown_grace_s: float = 10.0
-    """At shutdown, time given to the sinks to export everything queued; what is left is dropped and counted."""
+    """At shutdown, time given to the sinks to export everything queued; what is left is dropped and counted
+    (or spooled, with ``spool_dir``)."""
+    spool_dir: str | None = None
+    """Directory where a sink that stays down parks its records (one file per sink), replayed when it is
+    back, also by the next process; ``null``: no spool, such records are dropped and counted."""
+    spool_max_bytes: int = 256 * 1024 * 1024
+    """Most bytes each sink's spool holds; records beyond it are dropped and counted."""
 
     def __post_init__(self) -> None:
-        if self.max_records <= 0 or self.batch_size <= 0:
-            raise ConfigurationError("queue.max_records and queue.batch_size: must be positive")
+        if self.max_records <= 0 or self.batch_size <= 0 or self.spool_max_bytes <= 0:
+            raise ConfigurationError("queue.max_records, queue.batch_size and queue.spool_max_bytes: must be positive")
         waits = (self.flush_interval_s, self.retry_initial_backoff_s, self.retry_max_backoff_s, self.shutdown_grace_s)
         if not all(value >= 0 for value in waits):
             raise ConfigurationError("queue: durations must be >= 0")

@@ -144,6 +144,7 @@ class Gateway:
                 "exported": stats.exported[name],
                 "failed": stats.failed[name],
                 "dropped": stats.sink_dropped[name],
+                "spooled": stats.spooled[name],
             }
             for name, queued in stats.sink_depth.items()
         }

@@ -19,12 +19,14 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import deque
+import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol
 
 from .._record import build_record
 from ..config import QueueConfig
+from ._queue import Buffer
+from .spool import Spool
 
 if TYPE_CHECKING:
     from ..pricing.base import PriceSource
@@ -35,7 +37,6 @@ __all__ = ["ExportPipeline", "PipelineStats", "RecordTransform", "Sink"]
 
 logger = logging.getLogger("llm_obs_middleware.export")
 
-T = TypeVar("T")
 RecordTransform = Callable[["LLMRecord"], "LLMRecord"]
 """Applied to every record before any sink sees it (redaction)."""
 
@@ -64,7 +65,7 @@ class PipelineStats:
     failed export attempts, each retried.
     """
 
-    __slots__ = ("dropped", "exported", "failed", "sink_depth", "sink_dropped", "submitted")
+    __slots__ = ("dropped", "exported", "failed", "sink_depth", "sink_dropped", "spooled", "submitted")
 
     def __init__(self) -> None:
         self.submitted = 0
@@ -72,66 +73,25 @@ class PipelineStats:
         self.exported: dict[str, int] = {}
         self.failed: dict[str, int] = {}
         self.sink_dropped: dict[str, int] = {}
+        self.spooled: dict[str, int] = {}
+        """Records each sink parked in its disk spool (``queue.spool_dir``) while it was down."""
         self.sink_depth: dict[str, int] = {}
         """Records waiting for each sink (queued or being exported), as of the last :meth:`ExportPipeline.snapshot`."""
 
 
-class _Buffer(Generic[T]):
-    """A bounded FIFO with a drop policy and a wake-up event for its one consumer."""
-
-    __slots__ = ("_drop_oldest", "_items", "_limit", "ready", "wake_at")
-
-    def __init__(self, limit: int, drop_oldest: bool) -> None:
-        self._items: deque[T] = deque()
-        self._limit = limit
-        self._drop_oldest = drop_oldest
-        self.ready = asyncio.Event()
-        self.wake_at = 1
-        """The consumer is woken once this many items are held (raised while it waits for a full batch)."""
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, item: T) -> int:
-        """Append ``item``; return how many items were dropped to respect the bound (0 or 1)."""
-        items = self._items
-        dropped = 0
-        if len(items) >= self._limit:
-            if not self._drop_oldest:
-                return 1
-            items.popleft()
-            dropped = 1
-        items.append(item)
-        if len(items) >= self.wake_at:
-            self.ready.set()
-        return dropped
-
-    def take(self, count: int) -> list[T]:
-        items = self._items
-        if count >= len(items):
-            batch = list(items)
-            items.clear()
-            return batch
-        return [items.popleft() for _ in range(count)]
-
-    async def wait(self, max_wait_s: float | None = None) -> None:
-        """Return when woken (an item arrived, or :meth:`wake`) or after ``max_wait_s`` seconds."""
-        self.ready.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.ready.wait(), max_wait_s)
-
-    def wake(self) -> None:
-        self.ready.set()
-
-
 class _SinkWorker:
-    __slots__ = ("batch", "buffer", "sink", "task")
+    __slots__ = ("batch", "buffer", "from_spool", "sink", "spool", "spool_pending", "task")
 
     def __init__(self, sink: Sink, queue: QueueConfig) -> None:
         self.sink = sink
-        self.buffer: _Buffer[LLMRecord] = _Buffer(queue.max_records, queue.on_full == "drop_oldest")
+        self.buffer: Buffer[LLMRecord] = Buffer(queue.max_records, queue.on_full == "drop_oldest")
         self.batch: list[LLMRecord] = []
         """The batch being exported (and retried)."""
+        self.from_spool = False
+        """The batch was read from the spool (which keeps it until it is exported)."""
+        self.spool = Spool(queue.spool_dir, sink.name, queue.spool_max_bytes) if queue.spool_dir else None
+        self.spool_pending = self.spool is not None
+        """The spool may hold records (checked on disk when the sink is idle)."""
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -165,7 +125,7 @@ class ExportPipeline:
         self.capture_content = capture_content
         self.transform = transform
         self.stats = PipelineStats()
-        self._ingress: _Buffer[Exchange] = _Buffer(self.queue.max_records, self.queue.on_full == "drop_oldest")
+        self._ingress: Buffer[Exchange] = Buffer(self.queue.max_records, self.queue.on_full == "drop_oldest")
         self._workers: list[_SinkWorker] = []
         """One per sink, made when the tasks start (``sinks`` may be extended until then)."""
         self._dispatcher: asyncio.Task[None] | None = None
@@ -174,6 +134,7 @@ class ExportPipeline:
         """Set each time the dispatcher or a worker finishes a batch (what :meth:`flush` waits on)."""
         self._deadline = 0.0
         self._urgent = 0
+        self._spill_at = max(1, self.queue.max_records // 2)
         self._closed = False
         self._count_sinks()
 
@@ -213,7 +174,7 @@ class ExportPipeline:
         try:
             for worker in self._workers:
                 worker.buffer.wake()
-            while len(self._ingress) or any(worker.pending for worker in self._workers):
+            while len(self._ingress) or any(worker.pending or worker.spool_pending for worker in self._workers):
                 self._progress.clear()
                 await self._progress.wait()
         finally:
@@ -242,7 +203,7 @@ class ExportPipeline:
                     if worker.task in stuck:
                         with contextlib.suppress(asyncio.CancelledError):
                             await worker.task
-                        self._abandon(worker)
+                        await self._abandon(worker)
         for sink in self.sinks:
             try:
                 await sink.close()
@@ -254,7 +215,7 @@ class ExportPipeline:
     def _count_sinks(self) -> None:
         stats = self.stats
         for sink in self.sinks:
-            for counter in (stats.exported, stats.failed, stats.sink_dropped, stats.sink_depth):
+            for counter in (stats.exported, stats.failed, stats.sink_dropped, stats.spooled, stats.sink_depth):
                 counter.setdefault(sink.name, 0)
 
     def _spawn(self) -> None:
@@ -314,8 +275,11 @@ class ExportPipeline:
         batch_size, linger = self.queue.batch_size, self.queue.flush_interval_s
         while True:
             if self._closing.is_set() and loop.time() >= self._deadline and len(buffer):
-                self._abandon(worker)
+                await self._abandon(worker)
             if not len(buffer):
+                if worker.spool_pending and not self._closing.is_set():
+                    await self._replay(worker)
+                    continue
                 if self._closing.is_set() and self._dispatcher is not None and self._dispatcher.done():
                     return
                 await buffer.wait()
@@ -329,8 +293,38 @@ class ExportPipeline:
             worker.batch = []
             self._progress.set()
 
-    async def _deliver(self, worker: _SinkWorker) -> None:
-        """Export ``worker.batch``, retrying with backoff until it goes through or the shutdown grace ends."""
+    async def _replay(self, worker: _SinkWorker) -> None:
+        """Export the oldest spooled batch (the sink is idle); the spool forgets it once exported."""
+        spool = worker.spool
+        assert spool is not None
+        worker.batch = await asyncio.to_thread(spool.peek, self.queue.batch_size)
+        if not worker.batch:
+            worker.spool_pending = False
+            self._progress.set()
+            return
+        worker.from_spool = True
+        try:
+            if await self._deliver(worker):
+                await asyncio.to_thread(spool.commit)
+        finally:
+            worker.batch, worker.from_spool = [], False
+        self._progress.set()
+
+    async def _spill(self, worker: _SinkWorker, records: list[LLMRecord]) -> None:
+        """Park ``records`` in the sink's spool; what does not fit is dropped and counted."""
+        assert worker.spool is not None
+        try:
+            lost = await asyncio.to_thread(worker.spool.append, records)
+        except Exception:
+            logger.exception("spooling %d records of sink %s failed; they are dropped", len(records), worker.sink.name)
+            lost = len(records)
+        name = worker.sink.name
+        self.stats.spooled[name] += len(records) - lost
+        self.stats.sink_dropped[name] += lost
+        worker.spool_pending = worker.spool_pending or lost < len(records)
+
+    async def _deliver(self, worker: _SinkWorker) -> bool:
+        """Export ``worker.batch``, retrying with backoff; ``False`` if the shutdown grace ended first."""
         sink, batch, stats = worker.sink, worker.batch, self.stats
         loop = asyncio.get_running_loop()
         backoff = self.queue.retry_initial_backoff_s
@@ -348,25 +342,41 @@ class ExportPipeline:
                 delay = min(backoff, self.queue.retry_max_backoff_s) * random.uniform(0.8, 1.2)
                 backoff *= 2
                 if self._closing.is_set() and loop.time() + delay >= self._deadline:
-                    logger.error("sink %s still failing at shutdown; %d records dropped", sink.name, len(batch))
-                    self._abandon(worker)
-                    return
-                if self._closing.is_set():
-                    await asyncio.sleep(delay)
-                else:
-                    # Cut short by close(): a sink that has come back gets its records within the grace.
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._closing.wait(), delay)
+                    logger.error("sink %s still failing at shutdown; %d records left", sink.name, worker.pending)
+                    await self._abandon(worker)
+                    return False
+                await self._backoff(worker, delay)
                 continue
             stats.exported[sink.name] += len(batch)
             if failures:
                 logger.warning("sink %s exported again after %d failed attempts", sink.name, failures)
-            return
+            return True
 
-    def _abandon(self, worker: _SinkWorker) -> None:
-        """Count what ``worker`` still holds as dropped (the shutdown grace is over)."""
-        lost = len(worker.batch) + len(worker.buffer)
+    async def _backoff(self, worker: _SinkWorker, delay: float) -> None:
+        """Wait ``delay`` before a retry; meanwhile move what queues up to the spool, if there is one."""
+        loop = asyncio.get_running_loop()
+        until, closing, buffer = loop.time() + delay, self._closing.is_set(), worker.buffer
+        # Woken when the queue reaches the spill mark (with a spool), or by close() / flush().
+        buffer.wake_at = self._spill_at if worker.spool is not None else sys.maxsize
+        try:
+            while (remaining := until - loop.time()) > 0:
+                if worker.spool is not None and len(buffer) >= self._spill_at:
+                    # Down for a while: move what waits to disk rather than let the queue overflow.
+                    await self._spill(worker, buffer.take(len(buffer)))
+                    continue
+                await buffer.wait(remaining)
+                if self._closing.is_set() and not closing:
+                    return  # cut short by close(): a sink that has come back gets its records within the grace
+        finally:
+            buffer.wake_at = 1
+
+    async def _abandon(self, worker: _SinkWorker) -> None:
+        """The shutdown grace is over: spool what ``worker`` still holds, or count it as dropped."""
+        # A batch read from the spool is still in it (uncommitted): the next process replays it.
+        held = ([] if worker.from_spool else worker.batch) + worker.buffer.take(len(worker.buffer))
         worker.batch = []
-        worker.buffer.take(len(worker.buffer))
-        self.stats.sink_dropped[worker.sink.name] += lost
+        if held and worker.spool is not None:
+            await self._spill(worker, held)
+        else:
+            self.stats.sink_dropped[worker.sink.name] += len(held)
         self._progress.set()

@@ -11,12 +11,25 @@ custom collector, so it costs nothing between scrapes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import os
+import socket
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias, get_args
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    push_to_gateway,
+)
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from ..config import PrometheusConfig, PrometheusLabel
 from .base import PipelineStats
 
 if TYPE_CHECKING:
@@ -28,6 +41,8 @@ __all__ = ["PipelineStatsSource", "PrometheusSink"]
 PipelineStatsSource: TypeAlias = Callable[[], tuple[PipelineStats, int]]
 """Returns the pipeline's counters and its current queue depth; called at scrape time."""
 
+logger = logging.getLogger("llm_obs_middleware.export")
+
 _OTHER: Final = "other"
 _SERIES: Final = ("provider", "model", "operation")
 _TOKEN_TYPES: Final = ("input", "output", "cache_read", "cache_write", "reasoning")
@@ -38,6 +53,28 @@ _DURATION_BUCKETS: Final = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56
 _TTFT_BUCKETS: Final = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 _ITL_BUCKETS: Final = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 _MAX_ERROR_TYPES: Final = 100
+
+
+class _LabelPolicy:
+    """Maps label values through the configured allow-lists (a dropped dimension becomes ``""``)."""
+
+    __slots__ = ("active", "allowed", "keep")
+
+    def __init__(self, config: PrometheusConfig) -> None:
+        self.keep = frozenset(config.labels)
+        self.allowed = {label: frozenset(values) for label, values in config.allowed_values.items()}
+        self.active = bool(self.allowed) or len(self.keep) < len(get_args(PrometheusLabel))
+
+    def __call__(self, label: str, value: str) -> str:
+        if label not in self.keep:
+            return ""  # Prometheus: an empty label value is the same as no label
+        allowed = self.allowed.get(label)
+        return value if allowed is None or value in allowed else _OTHER
+
+
+def _instance() -> dict[str, str]:
+    """The Pushgateway grouping key: one group per process, so instances do not overwrite each other."""
+    return {"instance": f"{socket.gethostname()}:{os.getpid()}"}
 
 
 def _status_class(status: int) -> str:
@@ -106,7 +143,12 @@ class _PipelineCollector:
         depth_family, dropped, records, sink_depth = self._families()
         depth_family.add_metric([], depth)
         dropped.add_metric([], stats.dropped)
-        for result, counts in (("exported", stats.exported), ("failed", stats.failed), ("dropped", stats.sink_dropped)):
+        for result, counts in (
+            ("exported", stats.exported),
+            ("failed", stats.failed),
+            ("dropped", stats.sink_dropped),
+            ("spooled", stats.spooled),
+        ):
             for sink, count in sorted(counts.items()):
                 records.add_metric([sink, result], count)
         for sink, count in sorted(stats.sink_depth.items()):
@@ -124,7 +166,7 @@ class _PipelineCollector:
             CounterMetricFamily(
                 "llm_obs_export_records",
                 "Records per sink by result: exported; failed (an attempt, retried); dropped (sink queue full, "
-                "or unexported when the shutdown grace ended).",
+                "or unexported when the shutdown grace ended); spooled (parked on disk while the sink was down).",
                 labels=("sink", "result"),
             ),
             GaugeMetricFamily("llm_obs_export_sink_queue_depth", "Records waiting for each sink.", labels=("sink",)),
@@ -141,6 +183,7 @@ class PrometheusSink:
             :meth:`bind_pipeline` once the pipeline exists.
         max_models_per_provider: distinct ``model`` label values kept per provider; later ones
             are reported as ``other``.
+        config: the label allow-lists and the Pushgateway (``exporters.prometheus``).
     """
 
     name = "prometheus"
@@ -151,9 +194,13 @@ class PrometheusSink:
         pipeline_stats_source: PipelineStatsSource | None = None,
         *,
         max_models_per_provider: int = 200,
+        config: PrometheusConfig | None = None,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.max_models_per_provider = max_models_per_provider
+        self.config = config if config is not None else PrometheusConfig()
+        self._labels = _LabelPolicy(self.config)
+        self._push_task: asyncio.Task[None] | None = None
         reg = self.registry
         self.requests = Counter("llm_obs_requests", "LLM requests seen.", (*_SERIES, "status_class"), registry=reg)
         self.errors = Counter(
@@ -216,10 +263,36 @@ class PrometheusSink:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     async def start(self) -> None:
-        """Nothing to open: metrics live in memory until scraped."""
+        """Start pushing to the Pushgateway, if one is configured (metrics otherwise wait to be scraped)."""
+        if self.config.pushgateway and self._push_task is None:
+            self._push_task = asyncio.get_running_loop().create_task(self._push_loop(), name="llm-obs-pushgateway")
 
     async def close(self) -> None:
-        """Nothing to flush: Prometheus pulls."""
+        """Push the final values to the Pushgateway, if one is configured."""
+        if self._push_task is not None:
+            self._push_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._push_task
+            self._push_task = None
+            await asyncio.to_thread(self.push)
+
+    def push(self) -> bool:
+        """Push every metric to the Pushgateway now (blocking); ``False`` (logged) if it failed."""
+        url = self.config.pushgateway
+        if not url:
+            return False
+        try:
+            # PUT: the registry holds the whole state, so it replaces this instance's group each time.
+            push_to_gateway(url, job=self.config.push_job, registry=self.registry, grouping_key=_instance(), timeout=10)
+        except Exception as exc:  # the Pushgateway being down never reaches a request
+            logger.warning("pushing metrics to the Pushgateway at %s failed: %r", url, exc)
+            return False
+        return True
+
+    async def _push_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.push_interval_s)
+            await asyncio.to_thread(self.push)
 
     async def export(self, records: Sequence[LLMRecord]) -> None:
         for record in records:
@@ -228,11 +301,17 @@ class PrometheusSink:
     def observe(self, record: LLMRecord) -> None:
         """Update every metric from one record (synchronous, a few microseconds)."""
         model = record.response_model or record.requested_model or "unknown"
-        key = (record.provider, model, record.operation)
+        policy = self._labels
+        if policy.active:
+            key = (policy("provider", record.provider), policy("model", model), policy("operation", record.operation))
+        else:
+            key = (record.provider, model, record.operation)
         series = self._series.get(key)
         if series is None:
             series = self._new_series(key)
-        klass = _status_class(record.status)
+        klass = (
+            _status_class(record.status) if not policy.active else policy("status_class", _status_class(record.status))
+        )
         requests = series.requests.get(klass)
         if requests is None:
             requests = series.requests[klass] = self.requests.labels(*series.labels, klass)
@@ -286,6 +365,8 @@ class PrometheusSink:
         return series
 
     def _count_error(self, series: _Series, error_type: str) -> None:
+        if self._labels.active:
+            error_type = self._labels("error_type", error_type)
         counter = series.errors.get(error_type)
         if counter is None:
             if error_type not in self._error_types:

@@ -55,7 +55,7 @@ def build_exporters(
     if exporters.prometheus.enabled:
         from .prometheus import PrometheusSink
 
-        prometheus = PrometheusSink(registry)
+        prometheus = PrometheusSink(registry, config=exporters.prometheus)
         sinks.append(prometheus)
     if (exporters.otlp is not None and exporters.otlp.enabled) or span_exporter is not None or tracer_provider:
         from ..config import OTLPConfig

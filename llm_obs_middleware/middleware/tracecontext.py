@@ -108,8 +108,12 @@ class TraceContextMiddleware:
 
         async def send_with_ids(message: Message) -> None:
             if message["type"] == "http.response.start" and exchange.is_llm:
+                # One x-request-id, ours (it finds the record); the upstream's own id stays available.
                 message["headers"] = [
-                    *message.get("headers", ()),
+                    *(
+                        (b"x-upstream-request-id" if name.lower() == b"x-request-id" else name, value)
+                        for name, value in message.get("headers", ())
+                    ),
                     (b"x-request-id", exchange.request_id.encode()),
                     (b"traceparent", f"00-{exchange.trace_id}-{exchange.span_id}-{exchange.trace_flags}".encode()),
                 ]

@@ -55,16 +55,22 @@ def _server_missing(what: str, why: str) -> None:
     message = f"{what} is not available: {why}"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message)
-    pytest.skip(message)
+    pytest.skip(message, allow_module_level=True)
+
+
+def require_psycopg() -> Any:
+    """The psycopg module; missing, it fails the test under CI and skips it elsewhere."""
+    try:
+        import psycopg
+    except ImportError as exc:  # the postgres extra is not installed
+        _server_missing("psycopg (the postgres extra)", str(exc))
+    return psycopg
 
 
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """The URL of a throwaway PostgreSQL database, created for this test run and dropped after it."""
-    try:
-        import psycopg
-    except ImportError as exc:  # the postgres extra is not installed
-        _server_missing("psycopg (the postgres extra)", str(exc))
+    psycopg = require_psycopg()
     try:
         admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:

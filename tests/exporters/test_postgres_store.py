@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import msgspec
-import psycopg
 import pytest
 
 from llm_obs_middleware import Config, create_gateway
@@ -21,7 +20,9 @@ from llm_obs_middleware.schema import LLMRecord, Usage
 from llm_obs_middleware.testing import create_fake_provider
 
 from ..conftest import config_dict
-from .conftest import RecordFactory
+from .conftest import RecordFactory, require_psycopg
+
+psycopg = require_psycopg()
 
 
 def ids(rows: list[bytes]) -> list[str]:

@@ -232,3 +232,12 @@ async def test_server_spans_can_be_turned_off(make_kit: MakeKit) -> None:
     [span] = kit.spans.get_finished_spans()
     assert span.kind == SpanKind.CLIENT
     assert span.parent is not None and format(span.parent.span_id, "016x") == parent
+
+
+async def test_the_upstream_request_id_moves_aside_for_ours(make_kit: MakeKit) -> None:
+    kit = await make_kit()
+    result = await drive(kit.gateway, "/v1/chat/completions", CHAT)
+    [record] = await records(kit.gateway)
+    ids = [value for name, value in result.start["headers"] if name == b"x-request-id"] if result.start else []
+    assert ids == [record["request_id"].encode()]
+    assert b"x-upstream-request-id" in result.headers
