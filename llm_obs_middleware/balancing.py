@@ -35,6 +35,7 @@ class KeyState:
 
     __slots__ = (
         "cooldown_until",
+        "cooldowns",
         "dead",
         "failures",
         "headers",
@@ -51,6 +52,7 @@ class KeyState:
         self.weight = weight
         self.cooldown_until = 0.0
         self.retry_after = False  # the cooldown came from the provider's own Retry-After
+        self.cooldowns = 0
         self.dead = False
         self.in_flight = 0
         self.served = 0
@@ -68,6 +70,7 @@ class KeyState:
             "in_flight": self.in_flight,
             "served": self.served,
             "failures": self.failures,
+            "cooldowns": self.cooldowns,
         }
 
 
@@ -95,6 +98,7 @@ class KeyPool:
     def cool_down(self, key: KeyState, until: float, *, retry_after: bool) -> None:
         key.cooldown_until = until
         key.retry_after = retry_after
+        key.cooldowns += 1
         self._healthy_after = max(self._healthy_after, until)
 
     def retire(self, key: KeyState) -> None:

@@ -22,6 +22,7 @@ under ``llm_obs.``. Virtual keys, users and request bodies are never exported; c
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -38,10 +39,11 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status,
 from ..errors import ExportError
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
     from opentelemetry.util.types import AttributeValue
 
     from ..config import OTLPConfig
-    from ..schema import LLMRecord, Message
+    from ..schema import Attempt, LLMRecord, Message
 
 __all__ = ["OTLPSink", "record_attributes"]
 
@@ -170,9 +172,48 @@ class OTLPSink:
         )
         # Reset in case the sampler dropped the span before asking for ids.
         ids.trace_id = ids.span_id = 0
+        if record.attempts:
+            parent_context = trace.set_span_in_context(span)
+            for index, attempt in enumerate(record.attempts):
+                self._emit_attempt(record, index, attempt, parent_context)
         if _is_error(record):
             span.set_status(Status(StatusCode.ERROR, record.error_message))
         span.end(end_time=timing.end_unix_nano)
+
+    def _emit_attempt(self, record: LLMRecord, index: int, attempt: Attempt, context: Context) -> None:
+        """One child span per upstream attempt, its id derived from the record's so a re-export is idempotent."""
+        start = record.timing.start_unix_nano + int((attempt.start_offset_s or 0.0) * 1e9)
+        end = start + int((attempt.latency_s or 0.0) * 1e9)
+        attributes: dict[str, AttributeValue] = {
+            "gen_ai.request.model": attempt.model or "",
+            "llm_obs.attempt.index": index,
+            "llm_obs.request_id": record.request_id,
+            "llm_obs.route": attempt.provider,
+            "llm_obs.fallback_index": attempt.fallback_index,
+        }
+        if attempt.deployment:
+            attributes["llm_obs.deployment"] = attempt.deployment
+        if attempt.key_id:
+            attributes["llm_obs.key_id"] = attempt.key_id
+        if attempt.status is not None:
+            attributes["http.response.status_code"] = attempt.status
+        failed = attempt.error_type is not None or (attempt.status or 0) >= 400
+        if failed:
+            attributes["error.type"] = attempt.error_type or str(attempt.status)
+        digest = hashlib.blake2b(f"{record.span_id}:{index}".encode(), digest_size=8).digest()
+        self._ids.span_id = int.from_bytes(digest, "big") or 1
+        span = self._tracer.start_span(
+            f"attempt {attempt.deployment or attempt.provider}",
+            context=context,
+            # INTERNAL: the LLM call stays the one CLIENT span per request that GenAI dashboards count.
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            start_time=start,
+        )
+        self._ids.span_id = 0
+        if failed:
+            span.set_status(Status(StatusCode.ERROR))
+        span.end(end_time=max(start, end))
 
     async def close(self) -> None:
         """Export what is buffered, then shut the exporters down (only a provider the sink owns)."""

@@ -30,6 +30,7 @@ from prometheus_client import (
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..config import PrometheusConfig, PrometheusLabel
+from ._routing_metrics import HealthSource, RoutingCollector
 from .base import PipelineStats
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ class _Series:
         "cost_unknown",
         "duration",
         "errors",
+        "fallbacks",
         "itl",
         "labels",
         "requests",
@@ -109,6 +111,7 @@ class _Series:
         self.itl = sink.inter_token_latency.labels(*labels)
         self.streamed = sink.streamed_requests.labels(*labels)
         self.retries = sink.retries.labels(*labels)
+        self.fallbacks = sink.fallbacks.labels(*labels)
         self.tokens = tuple(sink.tokens.labels(*labels, kind, "false") for kind in _TOKEN_TYPES)
         self.cost = sink.cost_usd.labels(provider, model, "false")
         # estimated="true" children exist only once an estimated record arrives: no empty series.
@@ -246,13 +249,20 @@ class PrometheusSink:
             registry=reg,
         )
         self.streamed_requests = Counter("llm_obs_streamed_requests", "Streamed LLM requests.", _SERIES, registry=reg)
-        self.retries = Counter("llm_obs_retries", "Upstream retries and fallbacks.", _SERIES, registry=reg)
+        self.retries = Counter("llm_obs_retries", "Upstream attempts beyond the first.", _SERIES, registry=reg)
+        self.fallbacks = Counter("llm_obs_fallbacks", "Requests served by a fallback alias.", _SERIES, registry=reg)
+        self._routing = RoutingCollector()
+        reg.register(self._routing)
         self._pipeline = _PipelineCollector()
         self._pipeline.source = pipeline_stats_source
         reg.register(self._pipeline)
         self._series: dict[tuple[str, str, str], _Series] = {}
         self._models: dict[str, set[str]] = {}
         self._error_types: set[str] = set()
+
+    def bind_routing(self, health: HealthSource) -> None:
+        """Expose the router's deployment and key health (read at scrape time)."""
+        self._routing.source = health
 
     def bind_pipeline(self, pipeline: ExportPipeline) -> None:
         """Expose ``pipeline``'s queue depth, drops and per-sink results."""
@@ -329,6 +339,8 @@ class PrometheusSink:
             series.streamed.inc()
         if record.retries:
             series.retries.inc(record.retries)
+        if record.fallback_index:
+            series.fallbacks.inc()
         usage = record.usage
         tokens, cost = series.estimated(self) if record.estimated else (series.tokens, series.cost)
         if usage is not None:

@@ -67,6 +67,8 @@ class LLMObservability:
             price_source=price_source,
         )
         self.router = RouterMiddleware(app, config=config, client=self.client)
+        if self.exporters.prometheus is not None:
+            self.exporters.prometheus.bind_routing(self.router.health)
         inner: Any = self.router
         inner = AccountingMiddleware(inner, config=config)
         # Governance (budgets, virtual keys) will sit here, between export and accounting.

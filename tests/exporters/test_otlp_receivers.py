@@ -103,9 +103,14 @@ async def test_plain_and_streamed_chats_reach_the_collector(
         records = await logged_records(gateway)
         await gateway.shutdown()  # flushes the span processor: everything is exported when it returns
 
-    # Two LLM (CLIENT) spans, and the gateway's SERVER spans: the two chats and the GET /logs.
-    received = receiver.wait_for(5)
-    assert len(received) == 5
+    # Two LLM (CLIENT) spans each with its one attempt (INTERNAL), and the gateway's SERVER spans:
+    # the two chats and the GET /logs.
+    received = receiver.wait_for(7)
+    assert len(received) == 7
+    attempts = [span for span in received if span["kind"] == "INTERNAL"]
+    llm_ids = {span["span_id"] for span in received if span["kind"] == "CLIENT"}
+    assert len(attempts) == 2 and {span["parent_span_id"] for span in attempts} == llm_ids
+    assert all(span["attributes"]["http.response.status_code"] == 200 for span in attempts)
     assert {span["protocol"] for span in received} == {receiver.protocol}
     servers = {span["span_id"]: span for span in received if span["kind"] == "SERVER"}
     spans = [span for span in received if span["kind"] == "CLIENT"]

@@ -86,9 +86,9 @@ def config(tmp_path: Path, **overrides: Any) -> Config:
 def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     made: list[tuple[Gateway, httpx.AsyncClient]] = []
 
-    async def factory(upstream: Upstream, seed: int = 1, **overrides: Any) -> Gateway:
+    async def factory(upstream: Upstream, seed: int = 1, spans: Any = None, **overrides: Any) -> Gateway:
         client = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
-        gateway = create_gateway(config(tmp_path, **overrides), client=client)
+        gateway = create_gateway(config(tmp_path, **overrides), client=client, span_exporter=spans)
         gateway.stack.router.rng = random.Random(seed)
         await gateway.startup()
         made.append((gateway, client))
@@ -254,3 +254,37 @@ async def test_request_overrides_only_when_allowed(make_gateway: Callable[..., A
     await finish(open_gateway)
     assert result.status == 503
     assert {host for host, _ in upstream.calls} == {"azure.test"}
+
+
+async def test_metrics_and_spans_show_the_routing(make_gateway: Callable[..., Any]) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    def handler(host: str, key: str, n: int) -> httpx.Response:
+        if host == "backup.test":
+            return ok()
+        return error(429) if key == "k-one" else error(401) if key == "k-two" else error(503)
+
+    spans = InMemorySpanExporter()
+    gateway = await make_gateway(Upstream(handler), spans=spans)
+    assert (await drive(gateway, "/v1/chat/completions", CHAT)).status == 200
+    await gateway.pipeline.flush()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://g") as client:
+        metrics = (await client.get("/metrics")).text
+    [record] = await finish(gateway)
+    assert 'llm_obs_fallbacks_total{model="gpt-4o",operation="chat",provider="openai"} 1.0' in metrics
+    assert (
+        f'llm_obs_retries_total{{model="gpt-4o",operation="chat",provider="openai"}} {record["retries"]}.0' in metrics
+    )
+    if ("openai", "one") in {(a["provider"], a["key_id"]) for a in record["attempts"]}:
+        assert 'llm_obs_key_cooldowns_total{key="one",provider="openai"} 1.0' in metrics
+    if ("openai", "two") in {(a["provider"], a["key_id"]) for a in record["attempts"]}:
+        assert 'llm_obs_key_state{key="two",provider="openai",state="dead"} 1.0' in metrics
+    assert 'llm_obs_deployment_healthy{deployment="backup-model/backup/backup-model",provider="backup"} 1.0' in metrics
+    [llm] = [span for span in spans.get_finished_spans() if span.kind == SpanKind.CLIENT]
+    attempts = [span for span in spans.get_finished_spans() if span.kind == SpanKind.INTERNAL]
+    assert len(attempts) == len(record["attempts"]) >= 2
+    assert all(span.parent is not None and span.parent.span_id == llm.context.span_id for span in attempts)
+    assert [span.attributes["llm_obs.attempt.index"] for span in attempts if span.attributes] == list(
+        range(len(attempts))
+    )
