@@ -6,6 +6,7 @@ transport (tests use ``httpx.MockTransport``) and the benchmark can swap the tra
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -42,10 +43,21 @@ def build_client(
     )
 
 
-async def send_upstream(client: httpx.AsyncClient, request: httpx.Request, *, provider: str) -> httpx.Response:
-    """Send and return once the response headers arrived; the body is read with :func:`iter_body`."""
+async def send_upstream(
+    client: httpx.AsyncClient, request: httpx.Request, *, provider: str, deadline_s: float | None = None
+) -> httpx.Response:
+    """Send and return once the response headers arrived; the body is read with :func:`iter_body`.
+
+    ``deadline_s`` bounds the wait for the headers whatever the transport (httpx's own timeouts are
+    enforced by the transport, and a custom or mock one may not).
+    """
     try:
-        return await client.send(request, stream=True)
+        if deadline_s is None:
+            return await client.send(request, stream=True)
+        async with asyncio.timeout(deadline_s):
+            return await client.send(request, stream=True)
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"provider {provider!r} timed out (request deadline)", provider=provider) from exc
     except httpx.TimeoutException as exc:
         phase = "connect" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else "first byte"
         raise UpstreamTimeout(f"provider {provider!r} timed out ({phase})", provider=provider) from exc

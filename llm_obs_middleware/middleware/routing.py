@@ -331,7 +331,12 @@ class RouterMiddleware:
         key.in_flight += 1
         try:
             try:
-                response = await send_upstream(self.client, request, provider=provider.name)
+                response = await send_upstream(
+                    self.client,
+                    request,
+                    provider=provider.name,
+                    deadline_s=None if deadline is None else max(0.001, deadline - time.perf_counter()),
+                )
             except UpstreamError as exc:
                 error_type = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
                 ex.attempts.append(

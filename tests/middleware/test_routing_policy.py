@@ -288,3 +288,23 @@ async def test_metrics_and_spans_show_the_routing(make_gateway: Callable[..., An
     assert [span.attributes["llm_obs.attempt.index"] for span in attempts if span.attributes] == list(
         range(len(attempts))
     )
+
+
+async def test_timeout_override_cuts_a_slow_upstream(tmp_path: Path) -> None:
+    import asyncio
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(2)
+        return ok()
+
+    routing = {"allow_request_overrides": True, "retries": 0}
+    async with httpx.AsyncClient(transport=httpx.MockTransport(slow)) as client:
+        gateway = create_gateway(
+            config(tmp_path, routing=routing, models={"gpt-4o": {"provider": "openai"}}), client=client
+        )
+        await gateway.startup()
+        started = time.perf_counter()
+        result = await drive(gateway, "/v1/chat/completions", CHAT, headers=[(b"x-llm-obs-timeout", b"0.2")])
+        elapsed = time.perf_counter() - started
+        await gateway.shutdown()
+    assert result.status == 504 and elapsed < 1.5

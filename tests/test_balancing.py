@@ -1,0 +1,76 @@
+"""Key and deployment selection: strategies, cooldowns, retirement, backoff."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from types import SimpleNamespace
+
+from llm_obs_middleware.balancing import DeploymentState, KeyPool, KeyState, backoff_delay, order_deployments
+
+
+def keys(*weights: float) -> list[KeyState]:
+    return [KeyState(f"k{i}", [], weight) for i, weight in enumerate(weights)]
+
+
+def deployment(name: str, pool: KeyPool, weight: float = 1.0) -> DeploymentState:
+    return DeploymentState(name, SimpleNamespace(name="p", pool=pool), "m", weight)
+
+
+def test_weighted_keys_follow_their_weights() -> None:
+    pool = KeyPool(keys(1, 3))
+    rng = random.Random(3)
+    picks = Counter(pool.pick(0.0, rng).name for _ in range(4000))  # type: ignore[union-attr]
+    assert 0.70 <= picks["k1"] / 4000 <= 0.80
+
+
+def test_round_robin_alternates_and_least_busy_prefers_idle_keys() -> None:
+    pool = KeyPool(keys(1, 1, 1), "round_robin")
+    rng = random.Random(0)
+    names = [pool.pick(0.0, rng).name for _ in range(6)]  # type: ignore[union-attr]
+    assert sorted(Counter(names).values()) == [2, 2, 2] and names[0] != names[1]
+    busy = KeyPool(keys(1, 1), "least_busy")
+    busy.keys[0].in_flight = 5
+    assert busy.pick(0.0, rng) is busy.keys[1]
+
+
+def test_cooling_and_retired_keys_are_skipped_until_they_recover() -> None:
+    pool = KeyPool(keys(1, 1))
+    rng = random.Random(1)
+    first, second = pool.keys
+    pool.cool_down(first, until=10.0, retry_after=True)
+    assert {pool.pick(5.0, rng) for _ in range(20)} == {second}
+    assert pool.earliest_retry_after_end() == 10.0
+    pool.retire(second)
+    assert pool.pick(5.0, rng) is None and not pool.any_usable(5.0)
+    assert pool.pick(10.0, rng) is first, "the cooldown ends on time"
+    assert second.snapshot(10.0)["state"] == "dead" and first.snapshot(5.0)["state"] == "cooling_down"
+
+
+def test_latency_strategy_prefers_untried_then_fastest() -> None:
+    slow, fast, new = (deployment(name, KeyPool(keys(1))) for name in ("slow", "fast", "new"))
+    slow.record(True, 1.0, ttft_s=0.9)
+    fast.record(True, 0.5, ttft_s=0.1)
+    order = order_deployments([slow, fast, new], "latency", random.Random(0), now=0.0)
+    assert [d.name for d in order] == ["new", "fast", "slow"]
+
+
+def test_least_busy_and_cooling_deployments_go_last() -> None:
+    a, b, c = (deployment(name, KeyPool(keys(1))) for name in "abc")
+    a.in_flight, b.in_flight = 4, 1
+    c.cooldown_until = 100.0
+    assert [d.name for d in order_deployments([a, b, c], "least_busy", random.Random(0), now=1.0)] == ["b", "a", "c"]
+
+
+def test_weighted_deployments_draw_the_first_choice_by_weight() -> None:
+    heavy, light = deployment("heavy", KeyPool(keys(1)), 70), deployment("light", KeyPool(keys(1)), 30)
+    rng = random.Random(11)
+    firsts = Counter(order_deployments([heavy, light], "weighted", rng, now=0.0)[0].name for _ in range(3000))
+    assert 0.65 <= firsts["heavy"] / 3000 <= 0.75
+
+
+def test_backoff_is_jittered_and_capped() -> None:
+    rng = random.Random(5)
+    delays = [backoff_delay(retry, 0.25, 2.0, rng) for retry in range(10) for _ in range(50)]
+    assert max(delays) <= 2.0 and min(delays) >= 0.0
+    assert len({round(d, 6) for d in delays}) > 400, "full jitter, not a fixed schedule"
