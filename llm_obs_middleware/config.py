@@ -246,7 +246,7 @@ class QueueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """Which record a full queue drops (every drop is counted in ``llm_obs_export_records_dropped_total``)."""
     batch_size: int = 256
     """Records handed to a sink per call."""
-    flush_interval_s: float = 0.0
+    flush_interval_s: float = 0.5
     """Longest a record waits for its batch to fill before the sink gets it (0: as soon as the sink is free)."""
     retry_initial_backoff_s: float = 0.5
     """Wait before retrying a sink whose export failed; doubled (with jitter) after each failure."""

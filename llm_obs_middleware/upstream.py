@@ -21,6 +21,31 @@ HOP_BY_HOP = frozenset(
 )
 
 
+class _NoCookies(httpx.Cookies):
+    """A gateway keeps no upstream cookies: they would leak between clients (and parsing every
+    response with ``http.cookiejar`` costs measurable CPU per request)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        return None
+
+
+class _UpstreamClient(httpx.AsyncClient):
+    """``httpx.AsyncClient`` without a cookie jar."""
+
+    _no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, value: object) -> None:
+        return None
+
+
 def build_client(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
@@ -28,13 +53,17 @@ def build_client(
     max_keepalive_connections: int = 128,
     keepalive_expiry: float = 30.0,
 ) -> httpx.AsyncClient:
-    """One shared client for every upstream: pooled, HTTP/1.1, no redirects, no env proxies."""
+    """One shared client for every upstream: pooled, HTTP/1.1, no redirects, no env proxies, no cookies.
+
+    The transport is httpx's own unless ``transport`` is given. (The benchmark measures the
+    ``httpx-aiohttp`` transport 2-3x faster under concurrency; see docs/benchmarks.md for how to pass it.)
+    """
     limits = httpx.Limits(
         max_connections=max_connections,
         max_keepalive_connections=max_keepalive_connections,
         keepalive_expiry=keepalive_expiry,
     )
-    return httpx.AsyncClient(
+    return _UpstreamClient(
         transport=transport,
         limits=limits,
         timeout=httpx.Timeout(120.0, connect=5.0),

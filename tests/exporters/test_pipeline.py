@@ -15,7 +15,8 @@ from llm_obs_middleware import ExportPipeline, LLMRecord
 from llm_obs_middleware.config import QueueConfig
 from llm_obs_middleware.state import Exchange
 
-FAST: dict[str, Any] = {"retry_initial_backoff_s": 0.01, "retry_max_backoff_s": 0.05}
+# Unit tests of the pipeline mechanics hand records over at once (no batching linger) and retry fast.
+FAST: dict[str, Any] = {"retry_initial_backoff_s": 0.01, "retry_max_backoff_s": 0.05, "flush_interval_s": 0.0}
 
 
 def finished_exchange(n: int) -> Exchange:

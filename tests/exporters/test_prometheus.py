@@ -153,7 +153,7 @@ async def test_sink_queue_depth_is_live(registry: CollectorRegistry, record_fact
 
     sink = PrometheusSink(registry)
     stuck = Stuck()
-    pipeline = ExportPipeline([sink, stuck], queue=QueueConfig(shutdown_grace_s=0))
+    pipeline = ExportPipeline([sink, stuck], queue=QueueConfig(shutdown_grace_s=0, flush_interval_s=0))
     sink.bind_pipeline(pipeline)
     for n in range(3):
         exchange = Exchange({"method": "POST", "path": "/v1/chat/completions"})

@@ -242,3 +242,26 @@ async def test_the_upstream_request_id_moves_aside_for_ours(make_kit: MakeKit) -
     ids = [value for name, value in result.start["headers"] if name == b"x-request-id"] if result.start else []
     assert ids == [record["request_id"].encode()]
     assert b"x-upstream-request-id" in result.headers
+
+
+async def test_upstream_cookies_are_never_kept_or_replayed() -> None:
+    import httpx as _httpx
+
+    from llm_obs_middleware import Config, create_gateway
+
+    seen: list[str | None] = []
+
+    def upstream(request: _httpx.Request) -> _httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        return _httpx.Response(200, json={"choices": []}, headers={"set-cookie": "session=user-a"})
+
+    from llm_obs_middleware.upstream import build_client
+
+    client = build_client(transport=_httpx.MockTransport(upstream))
+    gateway = create_gateway(Config.from_dict(config_dict()), client=client)
+    await gateway.startup()
+    for _ in range(2):
+        await drive(gateway, "/v1/chat/completions", CHAT)
+    await gateway.shutdown()
+    await client.aclose()
+    assert seen == [None, None], "a cookie set for one client must not reach the upstream for the next"
