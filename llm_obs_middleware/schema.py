@@ -40,6 +40,10 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=Fa
     reasoning_tokens: int | None = None
     audio_input_tokens: int | None = None
     audio_output_tokens: int | None = None
+    billed_input_tokens: int | None = None
+    """Input tokens the provider bills, when it bills other counts than it reports (Cohere ``billed_units``)."""
+    billed_output_tokens: int | None = None
+    """Output tokens the provider bills, when they differ from ``output_tokens``."""
 
 
 class Cost(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):

@@ -69,10 +69,14 @@ class Rates:
         cache_read = usage.cache_read_tokens or 0
         cache_write = usage.cache_write_tokens or 0
         write_1h = min(usage.cache_write_1h_tokens or 0, cache_write)
-        input_usd = max(0, input_tokens - cache_read - cache_write) * rates.input
+        uncached = max(0, input_tokens - cache_read - cache_write)
+        if usage.billed_input_tokens is not None:  # the provider bills other counts than it reports
+            uncached = max(0, usage.billed_input_tokens - cache_read - cache_write)
+        input_usd = uncached * rates.input
         cache_read_usd = cache_read * rates.cache_read
         cache_write_usd = (cache_write - write_1h) * rates.cache_write + write_1h * rates.cache_write_1h
-        output_usd = (usage.output_tokens or 0) * rates.output
+        billed_output = usage.billed_output_tokens
+        output_usd = (usage.output_tokens or 0 if billed_output is None else billed_output) * rates.output
         other_usd = rates.per_request
         return Cost(
             total_usd=input_usd + cache_read_usd + cache_write_usd + output_usd + other_usd,

@@ -79,6 +79,8 @@ def cohere_usage(usage: CohereUsage | None) -> Usage | None:
         output_tokens=output_tokens,
         total_tokens=input_tokens + output_tokens if input_tokens is not None and output_tokens is not None else None,
         cache_read_tokens=_int(usage.cached_tokens),
+        billed_input_tokens=_int(billed.input_tokens) if (billed := usage.billed_units) is not None else None,
+        billed_output_tokens=_int(billed.output_tokens) if billed is not None else None,
     )
 
 

@@ -29,8 +29,6 @@ ADAPTER = CohereAdapter()
 IGNORED_RESPONSE_KEYS = {
     "streamed": "an input here: it selects the stream or JSON observer",
     "note": "free text",
-    "billed_input_tokens": "usage.billed_units has no place in the schema (usage comes from usage.tokens)",
-    "billed_output_tokens": "usage.billed_units has no place in the schema (usage comes from usage.tokens)",
     "tool_plan": "not in the schema (never part of output_text; counted in output_chars)",
 }
 IGNORED_ERROR_KEYS = {
@@ -79,6 +77,8 @@ def assert_matches(result: NormalizedResponse, expected: dict[str, Any]) -> None
         "cache_read_tokens": usage.cache_read_tokens,
         "cache_write_tokens": usage.cache_write_tokens,
         "reasoning_tokens": usage.reasoning_tokens,
+        "billed_input_tokens": usage.billed_input_tokens,
+        "billed_output_tokens": usage.billed_output_tokens,
         "uncached_input_tokens": usage.input_tokens - (usage.cache_read_tokens or 0) - (usage.cache_write_tokens or 0),
         "finish_reason": result.finish_reason,
         "finish_reason_raw": result.finish_reasons,
