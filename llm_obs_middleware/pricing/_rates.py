@@ -70,8 +70,9 @@ class Rates:
         cache_write = usage.cache_write_tokens or 0
         write_1h = min(usage.cache_write_1h_tokens or 0, cache_write)
         uncached = max(0, input_tokens - cache_read - cache_write)
-        if usage.billed_input_tokens is not None:  # the provider bills other counts than it reports
-            uncached = max(0, usage.billed_input_tokens - cache_read - cache_write)
+        if usage.billed_input_tokens is not None:
+            # The provider bills other counts than it reports (Cohere billed_units): they are the whole basis.
+            uncached, cache_read, cache_write, write_1h = usage.billed_input_tokens, 0, 0, 0
         input_usd = uncached * rates.input
         cache_read_usd = cache_read * rates.cache_read
         cache_write_usd = (cache_write - write_1h) * rates.cache_write + write_1h * rates.cache_write_1h

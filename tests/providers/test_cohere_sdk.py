@@ -122,8 +122,15 @@ def client_spans(served: Served, count: int) -> list[ReadableSpan]:
 
 
 def assert_usage(record: dict[str, Any]) -> None:
-    # usage.tokens (raw counts; cached ones a subset), never usage.billed_units (the fake bills 30 in).
-    assert record["usage"] == {"input_tokens": 50, "output_tokens": 5, "total_tokens": 55, "cache_read_tokens": 20}
+    # usage.tokens (raw counts; cached ones a subset); usage.billed_units (the fake bills 30 in) kept apart.
+    assert record["usage"] == {
+        "input_tokens": 50,
+        "output_tokens": 5,
+        "total_tokens": 55,
+        "cache_read_tokens": 20,
+        "billed_input_tokens": 30,
+        "billed_output_tokens": 5,
+    }
 
 
 def test_chat_plain(served: Served, client: cohere.ClientV2) -> None:
