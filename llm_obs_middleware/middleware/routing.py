@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 import httpx
 import msgspec
@@ -19,6 +19,7 @@ from ..schema import Attempt
 from ..state import Exchange, get_exchange
 from ..types import ASGIApp, Receive, Scope, Send
 from ..upstream import HOP_BY_HOP, build_client, send_upstream
+from ._failure import Failure, send_failure
 from ._relay import relay, upstream_error_body
 from ._request import load_request
 from ._targets import AliasRoute, ProviderTarget, Routes
@@ -43,15 +44,6 @@ _NOT_FORWARDED = HOP_BY_HOP | {
 }
 _CONSECUTIVE_FAILURES_TO_COOL = 3
 _encode = msgspec.json.Encoder().encode
-
-
-class _Failure(NamedTuple):
-    """An attempt that did not reach the client: an upstream error answer, or no answer at all."""
-
-    status: int | None
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-    error: UpstreamError | None = None
 
 
 class RouterMiddleware:
@@ -227,7 +219,7 @@ class RouterMiddleware:
         if ex.tracestate:
             base_headers.append((b"tracestate", ex.tracestate.encode()))
         query = scope.get("query_string") or b""
-        last: _Failure | None = None
+        last: Failure | None = None
         policy = self.policy
         for fallback_index, route in enumerate(chain):
             order = order_deployments(route.deployments, route.strategy, self.rng, cum_weights=route.cum_weights)
@@ -257,7 +249,7 @@ class RouterMiddleware:
                         )
                     )
                     order.remove(deployment)
-                    last = last or _Failure(None, [], b"", None)
+                    last = last or Failure(None, [], b"", None)
                     continue
                 outcome = await self._try(
                     ex, matched, deployment, key, fallback_index, base_headers, query, deadline, receive, send
@@ -266,7 +258,7 @@ class RouterMiddleware:
                     return  # the response went to the client
                 last = outcome
                 failed_keys.append(key)
-        await self._give_up(ex, last, chain, send)
+        await send_failure(ex, last, chain[0].alias, send)
 
     def _pick(
         self, order: list[DeploymentState], failed_keys: list[KeyState]
@@ -305,7 +297,7 @@ class RouterMiddleware:
         deadline: float | None,
         receive: Receive,
         send: Send,
-    ) -> _Failure | None:
+    ) -> Failure | None:
         """One attempt. ``None`` when the response was relayed to the client; else why it failed."""
         provider = deployment.provider
         adapter = provider.adapter
@@ -344,7 +336,7 @@ class RouterMiddleware:
                 )
                 self._deployment_failed(deployment, None)
                 key.failures += 1
-                return _Failure(None, [], b"", exc)
+                return Failure(None, [], b"", exc)
             status = response.status_code
             if is_retryable_status(status) or status in (401, 403):
                 body = await upstream_error_body(response, provider.name)
@@ -357,7 +349,7 @@ class RouterMiddleware:
                 self._key_failed(provider.pool, key, status, response.headers.get("retry-after"))
                 if status >= 500:
                     self._deployment_failed(deployment, None)
-                return _Failure(status, list(response.headers.raw), body)
+                return Failure(status, list(response.headers.raw), body)
             self._commit(ex, deployment, key, fallback_index, started, status)
             total_deadline = started + provider.total_timeout
             try:
@@ -431,37 +423,6 @@ class RouterMiddleware:
         recent = list(deployment.outcomes)[-_CONSECUTIVE_FAILURES_TO_COOL:]
         if len(recent) == _CONSECUTIVE_FAILURES_TO_COOL and not any(recent):
             deployment.cooldown_until = time.monotonic() + self.policy.cooldown_s
-
-    async def _give_up(self, ex: Exchange, last: _Failure | None, chain: list[AliasRoute], send: Send) -> None:
-        """Every attempt failed: the last upstream answer, or a JSON error naming what was tried."""
-        if last is not None and last.status is not None:
-            ex.outcome = "upstream_error"
-            headers = [(k, v) for k, v in last.headers if k.lower() not in HOP_BY_HOP | {b"content-length"}]
-            headers.append((b"content-length", str(len(last.body)).encode()))
-            await send({"type": "http.response.start", "status": last.status, "headers": headers})
-            await send({"type": "http.response.body", "body": last.body, "more_body": False})
-            return
-        tried = ", ".join(f"{a.deployment} ({a.error_type or a.status})" for a in ex.attempts) or "none"
-        if last is not None and isinstance(last.error, UpstreamTimeout):
-            ex.fail("upstream_error", "upstream_timeout", str(last.error))
-            message = f"{last.error}; attempts: {tried}"
-            await send_json(send, 504, error_json(message, "upstream_timeout", code="upstream_timeout"))
-        elif last is not None and last.error is not None:
-            ex.fail("upstream_error", "upstream_unreachable", str(last.error))
-            message = f"{last.error}; attempts: {tried}"
-            await send_json(send, 502, error_json(message, "upstream_unreachable", code="upstream_unreachable"))
-        elif ex.attempts:  # only deployments we cannot speak to
-            ex.fail("rejected", "unsupported_translation")
-            provider = ex.attempts[-1].provider
-            message = (
-                f"model {chain[0].alias!r} is served by provider {provider!r}, which does not speak the "
-                f"OpenAI API; call it natively under /{provider}/"
-            )
-            await send_json(send, 501, error_json(message, "invalid_request_error", code="unsupported_translation"))
-        else:
-            ex.fail("upstream_error", "no_healthy_deployment")
-            message = f"every deployment and key of {chain[0].alias!r} is cooling down or disabled"
-            await send_json(send, 503, error_json(message, "upstream_unavailable", code="no_healthy_deployment"))
 
     async def _proxy(self, provider: ProviderTarget, path: str, scope: Scope, receive: Receive, send: Send) -> None:
         """Forward a provider endpoint we do not observe, credentials replaced, nothing recorded."""
