@@ -196,3 +196,20 @@ async def test_logs_filters_and_lookup(make_kit: MakeKit) -> None:
         missing = await client.get("/logs/nope")
     assert one.json()["request_id"] == newest_first[0]["request_id"]
     assert missing.status_code == 404
+
+
+async def test_cost_components_reach_metrics_and_spans(make_kit: MakeKit) -> None:
+    kit = await make_kit(FAKE)
+    async with sdk(kit) as client:
+        await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    [record] = await logs(kit)
+    cost = record["cost"]
+    labels = {"provider": "openai", "model": "gpt-4o-mini"}
+    for component in ("input", "cache_read", "output"):
+        assert cost[f"{component}_usd"] > 0
+        metric = kit.metric("llm_obs_cost_component_usd_total", **labels, component=component)
+        assert metric == pytest.approx(cost[f"{component}_usd"])
+    [span] = [span for span in kit.spans.get_finished_spans() if span.kind == SpanKind.CLIENT]
+    assert span.attributes is not None
+    assert span.attributes["llm_obs.cost.input_usd"] == pytest.approx(cost["input_usd"])
+    assert span.attributes["llm_obs.cost.output_usd"] == pytest.approx(cost["output_usd"])

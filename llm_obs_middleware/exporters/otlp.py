@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
 
     from ..config import OTLPConfig
-    from ..schema import Attempt, LLMRecord, Message
+    from ..schema import Attempt, Cost, LLMRecord, Message
 
 __all__ = ["OTLPSink", "record_attributes"]
 
@@ -283,7 +283,10 @@ def record_attributes(record: LLMRecord) -> dict[str, AttributeValue]:
             if value is not None:
                 attrs[key] = value
     if record.cost is not None:
-        attrs["llm_obs.cost.usd"] = record.cost.total_usd
+        cost = record.cost
+        attrs["llm_obs.cost.usd"] = cost.total_usd
+        for component, usd in _cost_components(cost):
+            attrs[f"llm_obs.cost.{component}_usd"] = usd
     if record.estimated:
         attrs["llm_obs.usage.estimated"] = True
     error_type = _error_type(record)
@@ -300,6 +303,18 @@ def record_attributes(record: LLMRecord) -> dict[str, AttributeValue]:
             output["finish_reason"] = record.finish_reason
         attrs["gen_ai.output.messages"] = _encode([output]).decode()
     return attrs
+
+
+def _cost_components(cost: Cost) -> list[tuple[str, float]]:
+    """The non-zero parts of a cost (input, cache_read, cache_write, output, other)."""
+    parts = (
+        ("input", cost.input_usd),
+        ("cache_read", cost.cache_read_usd),
+        ("cache_write", cost.cache_write_usd),
+        ("output", cost.output_usd),
+        ("other", cost.other_usd),
+    )
+    return [(name, usd) for name, usd in parts if usd]
 
 
 def _message(message: Message) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from ._routing_metrics import HealthSource, RoutingCollector
 from .base import PipelineStats
 
 if TYPE_CHECKING:
-    from ..schema import LLMRecord
+    from ..schema import Cost, LLMRecord
     from .base import ExportPipeline
 
 __all__ = ["PipelineStatsSource", "PrometheusSink"]
@@ -242,6 +242,12 @@ class PrometheusSink:
             ("provider", "model", "estimated"),
             registry=reg,
         )
+        self.cost_components = Counter(
+            "llm_obs_cost_component_usd",
+            "Cost in US dollars by component (input, cache_read, cache_write, output, other).",
+            ("provider", "model", "component"),
+            registry=reg,
+        )
         self.cost_unknown = Counter(
             "llm_obs_cost_unknown",
             "Requests with token usage but no known price.",
@@ -359,6 +365,7 @@ class PrometheusSink:
                     child.inc(count)
         if record.cost is not None:
             cost.inc(record.cost.total_usd)
+            self._count_cost_components(series, record.cost)
         elif usage is not None and (usage.input_tokens or usage.output_tokens):
             series.cost_unknown.inc()
 
@@ -375,6 +382,18 @@ class PrometheusSink:
             models.add(model)
         series = self._series[key] = _Series(self, key)
         return series
+
+    def _count_cost_components(self, series: _Series, cost: Cost) -> None:
+        provider, model, _ = series.labels
+        for component, usd in (
+            ("input", cost.input_usd),
+            ("cache_read", cost.cache_read_usd),
+            ("cache_write", cost.cache_write_usd),
+            ("output", cost.output_usd),
+            ("other", cost.other_usd),
+        ):
+            if usd:
+                self.cost_components.labels(provider, model, component).inc(usd)
 
     def _count_error(self, series: _Series, error_type: str) -> None:
         if self._labels.active:
