@@ -14,7 +14,7 @@ import msgspec
 from .._sse import SSEParser
 from ..schema import NormalizedResponse, ToolCall, Usage
 from ._anthropic_wire import AnthropicUsage, ErrorEnvelope, MessagesResponse, StreamEvent
-from ._openai_observers import _Buffered
+from ._buffered import BufferedBody
 from .base import normalize_finish_reason
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def _merge(old: AnthropicUsage | None, new: AnthropicUsage) -> AnthropicUsage:
     return msgspec.structs.replace(old, **changes)
 
 
-class MessagesJSONObserver(_Buffered):
+class MessagesJSONObserver(BufferedBody):
     """A non-streamed ``message`` body, decoded once at the end."""
 
     __slots__ = ("_capture",)
@@ -298,7 +298,7 @@ class MessagesStreamObserver:
         )
 
 
-class MessagesErrorObserver(_Buffered):
+class MessagesErrorObserver(BufferedBody):
     """An error status: the record keeps Anthropic's error type (``overloaded_error``, ``rate_limit_error``...)."""
 
     __slots__ = ("_status",)

@@ -14,6 +14,7 @@ import msgspec
 from .._eventstream import EventStreamDecoder, EventStreamMessage
 from ..schema import NormalizedResponse, ToolCall, Usage
 from ._bedrock_wire import ConverseResponse, ErrorBody, StreamEvent, TokenUsage, compact_json
+from ._buffered import BufferedBody
 from .base import normalize_finish_reason
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ __all__ = [
 _decode_response = msgspec.json.Decoder(ConverseResponse).decode
 _decode_event = msgspec.json.Decoder(StreamEvent).decode
 _decode_error = msgspec.json.Decoder(ErrorBody).decode
-_MAX_BUFFERED = 8 * 1024 * 1024  # a non-streamed body larger than this is not parsed (forwarded all the same)
 _MAX_NOTES = 5
 _INVALID = "invalid_response"
 # Stop reasons the shared vocabulary does not know by name (botocore bedrock-runtime StopReason enum).
@@ -81,27 +81,7 @@ def converse_usage(usage: TokenUsage | None) -> Usage | None:
     )
 
 
-class _Buffered:
-    """Keeps a copy of a non-streamed body (forwarded unchanged meanwhile) to decode at the end."""
-
-    __slots__ = ("_parts", "_size")
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        self._size = 0
-
-    def feed(self, chunk: bytes, now_ns: int) -> None:
-        self._size += len(chunk)
-        if self._size <= _MAX_BUFFERED:
-            self._parts.append(chunk)
-
-    def _body(self) -> bytes | None:
-        if self._size > _MAX_BUFFERED:
-            return None
-        return self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
-
-
-class ConverseJSONObserver(_Buffered):
+class ConverseJSONObserver(BufferedBody):
     """A ``/converse`` answer: one JSON object with the whole message and usage."""
 
     __slots__ = ("_capture", "_model")
@@ -307,7 +287,7 @@ def _error_body(body: bytes) -> ErrorBody | None:
         return None
 
 
-class ErrorObserver(_Buffered):
+class ErrorObserver(BufferedBody):
     """An error answer: ``{"message": ...}``, the type from ``__type``/``code`` or else the status."""
 
     __slots__ = ("_model", "_status")

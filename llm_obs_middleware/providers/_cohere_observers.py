@@ -13,8 +13,8 @@ import msgspec
 
 from .._sse import SSEParser
 from ..schema import NormalizedResponse, ToolCall, Usage
+from ._buffered import BufferedBody
 from ._cohere_wire import ChatResponse, CohereUsage, ErrorBody, StreamEvent
-from ._openai_observers import _Buffered
 from .base import normalize_finish_reason
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def _is_error(raw: str | None, message: str | None) -> bool:
     return message is not None or (raw is not None and _FINISH.get(raw) == "error")
 
 
-class ChatJSONObserver(_Buffered):
+class ChatJSONObserver(BufferedBody):
     """A non-streamed chat body, decoded once at the end."""
 
     __slots__ = ("_capture", "_model")
@@ -294,7 +294,7 @@ class ChatStreamObserver:
         )
 
 
-class ChatErrorObserver(_Buffered):
+class ChatErrorObserver(BufferedBody):
     """An error status. Cohere bodies carry no error type, so the record says ``http_<status>``."""
 
     __slots__ = ("_status",)

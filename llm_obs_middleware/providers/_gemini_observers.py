@@ -14,6 +14,7 @@ import msgspec
 
 from .._sse import SSEParser
 from ..schema import NormalizedResponse, ToolCall, Usage
+from ._buffered import BufferedBody
 from ._gemini_wire import EmbedResponse, ErrorEnvelope, GenerateResponse, ModalityCount, UsageMetadata
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ _decode_response = msgspec.json.Decoder(GenerateResponse).decode
 _decode_chunks = msgspec.json.Decoder(list[GenerateResponse]).decode
 _decode_embed = msgspec.json.Decoder(EmbedResponse).decode
 _decode_error = msgspec.json.Decoder(ErrorEnvelope | list[ErrorEnvelope]).decode
-_MAX_BUFFERED = 8 * 1024 * 1024  # a non-streamed body larger than this is not parsed (forwarded all the same)
 _INVALID = "invalid_response"
 
 # https://ai.google.dev/api/generate-content#FinishReason (anything else: "other")
@@ -186,27 +186,7 @@ class _Accumulator:
         )
 
 
-class _Buffered:
-    """Keeps a copy of a non-streamed body (forwarded unchanged meanwhile) to decode at the end."""
-
-    __slots__ = ("_parts", "_size")
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        self._size = 0
-
-    def feed(self, chunk: bytes, now_ns: int) -> None:
-        self._size += len(chunk)
-        if self._size <= _MAX_BUFFERED:
-            self._parts.append(chunk)
-
-    def _body(self) -> bytes | None:
-        if self._size > _MAX_BUFFERED:
-            return None
-        return self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
-
-
-class GenerateJSONObserver(_Buffered):
+class GenerateJSONObserver(BufferedBody):
     """A plain ``generateContent`` body, or a ``streamGenerateContent`` answered without ``alt=sse``
     (a JSON array of chunks, ``application/json``)."""
 
@@ -263,7 +243,7 @@ class GenerateStreamObserver:
         return self._acc.result(completed=None, events=self._events)
 
 
-class EmbedObserver(_Buffered):
+class EmbedObserver(BufferedBody):
     """``embedContent`` / ``batchEmbedContents``: the Gemini API reports no token usage for them."""
 
     __slots__ = ()
@@ -290,7 +270,7 @@ class EmbedObserver(_Buffered):
         )
 
 
-class ErrorObserver(_Buffered):
+class ErrorObserver(BufferedBody):
     """An error response (``google.rpc.Status``): the status string (``RESOURCE_EXHAUSTED``...) is the
     error type; ``retry_after_s`` keeps ``RetryInfo.retryDelay`` for whoever retries."""
 

@@ -14,6 +14,7 @@ import msgspec
 
 from .._ndjson import NDJSONSplitter
 from ..schema import NormalizedResponse, ToolCall, Usage
+from ._buffered import BufferedBody
 from ._ollama_wire import EmbedResponse, ErrorEnvelope, Reply
 from .base import normalize_finish_reason
 
@@ -25,7 +26,6 @@ __all__ = ["EmbedObserver", "ErrorObserver", "ReplyJSONObserver", "ReplyStreamOb
 _decode_reply = msgspec.json.Decoder(Reply).decode
 _decode_embed = msgspec.json.Decoder(EmbedResponse).decode
 _decode_error = msgspec.json.Decoder(ErrorEnvelope).decode
-_MAX_BUFFERED = 8 * 1024 * 1024  # a non-streamed body larger than this is not parsed (forwarded all the same)
 _INVALID = "invalid_response"
 
 
@@ -107,33 +107,13 @@ class _Accumulator:
         )
 
 
-class _Buffered:
-    """Keeps a copy of a non-streamed body (forwarded unchanged meanwhile) to decode at the end."""
-
-    __slots__ = ("_parts", "_size")
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        self._size = 0
-
-    def feed(self, chunk: bytes, now_ns: int) -> None:
-        self._size += len(chunk)
-        if self._size <= _MAX_BUFFERED:
-            self._parts.append(chunk)
-
-    def _body(self) -> bytes | None:
-        if self._size > _MAX_BUFFERED:
-            return None
-        return self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
-
-
 def _unparsed(exc: Exception) -> NormalizedResponse:
     return NormalizedResponse(
         completed=False, error_type=_INVALID, error_message=f"the response body could not be parsed: {exc}"
     )
 
 
-class ReplyJSONObserver(_Buffered):
+class ReplyJSONObserver(BufferedBody):
     """A ``/api/chat`` or ``/api/generate`` answer with ``"stream": false``."""
 
     __slots__ = ("_capture",)
@@ -188,7 +168,7 @@ class ReplyStreamObserver:
         return self._acc.result(self._events)
 
 
-class EmbedObserver(_Buffered):
+class EmbedObserver(BufferedBody):
     """``/api/embed`` reports ``prompt_eval_count``; the older ``/api/embeddings`` reports nothing."""
 
     __slots__ = ()
@@ -206,7 +186,7 @@ class EmbedObserver(_Buffered):
         return NormalizedResponse(model=response.model, usage=usage)
 
 
-class ErrorObserver(_Buffered):
+class ErrorObserver(BufferedBody):
     """An error response: Ollama's ``{"error": "..."}`` has a message but no type, so the type is
     ``http_<status>``."""
 

@@ -8,6 +8,7 @@ import msgspec
 
 from .._sse import SSEParser
 from ..schema import NormalizedResponse, ToolCall, Usage
+from ._buffered import BufferedBody
 from ._openai_wire import (
     ChatChunk,
     ChatUsage,
@@ -39,7 +40,6 @@ _decode_responses = msgspec.json.Decoder(ResponsesObject).decode
 _decode_responses_event = msgspec.json.Decoder(ResponsesEvent).decode
 _decode_embeddings = msgspec.json.Decoder(EmbeddingsResponse).decode
 _decode_error = msgspec.json.Decoder(ErrorEnvelope).decode
-_MAX_BUFFERED = 8 * 1024 * 1024  # a non-streamed body larger than this is not parsed (forwarded all the same)
 
 
 def chat_usage(usage: ChatUsage | None) -> Usage | None:
@@ -82,40 +82,7 @@ def responses_usage(usage: ResponsesUsage | None) -> Usage | None:
     )
 
 
-class _Buffered:
-    """Keeps a copy of a non-streamed body (forwarded unchanged meanwhile) to decode at the end."""
-
-    __slots__ = ("_parts", "_size")
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        self._size = 0
-
-    def feed(self, chunk: bytes, now_ns: int) -> None:
-        self._size += len(chunk)
-        if self._size <= _MAX_BUFFERED:
-            self._parts.append(chunk)
-
-    def _body(self) -> bytes | None:
-        if self._size > _MAX_BUFFERED:
-            return None
-        return self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
-
-    def finish(self) -> NormalizedResponse:
-        body = self._body()
-        if not body:
-            return NormalizedResponse(completed=False)
-        try:
-            return self._result(body)
-        except msgspec.DecodeError:
-            return NormalizedResponse(completed=False, error_type="invalid_response")
-
-    def _result(self, body: bytes) -> NormalizedResponse:
-        """Decode the whole body (raising ``msgspec.DecodeError`` when it is not what we expect)."""
-        raise NotImplementedError
-
-
-class ChatJSONObserver(_Buffered):
+class ChatJSONObserver(BufferedBody):
     __slots__ = ("_capture",)
 
     def __init__(self, capture: bool) -> None:
@@ -316,7 +283,7 @@ def _responses_result(obj: ResponsesObject | None, capture: bool, events: int, c
     )
 
 
-class ResponsesJSONObserver(_Buffered):
+class ResponsesJSONObserver(BufferedBody):
     __slots__ = ("_capture",)
 
     def __init__(self, capture: bool) -> None:
@@ -391,7 +358,7 @@ class ResponsesStreamObserver:
         return result
 
 
-class EmbeddingsObserver(_Buffered):
+class EmbeddingsObserver(BufferedBody):
     __slots__ = ()
 
     def _result(self, body: bytes) -> NormalizedResponse:
@@ -403,7 +370,7 @@ class EmbeddingsObserver(_Buffered):
         )
 
 
-class ErrorObserver(_Buffered):
+class ErrorObserver(BufferedBody):
     """An error response: keep the provider's error type and message for the record."""
 
     __slots__ = ("_status",)
