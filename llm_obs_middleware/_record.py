@@ -55,7 +55,13 @@ def build_record(
     cost = None
     if price_source is not None and usage is not None and model:
         cost = price_source.price(ex.provider_kind or ex.provider, model, usage, timestamp=ex.start_unix_nano * _NS)
-    error_type = ex.error_type or response.error_type
+    outcome, error_type, error_message = ex.outcome, ex.error_type, ex.error_message
+    if response.error_type is not None and (error_type is None or outcome == "client_disconnected"):
+        # A client that hangs up after the provider's in-band error event is reacting to it (botocore
+        # closes on an exception event), so the provider's error is the diagnosis, not the disconnect.
+        error_type, error_message = response.error_type, response.error_message
+        if outcome == "client_disconnected":
+            outcome = "upstream_error"
     if error_type is None and ex.status >= 400:
         error_type = f"http_{ex.status}"
     return LLMRecord(
@@ -85,9 +91,9 @@ def build_record(
         usage=usage,
         cost=cost,
         status=ex.status,
-        outcome=ex.outcome,
+        outcome=outcome,
         error_type=error_type,
-        error_message=ex.error_message or response.error_message,
+        error_message=error_message or response.error_message,
         attempts=ex.attempts,
         retries=max(0, len(ex.attempts) - 1),
         fallback_index=ex.attempts[-1].fallback_index if ex.attempts else 0,
