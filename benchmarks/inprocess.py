@@ -44,6 +44,7 @@ from llm_obs_middleware.middleware.stack import LLMObservability
 from llm_obs_middleware.middleware.tracecontext import TraceContextMiddleware
 from llm_obs_middleware.testing import FakeProviderConfig, create_fake_provider
 from llm_obs_middleware.types import ASGIApp, Message, Receive, Scope, Send
+from llm_obs_middleware.upstream import build_client
 
 App = ASGIApp
 MODEL = "gpt-4o-mini"
@@ -159,7 +160,7 @@ def mock_client(plain: Canned, stream: Canned) -> httpx.AsyncClient:
         canned = stream if b'"stream":true' in request.content else plain
         return httpx.Response(canned.status, headers=canned.headers, stream=_Chunks(canned.chunks))
 
-    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return build_client(transport=httpx.MockTransport(handler))  # the gateway's own client, mock transport
 
 
 async def _never() -> Message:

@@ -43,7 +43,7 @@ LITELLM_VENV = HERE / ".litellm-venv"
 MODEL = "gpt-4o-mini"
 CHAT_PATH = "/v1/chat/completions"
 _TICKS = os.sysconf("SC_CLK_TCK")
-GATEWAY_FLAGS = frozenset({"aiohttp", "nocookies", "nospans", "linger"})
+GATEWAY_FLAGS = frozenset({"httpx", "nospans", "nolinger"})
 
 
 @dataclass(frozen=True)
@@ -271,9 +271,9 @@ def start_target(
         label = "bare proxy, httpx" if name == "bare-httpx" else "bare proxy, aiohttp (limit)"
         return Target(name, label, base + CHAT_PATH, proc)
     if name.startswith(("gw-off", "gw-all")):
-        # gw-off | gw-all, optionally with experiment suffixes: -aiohttp (httpx over the httpx-aiohttp
-        # transport), -nocookies (a client without cookie jar), -nospans (no OpenTelemetry SERVER spans),
-        # -linger (sinks wait up to 0.5 s to fill a batch: queue.flush_interval_s).
+        # gw-off | gw-all, optionally with experiment suffixes that change the gateway's config, to measure
+        # what a setting buys: -httpx (upstream_transport: httpx, httpx's own transport instead of aiohttp's),
+        # -nospans (otlp.server_spans: false), -nolinger (queue.flush_interval_s: 0, a batch per record).
         base_name, *flags = name.split("-")[1:]
         unknown = set(flags) - GATEWAY_FLAGS
         if base_name not in ("off", "all") or unknown:
@@ -286,23 +286,19 @@ def start_target(
             config["exporters"]["log_store"]["url"] = f"sqlite:///{work / f'{name}-logs.db'}"
             if "nospans" in flags:
                 config["exporters"]["otlp"]["server_spans"] = False
-        if "linger" in flags:
-            config["queue"] = {"flush_interval_s": 0.5}
+        if "httpx" in flags:
+            config["upstream_transport"] = "httpx"
+        if "nolinger" in flags:
+            config["queue"] = {"flush_interval_s": 0}
         path = work / f"{name}.json"
         path.write_text(json.dumps(config, indent=2))
-        extra = list(server_args)
-        if "aiohttp" in flags:
-            extra += ["--transport", "httpx-aiohttp"]
-        if "nocookies" in flags:
-            extra.append("--no-cookies")
-        proc = _serve("gateway", port, pin, logs, *extra, "--config", str(path), log_name=name)
+        proc = _serve("gateway", port, pin, logs, *server_args, "--config", str(path), log_name=name)
         _wait_ready(proc, base + "/healthz", 60)
         label = "llm-obs gateway, every sink on" if sinks else "llm-obs gateway, sinks off"
         notes = {
-            "aiohttp": "httpx over the httpx-aiohttp transport",
-            "nocookies": "client without cookie jar",
+            "httpx": "httpx's own transport",
             "nospans": "no SERVER spans",
-            "linger": "sinks batch for up to 0.5 s",
+            "nolinger": "a batch per record",
         }
         if flags:
             label += " (experiment: " + ", ".join(notes[f] for f in flags) + ")"

@@ -17,7 +17,14 @@ import struct
 import zlib
 from typing import NamedTuple
 
-__all__ = ["MAX_MESSAGE_BYTES", "EventStreamDecoder", "EventStreamMessage", "HeaderValue"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "EventStreamDecoder",
+    "EventStreamMessage",
+    "FrameBoundary",
+    "HeaderValue",
+    "encode_message",
+]
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """The largest message the framing allows (16 MiB, headers at most 128 KiB)."""
@@ -101,6 +108,51 @@ class EventStreamDecoder:
     def _fail(self, pos: int, reason: str) -> None:
         self.error = f"{reason} at byte {self._offset + pos}"
         self._buf = bytearray()
+
+
+class FrameBoundary:
+    """Whether the bytes fed so far end exactly at a message boundary, where a message of our own may
+    follow. Reads only each message's length prefix (no CRCs, no copies): cheap per chunk."""
+
+    __slots__ = ("_head", "_left", "broken")
+
+    def __init__(self) -> None:
+        self._left = 0  # bytes still to come of the current message (after its length prefix)
+        self._head = b""  # a length prefix split across chunks
+        self.broken = False
+
+    def feed(self, chunk: bytes) -> None:
+        pos, size = 0, len(chunk)
+        while pos < size and not self.broken:
+            if self._left:
+                taken = min(self._left, size - pos)
+                self._left -= taken
+                pos += taken
+                continue
+            piece = chunk[pos : pos + 4 - len(self._head)]
+            pos += len(piece)
+            self._head += piece
+            if len(self._head) == 4:
+                total = int.from_bytes(self._head, "big")
+                self._head = b""
+                self.broken = not _OVERHEAD <= total <= MAX_MESSAGE_BYTES
+                self._left = total - 4
+
+    @property
+    def at_boundary(self) -> bool:
+        return not (self._left or self._head or self.broken)
+
+
+def encode_message(headers: dict[str, str], payload: bytes) -> bytes:
+    """One message with string headers (value type 7) and valid CRCs."""
+    parts = []
+    for name, value in headers.items():
+        name_bytes, value_bytes = name.encode(), value.encode()
+        parts += [bytes([len(name_bytes)]), name_bytes, b"\x07", _u16.pack(len(value_bytes)), value_bytes]
+    block = b"".join(parts)
+    prelude = struct.pack(">II", _OVERHEAD + len(block) + len(payload), len(block))
+    message = prelude + _CRC.pack(zlib.crc32(prelude)) + block + payload
+    return message + _CRC.pack(zlib.crc32(message))
 
 
 def _headers(buf: bytearray, pos: int, end: int) -> dict[str, HeaderValue] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._estimate import default_estimator
-from .schema import LLMRecord, NormalizedResponse, Timing
+from .schema import ExtraValue, LLMRecord, NormalizedResponse, Timing
 
 if TYPE_CHECKING:
     from ._estimate import TokenEstimator
@@ -69,6 +69,7 @@ def build_record(
         trace_id=ex.trace_id,
         span_id=ex.span_id,
         parent_span_id=ex.parent_span_id,
+        server_span_id=ex.server_span_id,
         session_id=ex.session_id,
         user=ex.user or (request.user if request else None),
         operation=ex.operation or "chat",
@@ -102,4 +103,21 @@ def build_record(
         timing=timing,
         input_messages=request.messages if capture_content and request else None,
         output_text=response.output_text if capture_content else None,
+        extra=_extra(ex, response),
+        served_api=(ex.attempts[-1].api if ex.attempts else None) or ex.api or None,
     )
+
+
+def _extra(ex: Exchange, response: NormalizedResponse) -> dict[str, ExtraValue]:
+    """The vendor extras of the request, the response and the response headers the adapter names."""
+    request_extra = ex.request.extra if ex.request is not None else {}
+    wanted = ex.header_extras
+    if not (request_extra or response.extra or wanted):
+        return {}
+    extra: dict[str, ExtraValue] = {**request_extra, **response.extra}
+    if wanted:
+        for name, value in ex.response_headers:
+            key = wanted.get(name.lower())
+            if key is not None and key not in extra:
+                extra[key] = value.decode("latin-1")
+    return extra

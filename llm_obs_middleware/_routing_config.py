@@ -95,6 +95,10 @@ class ModelRoute(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """``weighted`` (random by weight), ``latency`` (lowest recent time to first token) or ``least_busy``."""
     fallbacks: list[str] = []
     """Aliases tried in order when every deployment of this one failed."""
+    unsupported_params: Literal["drop", "error"] | None = None
+    """When an OpenAI request is translated for a provider lacking one of its parameters: ``drop`` it
+    (named in the ``x-llm-obs-dropped-params`` response header) or ``error`` (400). Default:
+    ``routing.unsupported_params``."""
 
     def __post_init__(self) -> None:
         if (self.provider is None) == (not self.deployments):
@@ -124,6 +128,9 @@ class RoutingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """How long a key or deployment is skipped after a 429 without ``Retry-After`` or repeated failures."""
     allow_request_overrides: bool = False
     """Honour ``x-llm-obs-provider``, ``x-llm-obs-no-fallbacks`` and ``x-llm-obs-timeout`` request headers."""
+    unsupported_params: Literal["drop", "error"] = "drop"
+    """Translated requests: ``drop`` or reject (``error``) an OpenAI parameter the provider lacks
+    (``models.*.unsupported_params`` overrides it per alias)."""
 
     def __post_init__(self) -> None:
         if self.retries < 0 or min(self.backoff_base_s, self.backoff_cap_s, self.max_retry_after_s) < 0:

@@ -67,6 +67,11 @@ class SSEEventSplitter:
     def __init__(self) -> None:
         self._tail = b""
 
+    @property
+    def pending(self) -> bool:
+        """Whether part of an event is held back, waiting for its end."""
+        return bool(self._tail)
+
     def feed(self, chunk: bytes) -> list[bytes]:
         buf = self._tail + chunk if self._tail else chunk
         events: list[bytes] = []

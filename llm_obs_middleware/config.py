@@ -156,12 +156,33 @@ class PrometheusConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
 
 class OTLPConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    endpoint: str
-    """Collector URL, e.g. ``http://127.0.0.1:4318`` (http) or ``http://127.0.0.1:4317`` (grpc)."""
-    protocol: Literal["http", "grpc"] = "http"
-    """``http`` (protobuf over HTTP) or ``grpc``."""
+    """Where traces (and metrics) go. Unset fields come from the standard ``OTEL_EXPORTER_OTLP_*``
+    variables (signal-specific first), then the OTLP defaults: the config always wins."""
+
+    endpoint: str | None = None
+    """Collector URL, e.g. ``http://127.0.0.1:4318`` (http) or ``http://127.0.0.1:4317`` (grpc);
+    ``https://`` for TLS. Unset: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``/``OTEL_EXPORTER_OTLP_ENDPOINT``."""
+    protocol: Literal["http", "grpc"] | None = None
+    """``http`` (protobuf over HTTP) or ``grpc``. Unset: ``OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL``, else ``http``."""
     headers: dict[str, str] = {}
-    """Headers sent with every export (e.g. an auth token, may use ``${ENV}``)."""
+    """Headers sent with every export (e.g. an auth token, may use ``${ENV}``), added to (and winning
+    over) those of ``OTEL_EXPORTER_OTLP_[TRACES_]HEADERS``."""
+    insecure: bool | None = None
+    """gRPC: ``true`` for a plaintext channel, ``false`` for TLS. Unset: ``OTEL_EXPORTER_OTLP_[TRACES_]INSECURE``,
+    else the endpoint's scheme decides (as it always does over http)."""
+    certificate: str | None = None
+    """PEM file of the CA (or self-signed certificate) the collector's TLS certificate is checked
+    against. Unset: ``OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE``, else the system's trust store."""
+    resource_attributes: dict[str, str] = {}
+    """Resource attributes (e.g. ``deployment.environment.name``), winning over ``OTEL_RESOURCE_ATTRIBUTES``."""
+    openinference: bool = False
+    """Also put OpenInference attributes on the spans (``openinference.span.kind``, ``llm.*``,
+    ``session.id``...), so Arize Phoenix shows them natively."""
+    metrics: bool = False
+    """Also export the GenAI client metrics (``gen_ai.client.token.usage``,
+    ``gen_ai.client.operation.duration``, ``gen_ai.server.time_to_first_token``) over OTLP."""
+    metrics_interval_s: float = 10.0
+    """Seconds between two metric exports (and one more at shutdown)."""
     timeout: float = 10.0
     """Seconds per export call."""
     enabled: bool = True
@@ -169,6 +190,10 @@ class OTLPConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     server_spans: bool = True
     """Gateway only: wrap it in OpenTelemetry's ASGI middleware so each HTTP request has a SERVER span
     with the LLM span beneath it. Costs some request-path CPU; turn off for the leanest path."""
+
+    def __post_init__(self) -> None:
+        if not self.metrics_interval_s > 0:
+            raise ConfigurationError("exporters.otlp.metrics_interval_s: must be positive")
 
 
 class LogStoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -322,8 +347,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Largest LLM request body accepted (413 beyond it)."""
     capture_content: bool = False
     """Keep prompts and completions in records (off by default, as in OpenTelemetry GenAI)."""
-    service_name: str = "llm-obs"
-    """``service.name`` of exported spans (``OTEL_SERVICE_NAME`` wins when set)."""
+    upstream_transport: Literal["auto", "aiohttp", "httpx"] = "auto"
+    """HTTP transport to providers: ``aiohttp`` (the ``fast`` extra), ``httpx`` (httpx's own), or ``auto``:
+    aiohttp when installed."""
+    service_name: str | None = None
+    """``service.name`` of exported telemetry; unset: ``OTEL_SERVICE_NAME``, then ``service.name`` in
+    ``OTEL_RESOURCE_ATTRIBUTES``, then ``llm-obs``."""
     trace_context: TraceContextConfig = TraceContextConfig()
     exporters: ExportersConfig = ExportersConfig()
     routing: RoutingConfig = RoutingConfig()

@@ -7,11 +7,15 @@ public API: add fields with defaults, never rename.
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import msgspec
 
 __all__ = [
     "Attempt",
     "Cost",
+    "ExtraValue",
+    "ImageRef",
     "LLMRecord",
     "Message",
     "NormalizedRequest",
@@ -80,6 +84,22 @@ class ToolCall(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc
     arguments: str = ""
 
 
+ExtraValue: TypeAlias = str | int | float | bool | list[str]
+"""A value of an ``extra`` map: scalars and lists of strings (what OpenTelemetry attributes can hold)."""
+
+
+class ImageRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """An image in a captured message, by reference: never the image bytes.
+
+    ``ref`` is the image's URL (``https://``, ``gs://``, ``s3://``, a provider file id) or, for inline
+    data, ``sha256:<hex>`` of the decoded bytes, with their ``size_bytes``.
+    """
+
+    ref: str
+    media_type: str | None = None
+    size_bytes: int | None = None
+
+
 class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """A captured message (only when content capture is enabled)."""
 
@@ -87,6 +107,7 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     content: str | None = None
     tool_calls: list[ToolCall] = []
     tool_call_id: str | None = None
+    images: list[ImageRef] = []
 
 
 class RequestParams(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -116,6 +137,8 @@ class NormalizedRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults
     message_count: int = 0
     user: str | None = None
     messages: list[Message] | None = None
+    extra: dict[str, ExtraValue] = {}
+    """Vendor-specific request fields worth keeping, keyed ``{vendor}.request.{field}`` (see README)."""
 
 
 class NormalizedResponse(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -135,6 +158,8 @@ class NormalizedResponse(msgspec.Struct, frozen=True, kw_only=True, omit_default
     output_chars: int = 0
     """Characters of generated output (text, reasoning, refusals, tool names and arguments), counted
     even when content is not captured: the size token estimation works from when usage is missing."""
+    extra: dict[str, ExtraValue] = {}
+    """Vendor-specific response fields worth keeping, keyed ``{vendor}.{field}`` (see README)."""
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
@@ -152,6 +177,9 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=
     """0 for the requested alias, 1 for its first fallback, ..."""
     start_offset_s: float | None = None
     """When the attempt started, in seconds after the exchange started (for per-attempt spans)."""
+    api: str | None = None
+    """The provider API this attempt spoke when it differs from the client's (a translated request),
+    e.g. ``anthropic.messages`` for an ``openai.chat_completions`` request."""
 
 
 class LLMRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -169,11 +197,14 @@ class LLMRecord(msgspec.Struct, frozen=True, kw_only=True):
     span_id: str
     operation: str
     api: str
+    """The API the client spoke (e.g. ``openai.chat_completions``); ``served_api`` is the provider's."""
     provider: str
     status: int
     outcome: str
     timing: Timing
     parent_span_id: str | None = None
+    server_span_id: str | None = None
+    """The gateway's own HTTP SERVER span, between ``parent_span_id`` and the LLM span (``span_id``)."""
     session_id: str | None = None
     user: str | None = None
     method: str = "POST"
@@ -205,3 +236,10 @@ class LLMRecord(msgspec.Struct, frozen=True, kw_only=True):
     estimated: bool = False
     input_messages: list[Message] | None = None
     output_text: str | None = None
+    extra: dict[str, ExtraValue] = {}
+    """Vendor-specific fields of the request, the response and its headers, namespaced by vendor:
+    ``{vendor}.{field}`` (e.g. ``openai.system_fingerprint``, ``anthropic.request_id``) and
+    ``{vendor}.request.{field}`` for what the client asked (e.g. ``openai.request.service_tier``)."""
+    served_api: str | None = None
+    """The provider API that served the request: ``api`` itself, or the provider's own API when the
+    router translated an OpenAI request (e.g. ``anthropic.messages``)."""

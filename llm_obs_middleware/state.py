@@ -12,12 +12,15 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from .schema import Attempt, NormalizedRequest, NormalizedResponse
     from .types import Scope
 
 __all__ = ["SCOPE_KEY", "Exchange", "ResponseObserver", "get_exchange"]
 
 SCOPE_KEY = "llm_obs"
+_NO_HEADER_EXTRAS: dict[bytes, str] = {}
 
 
 class ResponseObserver(Protocol):
@@ -42,6 +45,7 @@ class Exchange:
         "error_type",
         "first_byte_ns",
         "first_token_ns",
+        "header_extras",
         "is_llm",
         "last_token_ns",
         "max_gap_ns",
@@ -59,11 +63,13 @@ class Exchange:
         "request_id",
         "requested_model",
         "response",
+        "response_headers",
         "route",
         "rule",
         "served_model",
         "server_address",
         "server_port",
+        "server_span_id",
         "session_id",
         "span_id",
         "start_ns",
@@ -92,6 +98,7 @@ class Exchange:
         self.trace_id = os.urandom(16).hex()
         self.span_id = os.urandom(8).hex()
         self.parent_span_id: str | None = None
+        self.server_span_id: str | None = None  # set when the gateway's SERVER span is built from the record
         self.trace_flags = "01"
         self.tracestate: str | None = None
         self.request_id = os.urandom(12).hex()
@@ -116,6 +123,10 @@ class Exchange:
         self.request_error: str | None = None
         self.observer: ResponseObserver | None = None
         self.response: NormalizedResponse | None = None
+        # The response's headers as the client got them (a reference, not a copy) and which of them
+        # the adapter keeps in the record's ``extra`` (name -> key); read off the request path.
+        self.response_headers: Sequence[tuple[bytes, bytes]] = ()
+        self.header_extras: Mapping[bytes, str] = _NO_HEADER_EXTRAS
         self.streamed = False
         self.status = 0
         self.outcome = "completed"

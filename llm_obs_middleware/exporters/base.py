@@ -152,6 +152,8 @@ class ExportPipeline:
     def submit(self, exchange: Exchange) -> None:
         """Queue a finished exchange without awaiting anything; a full queue drops one record and counts it."""
         self.stats.submitted += 1
+        if not self.sinks:
+            return  # nowhere to go: not even worth building (and pricing) the record
         if self._closed:
             self.stats.dropped += 1
             return

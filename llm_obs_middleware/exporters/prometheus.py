@@ -7,6 +7,12 @@ distinct model labels and reports the rest as ``other``.
 
 The export pipeline's own health (queue depth, drops, per-sink results) is read at scrape time by a
 custom collector, so it costs nothing between scrapes.
+
+Several worker processes (``uvicorn --workers N``): set ``PROMETHEUS_MULTIPROC_DIR`` to an empty
+directory before the workers start (prometheus-client then keeps every counter and histogram in
+memory-mapped files there). Any worker answering ``/metrics`` then serves the sum over all workers,
+through prometheus-client's ``MultiProcessCollector``; the pipeline and routing health figures are
+those of the worker that answered (they are live per-process state, not counters).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import contextlib
 import logging
 import os
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Final, TypeAlias, get_args
 
@@ -28,6 +36,7 @@ from prometheus_client import (
     push_to_gateway,
 )
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from ..config import PrometheusConfig, PrometheusLabel
 from ._routing_metrics import HealthSource, RoutingCollector
@@ -76,6 +85,25 @@ class _LabelPolicy:
 def _instance() -> dict[str, str]:
     """The Pushgateway grouping key: one group per process, so instances do not overwrite each other."""
     return {"instance": f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def _closing_handler(
+    url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
+) -> Callable[[], None]:
+    """prometheus-client's push, closing the response (its default handler leaves the socket to the GC)."""
+
+    def handle() -> None:
+        request = urllib.request.Request(url, data=data, method=method)
+        for name, value in headers:
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout):
+                pass
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            raise OSError(f"error talking to pushgateway: {exc.code} {exc.reason}") from None
+
+    return handle
 
 
 def _status_class(status: int) -> str:
@@ -263,6 +291,8 @@ class PrometheusSink:
         self._pipeline.source = pipeline_stats_source
         reg.register(self._pipeline)
         self._series: dict[tuple[str, str, str], _Series] = {}
+        # Read once at construction (never at import): prometheus-client's own switch for the mmap files.
+        self._multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         self._models: dict[str, set[str]] = {}
         self._error_types: set[str] = set()
 
@@ -275,8 +305,15 @@ class PrometheusSink:
         self._pipeline.source = lambda: (pipeline.snapshot(), pipeline.depth)
 
     def render(self) -> tuple[bytes, str]:
-        """The metrics in the Prometheus text format: ``(body, content_type)``."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """The metrics in the Prometheus text format: ``(body, content_type)``; in multiprocess mode the
+        counters and histograms of every worker, summed."""
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]  # untyped upstream
+        registry.register(self._routing)
+        registry.register(self._pipeline)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
 
     async def start(self) -> None:
         """Start pushing to the Pushgateway, if one is configured (metrics otherwise wait to be scraped)."""
@@ -299,7 +336,14 @@ class PrometheusSink:
             return False
         try:
             # PUT: the registry holds the whole state, so it replaces this instance's group each time.
-            push_to_gateway(url, job=self.config.push_job, registry=self.registry, grouping_key=_instance(), timeout=10)
+            push_to_gateway(
+                url,
+                job=self.config.push_job,
+                registry=self.registry,
+                grouping_key=_instance(),
+                timeout=10,
+                handler=_closing_handler,
+            )
         except Exception as exc:  # the Pushgateway being down never reaches a request
             logger.warning("pushing metrics to the Pushgateway at %s failed: %r", url, exc)
             return False

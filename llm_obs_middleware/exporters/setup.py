@@ -70,6 +70,10 @@ def build_exporters(
         )
         tracer_provider = otlp_sink.tracer_provider
         sinks.append(otlp_sink)
+        if otlp_config.metrics and exporters.otlp is not None and exporters.otlp.enabled:
+            from .otlp_metrics import OTLPMetricsSink
+
+            sinks.append(OTLPMetricsSink(otlp_config, service_name=config.service_name))
     log_store = None
     if exporters.log_store.enabled:
         from .logstore import open_log_store

@@ -20,10 +20,16 @@ class Failure(NamedTuple):
     headers: list[tuple[bytes, bytes]]
     body: bytes
     error: UpstreamError | None = None
+    rejected: bool = False
+    """Our own answer, not the provider's: the request cannot be translated for this deployment."""
 
 
 async def send_failure(ex: Exchange, last: Failure | None, alias: str, send: Send) -> None:
     """Every attempt failed: the last upstream answer, or a JSON error naming what was tried."""
+    if last is not None and last.rejected:
+        ex.fail("rejected", "untranslatable")
+        await send_json(send, last.status or 400, last.body)
+        return
     if last is not None and last.status is not None:
         ex.outcome = "upstream_error"
         headers = [(k, v) for k, v in last.headers if k.lower() not in HOP_BY_HOP | {b"content-length"}]

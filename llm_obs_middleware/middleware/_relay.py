@@ -4,19 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
 
 import httpx
+import msgspec
 
 from .._asgi import error_json
+from .._eventstream import FrameBoundary, encode_message
 from .._sse import SSEEventSplitter
 from ..errors import UpstreamError, UpstreamTimeout
 from ..state import Exchange
 from ..types import Receive, Send
 from ..upstream import HOP_BY_HOP, iter_body
 
-__all__ = ["relay", "upstream_error_body"]
+__all__ = ["ChunkTransform", "relay", "relay_stream", "upstream_error_body"]
 
 _NOT_RETURNED = HOP_BY_HOP | {b"content-length"}
+_EVENT_ENDS = (b"\n\n", b"\r\r")  # "\r\n\r\n" ends in "\n\n" too
+_EVENT_STREAM = "application/vnd.amazon.eventstream"
+# Bedrock's exception event for a stream that failed after it started (botocore raises it as an
+# EventStreamError with this code; "retry your request").
+_STREAM_EXCEPTION = "modelStreamErrorException"
+
+
+class ChunkTransform(Protocol):
+    """Rewrites a stream on its way to the client (the usage-chunk filter, a translator)."""
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def close(self) -> bytes: ...
 
 
 async def relay(
@@ -43,19 +59,21 @@ async def relay(
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return
     sse = response.headers.get("content-type", "").startswith("text/event-stream")
-    await _relay_stream(ex, response, provider, hide_usage and status < 400, sse, deadline, receive, send)
+    transform = _UsageChunkFilter(ex) if hide_usage and status < 400 else None
+    await relay_stream(ex, response, provider, transform, sse, deadline, receive, send)
 
 
-async def _relay_stream(
+async def relay_stream(
     ex: Exchange,
     response: httpx.Response,
     provider: str,
-    hide_usage: bool,
+    transform: ChunkTransform | None,
     sse: bool,
     deadline: float,
     receive: Receive,
     send: Send,
 ) -> None:
+    """Stream the body to the client (through ``transform``), ending it cleanly on upstream errors and disconnects."""
     # uvicorn drops sends after a disconnect silently, so watch receive() and cancel ourselves.
     task = asyncio.current_task()
     assert task is not None
@@ -69,26 +87,28 @@ async def _relay_stream(
             task.cancel()
 
     watcher = asyncio.get_running_loop().create_task(watch_disconnect())
-    splitter = _UsageChunkFilter(ex) if hide_usage else None
+    chunk = b""
+    # An event-stream exception message may only follow a whole message: track where messages end.
+    frames = FrameBoundary() if transform is None and _content_type(response).startswith(_EVENT_STREAM) else None
     try:
         try:
             async for chunk in iter_body(response, provider=provider):
-                if splitter is not None:
-                    chunk = splitter.feed(chunk)
+                if transform is not None:
+                    chunk = transform.feed(chunk)
                     if not chunk:
                         continue
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if frames is not None:
+                    frames.feed(chunk)
                 if time.perf_counter() > deadline:
                     raise UpstreamTimeout(f"provider {provider!r} exceeded its total timeout", provider=provider)
-            tail = splitter.close() if splitter is not None else b""
+            tail = transform.close() if transform is not None else b""
             state["done"] = True
             await send({"type": "http.response.body", "body": tail, "more_body": False})
         except UpstreamError as exc:
             error_type = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_disconnected"
             ex.fail("upstream_error", error_type, str(exc))
-            # The status is gone already: on SSE tell the client in-band, the way OpenAI reports stream
-            # errors; other framings just end (their clients see a stream without its last event).
-            event = b"data: " + error_json(str(exc), error_type, code=error_type) + b"\n\n" if sse else b""
+            event = _final_error(response, sse, transform is not None, chunk, frames, str(exc), error_type)
             state["done"] = True
             await send({"type": "http.response.body", "body": event, "more_body": False})
     except asyncio.CancelledError:
@@ -99,6 +119,40 @@ async def _relay_stream(
     finally:
         state["done"] = True
         watcher.cancel()
+
+
+def _content_type(response: httpx.Response) -> str:
+    return str(response.headers.get("content-type", ""))
+
+
+def _final_error(
+    response: httpx.Response,
+    sse: bool,
+    transformed: bool,
+    last: bytes,
+    frames: FrameBoundary | None,
+    message: str,
+    error_type: str,
+) -> bytes:
+    """The stream's last bytes when the gateway cuts it: the status is gone already, so the failure is
+    said in-band, each framing the way its provider does: an SSE ``data: {"error": ...}`` event (as
+    OpenAI), an NDJSON ``{"error": ...}`` line (as Ollama), an event-stream exception message (as
+    Bedrock; only after a whole message). Anything else just ends."""
+    if sse:
+        return b"data: " + error_json(message, error_type, code=error_type) + b"\n\n"
+    if transformed:
+        return b""
+    if _content_type(response).startswith("application/x-ndjson"):
+        # A line cut short is ended first, so the error stands on a line of its own.
+        return (b"" if not last or last.endswith(b"\n") else b"\n") + msgspec.json.encode({"error": message}) + b"\n"
+    if frames is not None and frames.at_boundary:
+        headers = {
+            ":message-type": "exception",
+            ":exception-type": _STREAM_EXCEPTION,
+            ":content-type": "application/json",
+        }
+        return encode_message(headers, msgspec.json.encode({"message": message}))
+    return b""
 
 
 async def upstream_error_body(response: httpx.Response, provider: str, limit: int = 65536) -> bytes:
@@ -127,6 +181,8 @@ class _UsageChunkFilter:
         self._splitter = SSEEventSplitter()
 
     def feed(self, chunk: bytes) -> bytes:
+        if b'"usage"' not in chunk and not self._splitter.pending and chunk.endswith(_EVENT_ENDS):
+            return chunk  # whole events, none of them the usage one: as is, without splitting
         events = self._splitter.feed(chunk)
         kept = []
         for event in events:

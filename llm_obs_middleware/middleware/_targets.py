@@ -10,6 +10,7 @@ from ..balancing import DeploymentState, KeyPool, KeyState
 from ..config import Config, ProviderConfig
 from ..providers.base import ProviderAdapter
 from ..providers.registry import PROVIDER_NAMES, adapter_for_kind
+from ..translation import UnsupportedRule
 
 __all__ = ["AliasRoute", "ProviderTarget", "Routes", "build_routes"]
 
@@ -39,6 +40,7 @@ class ProviderTarget:
         self.config = config
         self.kind = config.kind
         self.adapter: ProviderAdapter = adapter_for_kind(config.kind)
+        self.adapter.prepare(name, config)  # credentials are checked at start-up, not on the first request
         self.gen_ai_name = PROVIDER_NAMES[config.kind]
         self.base_url = config.base_url.rstrip("/")
         url = urlsplit(self.base_url)
@@ -64,13 +66,22 @@ class ProviderTarget:
 class AliasRoute:
     """A model alias: its deployments, how to pick among them, and what to fall back to."""
 
-    __slots__ = ("alias", "cum_weights", "deployments", "fallbacks", "strategy")
+    __slots__ = ("alias", "cum_weights", "deployments", "fallbacks", "strategy", "unsupported")
 
-    def __init__(self, alias: str, deployments: list[DeploymentState], strategy: str, fallbacks: list[str]) -> None:
+    def __init__(
+        self,
+        alias: str,
+        deployments: list[DeploymentState],
+        strategy: str,
+        fallbacks: list[str],
+        unsupported: UnsupportedRule = "drop",
+    ) -> None:
         self.alias = alias
         self.deployments = deployments
         self.strategy = strategy
         self.fallbacks = fallbacks
+        self.unsupported = unsupported
+        """What translation does with a parameter the provider lacks: ``drop`` or ``error``."""
         total = 0.0
         self.cum_weights: list[float] = []
         for deployment in deployments:
@@ -94,7 +105,9 @@ class Routes:
                 )
                 for target in route.targets()
             ]
-            self.aliases[alias] = AliasRoute(alias, deployments, route.strategy, list(route.fallbacks))
+            unsupported = route.unsupported_params or config.routing.unsupported_params
+            self.aliases[alias] = AliasRoute(alias, deployments, route.strategy, list(route.fallbacks), unsupported)
+        self.unsupported: UnsupportedRule = config.routing.unsupported_params
         self.default = self.providers[config.default_provider] if config.default_provider else None
         self._native: dict[tuple[str, str], DeploymentState] = {}
         self._default_routes: dict[str, AliasRoute] = {}
@@ -107,7 +120,13 @@ class Routes:
             if len(self._native) >= _MAX_NATIVE_DEPLOYMENTS:
                 self._native.pop(next(iter(self._native)))
             deployment = self._native[key] = DeploymentState(f"{provider.name}/{model}", provider, model, 1.0)
-        return AliasRoute(model, [deployment], "weighted", [])
+        return AliasRoute(model, [deployment], "weighted", [], self.unsupported)
+
+    def provider_model(self, model: str) -> AliasRoute | None:
+        """The route of ``{provider}/{model}``, when the first segment names a configured provider."""
+        name, _, rest = model.partition("/")
+        provider = self.providers.get(name) if rest else None
+        return self.native(provider, rest) if provider is not None else None
 
     def for_default(self, model: str) -> AliasRoute | None:
         """The route of a model not in ``models`` when a default provider is configured."""
@@ -118,7 +137,8 @@ class Routes:
             if len(self._default_routes) >= _MAX_NATIVE_DEPLOYMENTS:
                 self._default_routes.pop(next(iter(self._default_routes)))
             deployment = DeploymentState(f"{self.default.name}/{model}", self.default, model, 1.0)
-            route = self._default_routes[model] = AliasRoute(model, [deployment], "weighted", [])
+            route = AliasRoute(model, [deployment], "weighted", [], self.unsupported)
+            self._default_routes[model] = route
         return route
 
     def all_deployments(self) -> list[DeploymentState]:

@@ -77,7 +77,11 @@ class AccountingMiddleware:
                 if message["type"] == "http.response.start":
                     status = message["status"]
                     streamed = False
-                    for name, value in message.get("headers", ()):
+                    headers = message.get("headers", ())
+                    # Kept by reference for the adapter's observer and the record (error type, request id).
+                    exchange.response_headers = headers
+                    exchange.header_extras = adapter.response_header_extras
+                    for name, value in headers:
                         if name == b"content-type":
                             streamed = adapter.is_stream(value)
                             break

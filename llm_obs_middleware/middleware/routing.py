@@ -10,38 +10,26 @@ from typing import Any
 import httpx
 import msgspec
 
-from .._asgi import BodyTooLarge, ClientGone, error_json, get_header, read_body, route_path, send_json
+from .._asgi import error_json, get_header, route_path, send_json
 from ..balancing import DeploymentState, KeyPool, KeyState, backoff_delay, is_retryable_status, order_deployments
 from ..config import Config
 from ..errors import UpstreamError, UpstreamTimeout
+from ..providers.base import PreparedBody
 from ..providers.registry import RequestMatch, match_request, native_provider
 from ..schema import Attempt
 from ..state import Exchange, get_exchange
+from ..translation import ClientRequest
 from ..types import ASGIApp, Receive, Scope, Send
-from ..upstream import HOP_BY_HOP, build_client, send_upstream
+from ..upstream import build_client, send_upstream, upstream_request
 from ._failure import Failure, send_failure
+from ._passthrough import NOT_FORWARDED, proxy
 from ._relay import relay, upstream_error_body
 from ._request import load_request
-from ._targets import AliasRoute, ProviderTarget, Routes
+from ._targets import AliasRoute, Routes
+from ._translated import Translation, Untranslatable, relay_translated, translate_request
 
 __all__ = ["RouterMiddleware"]
 
-# Client headers never forwarded: credentials meant for us, hop-by-hop, and ones we set ourselves.
-_NOT_FORWARDED = HOP_BY_HOP | {
-    b"host",
-    b"content-length",
-    b"authorization",
-    b"api-key",
-    b"x-api-key",
-    b"x-goog-api-key",
-    b"cookie",
-    b"accept-encoding",
-    b"traceparent",
-    b"tracestate",
-    b"x-llm-obs-provider",
-    b"x-llm-obs-no-fallbacks",
-    b"x-llm-obs-timeout",
-}
 _CONSECUTIVE_FAILURES_TO_COOL = 3
 _encode = msgspec.json.Encoder().encode
 
@@ -73,7 +61,7 @@ class RouterMiddleware:
         self.max_request_bytes = config.max_request_bytes
         self.capture_content = config.capture_content
         self.policy = config.routing
-        self.client = client or build_client()
+        self.client = client or build_client(transport_name=config.upstream_transport)
         self.rng = rng or random.Random()
         self.routes = Routes(config)
         self.providers = self.routes.providers
@@ -104,7 +92,8 @@ class RouterMiddleware:
         if matched is None:
             native = native_provider(path, self.provider_kinds)
             if native is not None:  # a provider endpoint we do not observe (e.g. token counting): proxy it
-                await self._proxy(self.providers[native[0]], native[1], scope, receive, send)
+                provider, rest = self.providers[native[0]], native[1]
+                await proxy(self.client, provider, rest, scope, receive, send, self.max_request_bytes, self.rng)
             elif scope["method"] == "GET" and path in ("/v1/models", "/models"):
                 await send_json(send, 200, self.models_body)
             elif prefix:
@@ -166,6 +155,9 @@ class RouterMiddleware:
             route = self.routes.aliases.get(model)
             ex.rule = model
             if route is None:
+                route = self.routes.provider_model(model)  # "anthropic/claude-sonnet-4-5"
+                ex.rule = "provider_model"
+            if route is None:
                 route = self.routes.for_default(model)
                 ex.rule = "default_provider"
             if route is None:
@@ -179,7 +171,9 @@ class RouterMiddleware:
                 chain += [self.routes.aliases[name] for name in route.fallbacks]
         if force is not None:
             chain = [
-                AliasRoute(r.alias, [d for d in r.deployments if d.provider.name == force], r.strategy, [])
+                AliasRoute(
+                    r.alias, [d for d in r.deployments if d.provider.name == force], r.strategy, [], r.unsupported
+                )
                 for r in chain
             ]
             if not any(r.deployments for r in chain):
@@ -214,13 +208,14 @@ class RouterMiddleware:
         receive: Receive,
         send: Send,
     ) -> None:
-        base_headers = [(k, v) for k, v in scope["headers"] if k not in _NOT_FORWARDED]
+        base_headers = [(k, v) for k, v in scope["headers"] if k not in NOT_FORWARDED]
         base_headers.append((b"traceparent", f"00-{ex.trace_id}-{ex.span_id}-{ex.trace_flags}".encode()))
         if ex.tracestate:
             base_headers.append((b"tracestate", ex.tracestate.encode()))
         query = scope.get("query_string") or b""
         last: Failure | None = None
         policy = self.policy
+        decoded: dict[str, ClientRequest] = {}  # the client's request as translators read it, decoded once
         for fallback_index, route in enumerate(chain):
             order = order_deployments(route.deployments, route.strategy, self.rng, cum_weights=route.cum_weights)
             failed_keys: list[KeyState] = []
@@ -237,22 +232,35 @@ class RouterMiddleware:
                 elif retry:
                     await asyncio.sleep(backoff_delay(retry - 1, policy.backoff_base_s, policy.backoff_cap_s, self.rng))
                 deployment, key = pick
+                translation = None
                 if matched.provider is None and not deployment.provider.adapter.openai_compatible:
-                    ex.attempts.append(
-                        self._attempt_record(
-                            ex,
-                            deployment,
-                            key,
-                            fallback_index,
-                            time.perf_counter(),
-                            error_type="unsupported_translation",
-                        )
+                    target = deployment.provider
+                    planned = translate_request(
+                        ex, target.kind, target.adapter, deployment.model, route.unsupported, decoded
                     )
-                    order.remove(deployment)
-                    last = last or Failure(None, [], b"", None)
-                    continue
+                    if isinstance(planned, Untranslatable):  # this deployment cannot serve the request
+                        started = time.perf_counter()
+                        record = self._attempt_record(
+                            ex, deployment, key, fallback_index, started, error_type=planned.error_type
+                        )
+                        ex.attempts.append(record)
+                        order.remove(deployment)
+                        if planned.failure is not None and (last is None or last.status is None):
+                            last = planned.failure  # the reason it cannot, unless a provider answered already
+                        continue
+                    translation = planned
                 outcome = await self._try(
-                    ex, matched, deployment, key, fallback_index, base_headers, query, deadline, receive, send
+                    ex,
+                    matched,
+                    deployment,
+                    key,
+                    fallback_index,
+                    base_headers,
+                    query,
+                    deadline,
+                    translation,
+                    receive,
+                    send,
                 )
                 if outcome is None:
                     return  # the response went to the client
@@ -295,6 +303,7 @@ class RouterMiddleware:
         base_headers: list[tuple[bytes, bytes]],
         query: bytes,
         deadline: float | None,
+        translation: Translation | None,
         receive: Receive,
         send: Send,
     ) -> Failure | None:
@@ -303,20 +312,26 @@ class RouterMiddleware:
         adapter = provider.adapter
         endpoint = matched.endpoint
         assert ex.request is not None and ex.body is not None
-        prepared = adapter.prepare_body(endpoint, ex.request, ex.body, deployment.model)
-        if matched.provider is not None:
-            path = adapter.upstream_path(endpoint, matched.path, deployment.model)
-        else:
-            path = endpoint.upstream_path
-        url = provider.base_url + path + ("?" + query.decode("latin-1") if query else "")
         headers = [*base_headers, *provider.headers, *key.headers]
+        if translation is not None:
+            prepared = PreparedBody(translation.upstream.body, False)
+            url = provider.base_url + translation.upstream.path
+            headers += translation.upstream.headers
+        else:
+            prepared = adapter.prepare_body(endpoint, ex.request, ex.body, deployment.model)
+            if matched.provider is not None:
+                path = adapter.upstream_path(endpoint, matched.path, deployment.model)
+            else:
+                path = endpoint.upstream_path
+            url = provider.base_url + path + ("?" + query.decode("latin-1") if query else "")
         timeout = provider.timeout
         if deadline is not None:
             remaining = max(0.001, deadline - time.perf_counter())
             timeout = httpx.Timeout(
                 connect=min(timeout.connect or remaining, remaining), read=remaining, write=remaining, pool=remaining
             )
-        request = self.client.build_request(ex.method, url, headers=headers, content=prepared.body, timeout=timeout)
+        api = translation.endpoint.api if translation is not None else None
+        request = upstream_request(self.client, ex.method, url, headers=headers, content=prepared.body, timeout=timeout)
         adapter.sign(request, provider.config)
         started = time.perf_counter()
         deployment.in_flight += 1
@@ -332,7 +347,7 @@ class RouterMiddleware:
             except UpstreamError as exc:
                 error_type = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
                 ex.attempts.append(
-                    self._attempt_record(ex, deployment, key, fallback_index, started, error_type=error_type)
+                    self._attempt_record(ex, deployment, key, fallback_index, started, error_type=error_type, api=api)
                 )
                 self._deployment_failed(deployment, None)
                 key.failures += 1
@@ -341,28 +356,46 @@ class RouterMiddleware:
             if is_retryable_status(status) or status in (401, 403):
                 body = await upstream_error_body(response, provider.name)
                 await response.aclose()
-                ex.attempts.append(
-                    self._attempt_record(
-                        ex, deployment, key, fallback_index, started, status=status, error_type=f"http_{status}"
-                    )
+                error_type = f"http_{status}"
+                record = self._attempt_record(
+                    ex, deployment, key, fallback_index, started, status=status, error_type=error_type, api=api
                 )
-                self._key_failed(provider.pool, key, status, response.headers.get("retry-after"))
+                ex.attempts.append(record)
+                # Gemini says when to retry in the body (RetryInfo) rather than in a header.
+                retry_after = response.headers.get("retry-after") or adapter.retry_after(status, body)
+                self._key_failed(provider.pool, key, status, retry_after)
                 if status >= 500:
                     self._deployment_failed(deployment, None)
+                if translation is not None:
+                    error = translation.translator.error(status, body, response.headers, retry_after)
+                    return Failure(error.status, error.headers, error.body)
                 return Failure(status, list(response.headers.raw), body)
-            self._commit(ex, deployment, key, fallback_index, started, status)
+            ex.attempts.append(self._commit(ex, deployment, key, fallback_index, started, status, api))
             total_deadline = started + provider.total_timeout
+            relay_deadline = min(total_deadline, deadline) if deadline is not None else total_deadline
             try:
-                await relay(
-                    ex,
-                    response,
-                    provider=provider.name,
-                    streamed=adapter.is_stream(response.headers.get("content-type", "").encode("latin-1")),
-                    hide_usage=prepared.hide_usage_chunk,
-                    deadline=min(total_deadline, deadline) if deadline is not None else total_deadline,
-                    receive=receive,
-                    send=send,
-                )
+                if translation is not None:
+                    await relay_translated(
+                        ex,
+                        response,
+                        translation=translation,
+                        adapter=adapter,
+                        provider=provider.name,
+                        deadline=relay_deadline,
+                        receive=receive,
+                        send=send,
+                    )
+                else:
+                    await relay(
+                        ex,
+                        response,
+                        provider=provider.name,
+                        streamed=adapter.is_stream(response.headers.get("content-type", "").encode("latin-1")),
+                        hide_usage=prepared.hide_usage_chunk,
+                        deadline=relay_deadline,
+                        receive=receive,
+                        send=send,
+                    )
             finally:
                 await response.aclose()
             first = ex.first_token_ns or ex.first_byte_ns
@@ -375,8 +408,16 @@ class RouterMiddleware:
             key.in_flight -= 1
 
     def _commit(
-        self, ex: Exchange, deployment: DeploymentState, key: KeyState, fallback_index: int, started: float, status: int
-    ) -> None:
+        self,
+        ex: Exchange,
+        deployment: DeploymentState,
+        key: KeyState,
+        fallback_index: int,
+        started: float,
+        status: int,
+        api: str | None,
+    ) -> Attempt:
+        """The attempt that answers the client: the exchange now names its provider and model."""
         provider = deployment.provider
         ex.provider = provider.gen_ai_name
         ex.provider_kind = provider.kind
@@ -384,7 +425,7 @@ class RouterMiddleware:
         ex.served_model = deployment.model
         ex.server_address = provider.host
         ex.server_port = provider.port
-        ex.attempts.append(self._attempt_record(ex, deployment, key, fallback_index, started, status=status))
+        return self._attempt_record(ex, deployment, key, fallback_index, started, status=status, api=api)
 
     @staticmethod
     def _attempt_record(
@@ -396,8 +437,10 @@ class RouterMiddleware:
         *,
         status: int | None = None,
         error_type: str | None = None,
+        api: str | None = None,
     ) -> Attempt:
         return Attempt(
+            api=api,
             provider=deployment.provider.name,
             model=deployment.model,
             key_id=key.name,
@@ -423,49 +466,6 @@ class RouterMiddleware:
         recent = list(deployment.outcomes)[-_CONSECUTIVE_FAILURES_TO_COOL:]
         if len(recent) == _CONSECUTIVE_FAILURES_TO_COOL and not any(recent):
             deployment.cooldown_until = time.monotonic() + self.policy.cooldown_s
-
-    async def _proxy(self, provider: ProviderTarget, path: str, scope: Scope, receive: Receive, send: Send) -> None:
-        """Forward a provider endpoint we do not observe, credentials replaced, nothing recorded."""
-        exchange = get_exchange(scope)
-        try:
-            body = await read_body(receive, self.max_request_bytes)
-        except BodyTooLarge:
-            message = f"request body exceeds the limit of {self.max_request_bytes} bytes"
-            await send_json(send, 413, error_json(message, "invalid_request_error", code="request_too_large"))
-            return
-        except ClientGone:
-            return
-        key = provider.pool.pick(time.monotonic(), self.rng) or provider.pool.keys[0]
-        headers = [(k, v) for k, v in scope["headers"] if k not in _NOT_FORWARDED]
-        headers.extend(provider.headers)
-        headers.extend(key.headers)
-        url = provider.base_url + path
-        if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode("latin-1")
-        request = self.client.build_request(
-            scope["method"], url, headers=headers, content=body, timeout=provider.timeout
-        )
-        provider.adapter.sign(request, provider.config)
-        try:
-            response = await send_upstream(self.client, request, provider=provider.name)
-        except UpstreamError as exc:
-            error_type = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
-            await send_json(send, 504 if error_type == "upstream_timeout" else 502, error_json(str(exc), error_type))
-            return
-        try:
-            content_type = response.headers.get("content-type", "").encode("latin-1")
-            await relay(
-                exchange,
-                response,
-                provider=provider.name,
-                streamed=provider.adapter.is_stream(content_type),
-                hide_usage=False,
-                deadline=time.perf_counter() + provider.total_timeout,
-                receive=receive,
-                send=send,
-            )
-        finally:
-            await response.aclose()
 
 
 def _retry_after_seconds(value: str | None) -> float | None:

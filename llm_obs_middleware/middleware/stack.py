@@ -42,6 +42,7 @@ class LLMObservability:
         span_exporter: export spans here instead (tests: ``InMemorySpanExporter``).
         price_source: prices records (default: genai-prices data).
         exporters: prebuilt pipeline and sinks (the gateway shares them with its routes).
+        server_spans: export an HTTP SERVER span above each LLM span (built from the record, like it).
     """
 
     def __init__(
@@ -55,9 +56,10 @@ class LLMObservability:
         span_exporter: SpanExporter | None = None,
         price_source: PriceSource | None = None,
         exporters: Exporters | None = None,
+        server_spans: bool = False,
     ) -> None:
         self.config = config
-        self.client = client or build_client()
+        self.client = client or build_client(transport_name=config.upstream_transport)
         self._owns_client = client is None
         self.exporters = exporters or build_exporters(
             config,
@@ -73,7 +75,7 @@ class LLMObservability:
         inner = AccountingMiddleware(inner, config=config)
         # Governance (budgets, virtual keys) will sit here, between export and accounting.
         inner = ExportMiddleware(inner, pipeline=self.exporters.pipeline)
-        self.app: ASGIApp = TraceContextMiddleware(inner, config=config)
+        self.app: ASGIApp = TraceContextMiddleware(inner, config=config, server_spans=server_spans)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan" and self._owns_client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from urllib.parse import unquote
 
@@ -60,12 +61,20 @@ class TraceContextMiddleware:
         app: the ASGI app to wrap.
         config: the stack config (its ``trace_context`` block is used).
         trace_context: options, when used without a full ``Config``.
+        server_spans: give each request a SERVER span id, so the exporter adds an HTTP SERVER span
+            between the caller's span and the LLM span (the gateway does, when no such span is active).
     """
 
     def __init__(
-        self, app: ASGIApp, *, config: Config | None = None, trace_context: TraceContextConfig | None = None
+        self,
+        app: ASGIApp,
+        *,
+        config: Config | None = None,
+        trace_context: TraceContextConfig | None = None,
+        server_spans: bool = False,
     ) -> None:
         self.app = app
+        self.server_spans = server_spans
         options = trace_context or (config.trace_context if config else TraceContextConfig())
         self.echo = options.echo_headers
         self.session_header = options.session_header.lower().encode()
@@ -98,10 +107,13 @@ class TraceContextMiddleware:
             exchange.trace_id = format(server_span.trace_id, "032x")
             exchange.parent_span_id = format(server_span.span_id, "016x")
             exchange.trace_flags = format(server_span.trace_flags, "02x")
-        elif traceparent is not None and (parsed := parse_traceparent(traceparent)) is not None:
-            exchange.trace_id, exchange.parent_span_id, exchange.trace_flags = parsed
-            if tracestate:
-                exchange.tracestate = tracestate.decode("latin-1")
+        else:
+            if traceparent is not None and (parsed := parse_traceparent(traceparent)) is not None:
+                exchange.trace_id, exchange.parent_span_id, exchange.trace_flags = parsed
+                if tracestate:
+                    exchange.tracestate = tracestate.decode("latin-1")
+            if self.server_spans:
+                exchange.server_span_id = os.urandom(8).hex()
         if not self.echo:
             await self.app(scope, receive, send)
             return

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .._sse import SSEParser
-from ..schema import NormalizedResponse, ToolCall, Usage
+from ..schema import ExtraValue, NormalizedResponse, ToolCall, Usage
 from ._anthropic_wire import AnthropicUsage, ErrorEnvelope, MessagesResponse, StreamEvent
 from ._buffered import BufferedBody
 from .base import normalize_finish_reason
@@ -79,6 +79,13 @@ def anthropic_usage(usage: AnthropicUsage | None) -> Usage | None:
     )
 
 
+def _extra(usage: AnthropicUsage | None) -> dict[str, ExtraValue]:
+    """Vendor extras of a message: the tier that served it (``standard``, ``priority``, ``batch``)."""
+    if usage is None or usage.service_tier is None:
+        return {}
+    return {"anthropic.service_tier": usage.service_tier}
+
+
 def _merge(old: AnthropicUsage | None, new: AnthropicUsage) -> AnthropicUsage:
     """``message_delta.usage`` over ``message_start.usage``: the fields it reports win."""
     if old is None:
@@ -132,6 +139,7 @@ class MessagesJSONObserver(BufferedBody):
             tool_calls=tool_calls,
             output_text="".join(texts) if texts else None,
             output_chars=chars,
+            extra=_extra(message.usage),
         )
 
 
@@ -295,6 +303,7 @@ class MessagesStreamObserver:
             error_message=message,
             events=self._events,
             output_chars=self._chars,
+            extra=_extra(self._usage),
         )
 
 

@@ -11,6 +11,7 @@ __all__ = [
     "AnthropicUsage",
     "CapturedMessage",
     "ErrorEnvelope",
+    "ImageSource",
     "MessagesRequest",
     "MessagesResponse",
     "StreamEvent",
@@ -45,6 +46,17 @@ class MessagesRequest(msgspec.Struct):
     tools: list[msgspec.Raw] | None = None
     tool_choice: _ToolChoice | None = None
     metadata: _Metadata | None = None
+    service_tier: str | None = None
+
+
+class ImageSource(msgspec.Struct):
+    """``source`` of an ``image`` block: ``base64`` (``media_type``, ``data``), ``url`` or ``file``."""
+
+    type: str = ""
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+    file_id: str | None = None
 
 
 class _CapturedBlock(msgspec.Struct):
@@ -54,7 +66,14 @@ class _CapturedBlock(msgspec.Struct):
     name: str | None = None
     input: msgspec.Raw = msgspec.Raw()
     tool_use_id: str | None = None
-    content: str | list[TextPart] | None = None
+    content: str | list[_ResultBlock] | None = None
+    source: ImageSource | None = None
+
+
+class _ResultBlock(TextPart):
+    """A block of a ``tool_result``: text, or an image."""
+
+    source: ImageSource | None = None
 
 
 class CapturedMessage(msgspec.Struct):
@@ -80,6 +99,7 @@ class AnthropicUsage(msgspec.Struct):
     cache_read_input_tokens: int | None = None
     cache_creation: _CacheCreation | None = None
     output_tokens_details: _OutputDetails | None = None
+    service_tier: str | None = None
 
 
 class _Block(msgspec.Struct):

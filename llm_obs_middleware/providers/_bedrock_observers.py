@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .._eventstream import EventStreamDecoder, EventStreamMessage
-from ..schema import NormalizedResponse, ToolCall, Usage
-from ._bedrock_wire import ConverseResponse, ErrorBody, StreamEvent, TokenUsage, compact_json
+from ..schema import ExtraValue, NormalizedResponse, ToolCall, Usage
+from ._bedrock_wire import ConverseResponse, ErrorBody, Metrics, StreamEvent, TokenUsage, compact_json
 from ._buffered import BufferedBody
 from .base import normalize_finish_reason
 
@@ -25,6 +25,7 @@ __all__ = [
     "ConverseStreamObserver",
     "ErrorObserver",
     "converse_usage",
+    "error_type_name",
     "finish_reason",
 ]
 
@@ -39,8 +40,8 @@ _STOP_REASONS = {
     "content_filtered": "content_filter",
     "model_context_window_exceeded": "length",
 }
-# Error type by status when the body does not name it (it is normally only in x-amzn-errortype, a
-# header observers do not see). 429 may also be ModelNotReadyException, 400 ServiceQuotaExceededException.
+# Error type by status when neither the body nor the x-amzn-errortype header names it. 429 may also
+# be ModelNotReadyException, 400 ServiceQuotaExceededException.
 _STATUS_ERRORS = {
     400: "ValidationException",
     403: "AccessDeniedException",
@@ -79,6 +80,18 @@ def converse_usage(usage: TokenUsage | None) -> Usage | None:
         cache_write_tokens=write,
         cache_write_1h_tokens=None if details is None else sum(d.input_tokens for d in details if d.ttl == "1h"),
     )
+
+
+def _extra(metrics: Metrics | None) -> dict[str, ExtraValue]:
+    """``bedrock.latency_ms``: the model's own processing time as Bedrock reports it."""
+    if metrics is None or metrics.latency_ms is None:
+        return {}
+    return {"bedrock.latency_ms": metrics.latency_ms}
+
+
+def error_type_name(named: str) -> str | None:
+    """``com.amazon.coral.service#ThrottlingException:http://...`` -> ``ThrottlingException``."""
+    return named.rpartition("#")[2].partition(":")[0] or None
 
 
 class ConverseJSONObserver(BufferedBody):
@@ -126,6 +139,7 @@ class ConverseJSONObserver(BufferedBody):
             tool_calls=tool_calls,
             output_text="".join(texts) if texts else None,
             output_chars=chars,
+            extra=_extra(response.metrics),
         )
 
 
@@ -147,6 +161,7 @@ class ConverseStreamObserver:
         "_exchange",
         "_invalid",
         "_metadata",
+        "_metrics",
         "_model",
         "_notes",
         "_stop",
@@ -168,6 +183,7 @@ class ConverseStreamObserver:
         self._stop: str | None = None
         self._usage: TokenUsage | None = None
         self._metadata = False
+        self._metrics: Metrics | None = None
         self._error: tuple[str, str | None] | None = None
         self._invalid: str | None = None
         self._notes: list[str] = []
@@ -236,6 +252,7 @@ class ConverseStreamObserver:
             self._metadata = True
             if event.usage is not None:
                 self._usage = event.usage
+            self._metrics = event.metrics
         return False
 
     def _tool(self, index: int) -> tuple[list[str | None], list[str]]:
@@ -277,6 +294,7 @@ class ConverseStreamObserver:
             error_message=message,
             events=self._events,
             output_chars=self._chars,
+            extra=_extra(self._metrics),
         )
 
 
@@ -288,14 +306,16 @@ def _error_body(body: bytes) -> ErrorBody | None:
 
 
 class ErrorObserver(BufferedBody):
-    """An error answer: ``{"message": ...}``, the type from ``__type``/``code`` or else the status."""
+    """An error answer: ``{"message": ...}``; the type from ``__type``/``code``, else the
+    ``x-amzn-errortype`` header (``header_type``), else the status."""
 
-    __slots__ = ("_model", "_status")
+    __slots__ = ("_header_type", "_model", "_status")
 
-    def __init__(self, model: str | None, status: int) -> None:
+    def __init__(self, model: str | None, status: int, header_type: str | None = None) -> None:
         super().__init__()
         self._model = model
         self._status = status
+        self._header_type = header_type
 
     def finish(self) -> NormalizedResponse:
         error = _error_body(self._body() or b"")
@@ -305,8 +325,9 @@ class ErrorObserver(BufferedBody):
             message = error.message or error.Message
             named = error.type or error.code
             if named:
-                # "com.amazon.coral.service#ThrottlingException:http://..." -> "ThrottlingException"
-                error_type = named.rpartition("#")[2].partition(":")[0] or None
+                error_type = error_type_name(named)
+        if error_type is None and self._header_type:
+            error_type = error_type_name(self._header_type)
         return NormalizedResponse(
             model=self._model,
             completed=False,

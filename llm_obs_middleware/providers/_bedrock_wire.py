@@ -8,10 +8,12 @@ from __future__ import annotations
 import msgspec
 
 __all__ = [
+    "CapturedImage",
     "CapturedMessage",
     "ConverseRequest",
     "ConverseResponse",
     "ErrorBody",
+    "Metrics",
     "StreamEvent",
     "SystemBlock",
     "TokenUsage",
@@ -37,6 +39,10 @@ class _ToolConfig(msgspec.Struct, rename="camel"):
     tool_choice: dict[str, msgspec.Raw] | None = None
 
 
+class PerformanceConfig(msgspec.Struct):
+    latency: str | None = None
+
+
 class ConverseRequest(msgspec.Struct, rename="camel"):
     """The request body; the model is in the URL (``/model/{modelId}/converse``)."""
 
@@ -44,6 +50,7 @@ class ConverseRequest(msgspec.Struct, rename="camel"):
     system: list[msgspec.Raw] | None = None
     inference_config: _InferenceConfig | None = None
     tool_config: _ToolConfig | None = None
+    performance_config: PerformanceConfig | None = None
 
 
 class SystemBlock(msgspec.Struct):
@@ -66,10 +73,28 @@ class _CapturedToolResult(msgspec.Struct, rename="camel"):
     content: list[_ResultContent] = []
 
 
+class _ImageSource(msgspec.Struct, rename="camel"):
+    bytes: str | None = None
+    """Base64 in the JSON wire format."""
+    s3_location: _S3Location | None = None
+
+
+class _S3Location(msgspec.Struct):
+    uri: str | None = None
+
+
+class CapturedImage(msgspec.Struct):
+    """An ``image`` content block: ``format`` (``png``, ``jpeg``, ``gif``, ``webp``) and its source."""
+
+    format: str | None = None
+    source: _ImageSource | None = None
+
+
 class _CapturedBlock(msgspec.Struct, rename="camel"):
     text: str | None = None
     tool_use: _CapturedToolUse | None = None
     tool_result: _CapturedToolResult | None = None
+    image: CapturedImage | None = None
 
 
 class CapturedMessage(msgspec.Struct):
@@ -121,10 +146,15 @@ class _Output(msgspec.Struct):
     message: _Message | None = None
 
 
+class Metrics(msgspec.Struct, rename="camel"):
+    latency_ms: int | None = None
+
+
 class ConverseResponse(msgspec.Struct, rename="camel"):
     output: _Output | None = None
     stop_reason: str | None = None
     usage: TokenUsage | None = None
+    metrics: Metrics | None = None
 
 
 class _ToolUseDelta(msgspec.Struct):
@@ -153,6 +183,7 @@ class StreamEvent(msgspec.Struct, rename="camel"):
     delta: _Delta | None = None
     stop_reason: str | None = None
     usage: TokenUsage | None = None
+    metrics: Metrics | None = None
 
 
 class ErrorBody(msgspec.Struct):

@@ -305,9 +305,14 @@ class ChatErrorObserver(BufferedBody):
 
     def finish(self) -> NormalizedResponse:
         try:
-            message = _decode_error(self._body() or b"").message
+            error: ErrorBody | None = _decode_error(self._body() or b"")
         except msgspec.DecodeError:
-            message = None
+            error = None
         return NormalizedResponse(
-            completed=False, finish_reason="error", error_type=f"http_{self._status}", error_message=message
+            completed=False,
+            finish_reason="error",
+            error_type=f"http_{self._status}",
+            error_message=error.message if error is not None else None,
+            # Cohere names the failed request only in the error body (no request id header).
+            extra={"cohere.request_id": error.id} if error is not None and error.id else {},
         )

@@ -38,12 +38,17 @@ class ChatRequest(msgspec.Struct):
     response_format: _ResponseFormat | None = None
 
 
+class _ImageUrl(msgspec.Struct):
+    url: str | None = None
+
+
 class _Part(msgspec.Struct):
     """A content part of a request message (``text``, ``image_url``, ``document``, ``thinking``)."""
 
     type: str = ""
     text: str | None = None
     document: msgspec.Raw = msgspec.Raw()
+    image_url: _ImageUrl | None = None
 
 
 class _Function(msgspec.Struct):
@@ -121,3 +126,4 @@ class ErrorBody(msgspec.Struct):
     """Cohere error bodies carry a message (and a request id), no error type."""
 
     message: str | None = None
+    id: str | None = None

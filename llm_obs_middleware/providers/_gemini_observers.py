@@ -13,9 +13,17 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .._sse import SSEParser
-from ..schema import NormalizedResponse, ToolCall, Usage
+from ..schema import ExtraValue, NormalizedResponse, ToolCall, Usage
 from ._buffered import BufferedBody
-from ._gemini_wire import EmbedResponse, ErrorEnvelope, GenerateResponse, ModalityCount, UsageMetadata
+from ._gemini_wire import (
+    EmbedResponse,
+    ErrorEnvelope,
+    GenerateResponse,
+    ModalityCount,
+    SafetyRating,
+    Status,
+    UsageMetadata,
+)
 
 if TYPE_CHECKING:
     from ..state import Exchange
@@ -25,8 +33,10 @@ __all__ = [
     "ErrorObserver",
     "GenerateJSONObserver",
     "GenerateStreamObserver",
+    "error_status",
     "finish_reason",
     "gemini_usage",
+    "retry_delay",
 ]
 
 _decode_response = msgspec.json.Decoder(GenerateResponse).decode
@@ -96,6 +106,7 @@ class _Accumulator:
         "parse_errors",
         "problem",
         "reasons",
+        "safety",
         "texts",
         "tools",
         "usage",
@@ -107,6 +118,7 @@ class _Accumulator:
         self.model: str | None = None
         self.usage: UsageMetadata | None = None
         self.reasons: dict[int, str] = {}
+        self.safety: dict[int, list[SafetyRating]] = {}
         self.blocked: str | None = None
         self.tools: list[ToolCall] = []
         self.texts: list[str] = []
@@ -133,6 +145,8 @@ class _Accumulator:
         for candidate in response.candidates:
             if candidate.finish_reason:
                 self.reasons[candidate.index] = candidate.finish_reason
+            if candidate.safety_ratings:
+                self.safety[candidate.index] = candidate.safety_ratings  # the latest ratings win
             content = candidate.content
             for part in content.parts if content is not None else ():
                 if part.text:
@@ -183,7 +197,19 @@ class _Accumulator:
             error_message=message,
             events=events,
             output_chars=self.chars,
+            extra=self._extra(),
         )
+
+    def _extra(self) -> dict[str, ExtraValue]:
+        """``gemini.safety_ratings``: ``CATEGORY:PROBABILITY`` (``:BLOCKED`` when it blocked) per rating."""
+        if not self.safety:
+            return {}
+        ratings = [
+            f"{rating.category}:{rating.probability}" + (":BLOCKED" if rating.blocked else "")
+            for index in sorted(self.safety)
+            for rating in self.safety[index]
+        ]
+        return {"gemini.safety_ratings": ratings}
 
 
 class GenerateJSONObserver(BufferedBody):
@@ -282,22 +308,33 @@ class ErrorObserver(BufferedBody):
         self.retry_after_s: float | None = None
 
     def finish(self) -> NormalizedResponse:
-        body = self._body() or b""
         error_type, message = f"http_{self._status}", None
-        try:
-            envelope = _decode_error(body)
-        except msgspec.DecodeError:
-            envelope = None
-        if isinstance(envelope, list):  # a streamGenerateContent error without alt=sse: [{"error": ...}]
-            envelope = envelope[0] if envelope else None
-        error = envelope.error if envelope is not None else None
+        error = error_status(self._body() or b"")
         if error is not None:
             error_type = error.status or error_type
             message = error.message
-            for detail in error.details:
-                if detail.type == "type.googleapis.com/google.rpc.RetryInfo" and detail.retryDelay:
-                    self.retry_after_s = _seconds(detail.retryDelay)
+            self.retry_after_s = retry_delay(error)
         return NormalizedResponse(completed=False, finish_reason="error", error_type=error_type, error_message=message)
+
+
+def error_status(body: bytes) -> Status | None:
+    """The ``google.rpc.Status`` of an error body (``{"error": ...}``, or ``[{"error": ...}]`` from a
+    ``streamGenerateContent`` without ``alt=sse``), if any."""
+    try:
+        envelope = _decode_error(body)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(envelope, list):
+        envelope = envelope[0] if envelope else None
+    return envelope.error if envelope is not None else None
+
+
+def retry_delay(error: Status) -> float | None:
+    """Seconds of the error's ``google.rpc.RetryInfo.retryDelay``, if it has one."""
+    for detail in error.details:
+        if detail.type == "type.googleapis.com/google.rpc.RetryInfo" and detail.retryDelay:
+            return _seconds(detail.retryDelay)
+    return None
 
 
 def _seconds(duration: str) -> float | None:

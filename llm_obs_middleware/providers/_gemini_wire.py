@@ -14,6 +14,7 @@ import msgspec
 
 __all__ = [
     "BatchEmbedRequest",
+    "Blob",
     "CapturedContent",
     "EmbedRequest",
     "EmbedResponse",
@@ -21,6 +22,7 @@ __all__ = [
     "GenerateRequest",
     "GenerateResponse",
     "GenerationConfig",
+    "SafetyRating",
     "UsageMetadata",
     "first",
 ]
@@ -100,9 +102,23 @@ class _CapturedResult(msgspec.Struct):
     id: str | None = None
 
 
+class Blob(msgspec.Struct):
+    """``inlineData`` (base64 ``data``) or ``fileData`` (``fileUri``), either spelling."""
+
+    mimeType: str | None = None
+    mime_type: str | None = None
+    data: str | None = None
+    fileUri: str | None = None
+    file_uri: str | None = None
+
+
 class _CapturedPart(msgspec.Struct):
     text: str | None = None
     thought: bool | None = None
+    inlineData: Blob | None = None
+    inline_data: Blob | None = None
+    fileData: Blob | None = None
+    file_data: Blob | None = None
     functionCall: _CapturedCall | None = None
     function_call: _CapturedCall | None = None
     functionResponse: _CapturedResult | None = None
@@ -133,10 +149,17 @@ class _Content(msgspec.Struct):
     parts: list[Part] = []
 
 
+class SafetyRating(msgspec.Struct):
+    category: str | None = None
+    probability: str | None = None
+    blocked: bool = False
+
+
 class Candidate(msgspec.Struct, rename="camel"):
     content: _Content | None = None
     finish_reason: str | None = None
     index: int = 0
+    safety_ratings: list[SafetyRating] = []
 
 
 class ModalityCount(msgspec.Struct, rename="camel"):

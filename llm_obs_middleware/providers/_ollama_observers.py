@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .._ndjson import NDJSONSplitter
-from ..schema import NormalizedResponse, ToolCall, Usage
+from ..schema import ExtraValue, NormalizedResponse, ToolCall, Usage
 from ._buffered import BufferedBody
 from ._ollama_wire import EmbedResponse, ErrorEnvelope, Reply
 from .base import normalize_finish_reason
@@ -37,7 +37,19 @@ def ollama_usage(reply: Reply) -> Usage:
 
 
 class _Accumulator:
-    __slots__ = ("capture", "chars", "done", "error", "model", "problem", "reason", "texts", "tools", "usage")
+    __slots__ = (
+        "capture",
+        "chars",
+        "done",
+        "error",
+        "extra",
+        "model",
+        "problem",
+        "reason",
+        "texts",
+        "tools",
+        "usage",
+    )
 
     def __init__(self, capture: bool) -> None:
         self.capture = capture
@@ -50,6 +62,7 @@ class _Accumulator:
         self.chars = 0
         self.error: str | None = None
         self.problem: str | None = None
+        self.extra: dict[str, ExtraValue] = {}
 
     def add(self, reply: Reply) -> bool:
         """Take in one reply/line; whether it carried output (text, thinking or a tool call)."""
@@ -62,6 +75,7 @@ class _Accumulator:
             self.done = True
             self.reason = reply.done_reason
             self.usage = ollama_usage(reply)
+            self.extra = _durations(reply)
         saw_output = False
         message = reply.message
         text = message.content if message is not None else reply.response
@@ -104,7 +118,19 @@ class _Accumulator:
             error_message=message,
             events=events,
             output_chars=self.chars,
+            extra=self.extra,
         )
+
+
+def _durations(reply: Reply) -> dict[str, ExtraValue]:
+    """Ollama's timings of the final line (nanoseconds): ``ollama.load_duration_ns`` tells a cold model
+    load apart from slow generation."""
+    extra: dict[str, ExtraValue] = {}
+    for name in ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration"):
+        value = getattr(reply, name)
+        if value is not None:
+            extra[f"ollama.{name}_ns"] = value
+    return extra
 
 
 def _unparsed(exc: Exception) -> NormalizedResponse:

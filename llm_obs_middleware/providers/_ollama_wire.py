@@ -48,6 +48,7 @@ class GenerateRequest(msgspec.Struct):
     stream: bool | None = None
     format: msgspec.Raw = msgspec.Raw()
     options: Options | None = None
+    images: list[str] | None = None
 
 
 class EmbedRequest(msgspec.Struct):
@@ -73,6 +74,8 @@ class CapturedMessage(msgspec.Struct):
     content: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    images: list[str] | None = None
+    """Base64-encoded images (of a user message)."""
 
 
 class _Message(msgspec.Struct):
@@ -93,6 +96,10 @@ class Reply(msgspec.Struct):
     prompt_eval_count: int | None = None
     eval_count: int | None = None
     error: str | None = None
+    total_duration: int | None = None
+    load_duration: int | None = None
+    prompt_eval_duration: int | None = None
+    eval_duration: int | None = None
 
 
 class EmbedResponse(msgspec.Struct):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from .._sse import SSEParser
-from ..schema import NormalizedResponse, ToolCall, Usage
+from ..schema import ExtraValue, NormalizedResponse, ToolCall, Usage
 from ._buffered import BufferedBody
 from ._openai_wire import (
     ChatChunk,
@@ -122,7 +122,18 @@ class ChatJSONObserver(BufferedBody):
             tool_calls=tool_calls,
             output_text="".join(texts) if texts else None,
             output_chars=chars,
+            extra=_extra(chunk.system_fingerprint, chunk.service_tier),
         )
+
+
+def _extra(fingerprint: str | None, tier: str | None) -> dict[str, ExtraValue]:
+    """OpenAI's vendor extras: the backend configuration fingerprint and the tier that served."""
+    extra: dict[str, ExtraValue] = {}
+    if fingerprint:
+        extra["openai.system_fingerprint"] = fingerprint
+    if tier:
+        extra["openai.service_tier"] = tier
+    return extra
 
 
 def _message_chars(message: _ChatMessage) -> int:
@@ -144,11 +155,13 @@ class ChatStreamObserver:
         "_error",
         "_events",
         "_exchange",
+        "_fingerprint",
         "_id",
         "_model",
         "_parser",
         "_reasons",
         "_texts",
+        "_tier",
         "_tools",
         "_usage",
     )
@@ -159,6 +172,8 @@ class ChatStreamObserver:
         self._parser = SSEParser()
         self._id: str | None = None
         self._model: str | None = None
+        self._fingerprint: str | None = None
+        self._tier: str | None = None
         self._usage: ChatUsage | None = None
         self._reasons: dict[int, str] = {}
         # (choice index, tool index) -> [id, name, argument pieces]
@@ -190,6 +205,10 @@ class ChatStreamObserver:
                 self._id = chunk.id  # Azure's prompt-filter preamble chunk has id "": skip it
             if chunk.model:
                 self._model = chunk.model
+            if chunk.system_fingerprint:
+                self._fingerprint = chunk.system_fingerprint
+            if chunk.service_tier:
+                self._tier = chunk.service_tier
             usage = chunk.usage if chunk.usage is not None else chunk.x_groq.usage if chunk.x_groq else None
             if usage is not None:
                 self._usage = usage  # cumulative snapshot: the last one wins
@@ -246,6 +265,7 @@ class ChatStreamObserver:
             error_type=error[0] if error else None,
             error_message=error[1] if error else None,
             events=self._events,
+            extra=_extra(self._fingerprint, self._tier),
         )
 
 
@@ -280,6 +300,7 @@ def _responses_result(obj: ResponsesObject | None, capture: bool, events: int, c
         error_type=str(error.code or error.type) if error is not None else None,
         error_message=error.message if error is not None else None,
         events=events,
+        extra=_extra(None, obj.service_tier),
     )
 
 

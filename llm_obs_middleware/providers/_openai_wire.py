@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "CapturedInputItem",
     "ChatChunk",
     "ChatRequest",
     "EmbeddingsRequest",
@@ -44,6 +45,28 @@ class CapturedMessage(msgspec.Struct):
     tool_call_id: str | None = None
 
 
+class _InputPart(msgspec.Struct):
+    """A content part of a Responses input message (``input_text``, ``input_image``, ``input_file``...)."""
+
+    type: str = ""
+    text: str | None = None
+    image_url: str | None = None
+    file_id: str | None = None
+
+
+class CapturedInputItem(msgspec.Struct):
+    """A Responses ``input`` item: a message, a ``function_call`` or a ``function_call_output``."""
+
+    type: str = "message"
+    role: str = "user"
+    content: str | list[_InputPart] | None = None
+    call_id: str | None = None
+    name: str | None = None
+    arguments: str | None = None
+    output: msgspec.Raw = msgspec.Raw()
+    """A string, or (newer API) a list of content parts: kept as JSON unless it is a string."""
+
+
 class ChatRequest(msgspec.Struct):
     model: str | None = None
     stream: bool | None = None
@@ -62,6 +85,7 @@ class ChatRequest(msgspec.Struct):
     tool_choice: str | dict[str, Any] | None = None
     response_format: _ResponseFormat | None = None
     user: str | None = None
+    service_tier: str | None = None
 
 
 class ResponsesRequest(msgspec.Struct):
@@ -75,6 +99,7 @@ class ResponsesRequest(msgspec.Struct):
     tools: list[msgspec.Raw] | None = None
     tool_choice: str | dict[str, Any] | None = None
     user: str | None = None
+    service_tier: str | None = None
 
 
 class EmbeddingsRequest(msgspec.Struct):
@@ -148,6 +173,8 @@ class ChatChunk(msgspec.Struct):
     error: _ErrorBody | None = None
     # Groq streams report usage here, on the finish chunk, instead of in ``usage``.
     x_groq: _XGroq | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
 
 
 class _InputDetails(msgspec.Struct):
@@ -192,6 +219,7 @@ class ResponsesObject(msgspec.Struct):
     usage: ResponsesUsage | None = None
     incomplete_details: _IncompleteDetails | None = None
     error: _ErrorBody | None = None
+    service_tier: str | None = None
 
 
 class ResponsesEvent(msgspec.Struct):

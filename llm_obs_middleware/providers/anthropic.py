@@ -8,14 +8,16 @@ endpoints (``/v1/messages/count_tokens``, batches, models) are proxied unobserve
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from ..errors import SchemaError
-from ..schema import Message, NormalizedRequest, RequestParams, ToolCall
+from ..schema import ExtraValue, ImageRef, Message, NormalizedRequest, RequestParams, ToolCall
 from ._anthropic_observers import MessagesErrorObserver, MessagesJSONObserver, MessagesStreamObserver
-from ._anthropic_wire import CapturedMessage, MessagesRequest, TextPart
+from ._anthropic_wire import CapturedMessage, ImageSource, MessagesRequest, TextPart
+from ._media import inline_image, url_image
 from .base import AdapterDefaults, Endpoint, PreparedBody
 
 if TYPE_CHECKING:
@@ -32,10 +34,23 @@ _decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _encode = msgspec.json.Encoder().encode
 
 
-def _text(parts: str | list[TextPart] | None) -> str | None:
+def _text(parts: str | Sequence[TextPart] | None) -> str | None:
     if parts is None or isinstance(parts, str):
         return parts
     return "".join(part.text for part in parts if part.type == "text" and part.text) or None
+
+
+def _image(source: ImageSource | None) -> ImageRef | None:
+    """An ``image`` block's source as a reference (base64 data digested, URLs and file ids kept)."""
+    if source is None:
+        return None
+    if source.data is not None:
+        return inline_image(source.data, source.media_type)
+    if source.url is not None:
+        return url_image(source.url, source.media_type)
+    if source.file_id is not None:
+        return ImageRef(ref=f"file:{source.file_id}", media_type=source.media_type)
+    return None
 
 
 def _captured_messages(request: MessagesRequest) -> list[Message]:
@@ -51,27 +66,45 @@ def _captured_messages(request: MessagesRequest) -> list[Message]:
             continue
         texts: list[str] = []
         calls: list[ToolCall] = []
+        images: list[ImageRef] = []
         result_id = None
         for block in content:
             if block.type == "text" and block.text:
                 texts.append(block.text)
+            elif block.type == "image" and (image := _image(block.source)) is not None:
+                images.append(image)
             elif block.type == "tool_use":
                 calls.append(ToolCall(id=block.id, name=block.name or "", arguments=bytes(block.input).decode()))
             elif block.type == "tool_result":
                 result_id = result_id or block.tool_use_id
                 if (result := _text(block.content)) is not None:
                     texts.append(result)
-            # Images and documents are not captured (the schema holds text, tool calls and results).
+                if not isinstance(block.content, str):
+                    images.extend(i for part in block.content or () if (i := _image(part.source)) is not None)
+            # Documents are not captured (the schema holds text, images, tool calls and results).
         messages.append(
-            Message(role=item.role, content="".join(texts) or None, tool_calls=calls, tool_call_id=result_id)
+            Message(
+                role=item.role,
+                content="".join(texts) or None,
+                tool_calls=calls,
+                tool_call_id=result_id,
+                images=images,
+            )
         )
     return messages
+
+
+def _request_extra(request: MessagesRequest) -> dict[str, ExtraValue]:
+    if request.service_tier is None:
+        return {}
+    return {"anthropic.request.service_tier": request.service_tier}
 
 
 class AnthropicAdapter(AdapterDefaults):
     """Recognises ``POST /v1/messages``; decodes Messages requests and observes their responses."""
 
     provider_name = "anthropic"
+    response_header_extras: Mapping[bytes, str] = {b"request-id": "anthropic.request_id"}
 
     def match(self, method: str, path: str) -> Endpoint | None:
         return MESSAGES if method == "POST" and path in _PATHS else None
@@ -99,6 +132,7 @@ class AnthropicAdapter(AdapterDefaults):
             message_count=len(request.messages),
             user=request.metadata.user_id if request.metadata is not None else None,
             messages=messages,
+            extra=_request_extra(request),
         )
 
     def observer(self, endpoint: Endpoint, exchange: Exchange, *, streamed: bool, status: int) -> ResponseObserver:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
@@ -50,6 +51,11 @@ class ProviderAdapter(Protocol):
     openai_compatible: bool
     """Whether the adapter speaks the OpenAI API (so ``/v1/...`` requests can be routed to it by model)."""
 
+    @property
+    def response_header_extras(self) -> Mapping[bytes, str]:
+        """Response headers kept in the record's ``extra`` (lowercase name -> key, e.g. ``b"request-id"``
+        -> ``anthropic.request_id``); read from the headers the client got, off the request path."""
+
     def match(self, method: str, path: str) -> Endpoint | None:
         """Recognise an LLM endpoint from the method and the path relative to the route prefix."""
 
@@ -77,11 +83,20 @@ class ProviderAdapter(Protocol):
     def sign(self, request: httpx.Request, provider: ProviderConfig) -> None:
         """Sign the final upstream request in place (e.g. AWS SigV4); most adapters do nothing."""
 
+    def prepare(self, name: str, provider: ProviderConfig) -> None:
+        """Check (and cache) what a configured provider needs, once at start-up; raises
+        ``ConfigurationError`` naming the provider (e.g. Bedrock without AWS credentials)."""
+
+    def retry_after(self, status: int, body: bytes) -> str | None:
+        """A ``Retry-After`` value (delta-seconds) read from an error body, for answers without the
+        header (Gemini's ``google.rpc.RetryInfo``); ``None`` when the body says nothing."""
+
 
 class AdapterDefaults:
     """Defaults for the optional parts of :class:`ProviderAdapter`; adapters override what differs."""
 
     openai_compatible = False
+    response_header_extras: Mapping[bytes, str] = {}
 
     def path_model(self, endpoint: Endpoint, path: str) -> str | None:
         return None
@@ -93,6 +108,12 @@ class AdapterDefaults:
         return content_type.startswith(b"text/event-stream")
 
     def sign(self, request: httpx.Request, provider: ProviderConfig) -> None:
+        return None
+
+    def prepare(self, name: str, provider: ProviderConfig) -> None:
+        return None
+
+    def retry_after(self, status: int, body: bytes) -> str | None:
         return None
 
 

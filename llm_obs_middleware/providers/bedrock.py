@@ -8,7 +8,8 @@ Native routes (relative to ``/{provider}``): ``POST /model/{modelId}/converse`` 
 The client's own SigV4 signature is for the gateway's host, so it never goes upstream: the gateway
 signs each request again (service ``bedrock``) with the provider's ``aws_*`` credentials or, when
 the config has none, ``api_keys`` (Bedrock API keys, sent as ``Authorization: Bearer``) or the
-standard ``AWS_*`` environment variables. Signing uses botocore (the ``bedrock`` extra).
+standard ``AWS_*`` environment variables, read once at start-up (a provider with none is a
+configuration error naming it). Signing uses botocore (the ``bedrock`` extra).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from urllib.parse import quote, urlsplit
 import msgspec
 
 from ..errors import ConfigurationError, MissingDependencyError, SchemaError
-from ..schema import Message, NormalizedRequest, RequestParams, ToolCall
+from ..schema import ExtraValue, ImageRef, Message, NormalizedRequest, RequestParams, ToolCall
 from ._bedrock_observers import ConverseJSONObserver, ConverseStreamObserver, ErrorObserver
-from ._bedrock_wire import CapturedMessage, ConverseRequest, SystemBlock, compact_json
+from ._bedrock_wire import CapturedImage, CapturedMessage, ConverseRequest, SystemBlock, compact_json
+from ._media import inline_image, url_image
 from .base import AdapterDefaults, Endpoint, PreparedBody
 
 if TYPE_CHECKING:
@@ -58,6 +60,19 @@ def _join(raw: list[msgspec.Raw]) -> bytes:
     return b"[" + b",".join(bytes(part) for part in raw) + b"]"
 
 
+def _image(image: CapturedImage) -> ImageRef | None:
+    """An ``image`` block: base64 ``bytes`` digested, an ``s3Location`` kept as its URI."""
+    media_type = f"image/{image.format}" if image.format else None
+    source = image.source
+    if source is None:
+        return None
+    if source.bytes is not None:
+        return inline_image(source.bytes, media_type)
+    if source.s3_location is not None and source.s3_location.uri:
+        return url_image(source.s3_location.uri, media_type)
+    return None
+
+
 def _captured(system: list[msgspec.Raw] | None, raw_messages: list[msgspec.Raw]) -> list[Message]:
     """Roles, text, tool calls and tool results (each result as a ``tool`` message, as in OpenAI's shape)."""
     messages: list[Message] = []
@@ -68,10 +83,13 @@ def _captured(system: list[msgspec.Raw] | None, raw_messages: list[msgspec.Raw])
     for item in _decode_messages(_join(raw_messages)) if raw_messages else ():
         texts: list[str] = []
         calls: list[ToolCall] = []
+        images: list[ImageRef] = []
         results = 0
         for block in item.content:
             if block.text is not None:
                 texts.append(block.text)
+            elif block.image is not None and (image := _image(block.image)) is not None:
+                images.append(image)
             elif block.tool_use is not None:
                 use = block.tool_use
                 calls.append(ToolCall(id=use.tool_use_id, name=use.name, arguments=compact_json(use.input)))
@@ -80,8 +98,8 @@ def _captured(system: list[msgspec.Raw] | None, raw_messages: list[msgspec.Raw])
                 parts = [part.text if part.text is not None else compact_json(part.json) for part in result.content]
                 messages.append(Message(role="tool", content="".join(parts) or None, tool_call_id=result.tool_use_id))
                 results += 1
-        if texts or calls or not results:  # a message of tool results only became "tool" messages
-            messages.append(Message(role=item.role, content="".join(texts) or None, tool_calls=calls))
+        if texts or calls or images or not results:  # a message of tool results only became "tool" messages
+            messages.append(Message(role=item.role, content="".join(texts) or None, tool_calls=calls, images=images))
     return messages
 
 
@@ -94,6 +112,7 @@ class BedrockAdapter(AdapterDefaults):
     """
 
     provider_name = "aws.bedrock"
+    response_header_extras: Mapping[bytes, str] = {b"x-amzn-requestid": "bedrock.request_id"}
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = environ
@@ -147,13 +166,18 @@ class BedrockAdapter(AdapterDefaults):
             ),
             message_count=len(request.messages),
             messages=messages,
+            extra=_request_extra(request),
         )
 
     def observer(self, endpoint: Endpoint, exchange: Exchange, *, streamed: bool, status: int) -> ResponseObserver:
         # Bedrock answers name no model: report the one the request went to.
         model = exchange.served_model or exchange.requested_model or self.path_model(endpoint, endpoint.upstream_path)
         if status >= 400:
-            return ErrorObserver(model, status)
+            # Bedrock names the error in a header (x-amzn-errortype), its body usually only has a message.
+            header_type = next(
+                (v.decode("latin-1") for k, v in exchange.response_headers if k.lower() == b"x-amzn-errortype"), None
+            )
+            return ErrorObserver(model, status, header_type)
         capture = exchange.request is not None and exchange.request.messages is not None
         if streamed:
             return ConverseStreamObserver(exchange, model, capture)
@@ -165,13 +189,39 @@ class BedrockAdapter(AdapterDefaults):
     def auth_headers(self, api_key: str) -> list[tuple[bytes, bytes]]:
         return [(b"authorization", b"Bearer " + api_key.encode())]
 
+    def prepare(self, name: str, provider: ProviderConfig) -> None:
+        """Resolve the provider's credentials now (config, then ``AWS_*``), so a gateway without any
+        fails at start-up naming the provider instead of sending unsigned requests."""
+        auth = _resolve(provider, self._environ)
+        if auth is None:
+            raise ConfigurationError(
+                f"bedrock provider {name!r} has no credentials: set aws_access_key_id/aws_secret_access_key "
+                "(or api_keys) in its config, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
+                "AWS_BEARER_TOKEN_BEDROCK in the environment"
+            )
+        self._remember(provider, auth)
+
+    def _remember(self, provider: ProviderConfig, auth: _Auth) -> tuple[ProviderConfig, _Auth]:
+        if len(self._auth) >= _MAX_CACHED:
+            self._auth.clear()
+        cached = self._auth[id(provider)] = (provider, auth)
+        return cached
+
     def sign(self, request: httpx.Request, provider: ProviderConfig) -> None:
         """Replace the client's signing headers with our own SigV4 signature (or Bedrock API key)."""
         cached = self._auth.get(id(provider))
         if cached is None or cached[0] is not provider:
-            if len(self._auth) >= _MAX_CACHED:
-                self._auth.clear()
-            cached = self._auth[id(provider)] = (provider, _resolve(provider, self._environ))
+            # Not prepared at start-up (an adapter used on its own): resolve on first use.
+            auth = _resolve(provider, self._environ)
+            if auth is None:
+                logger.warning(
+                    "bedrock provider at %s has no credentials (aws_* or api_keys in its config, or "
+                    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_BEARER_TOKEN_BEDROCK in the environment): "
+                    "requests go upstream unsigned",
+                    provider.base_url,
+                )
+                auth = _Auth()
+            cached = self._remember(provider, auth)
         headers = request.headers
         for name in _CLIENT_SIGNING:
             if name in headers:
@@ -226,8 +276,16 @@ class _SigV4(_Auth):
                 request.headers[name.lower()] = value
 
 
-def _resolve(provider: ProviderConfig, environ: Mapping[str, str] | None) -> _Auth:
-    """Credentials of a provider: its config first, then the standard AWS environment variables."""
+def _request_extra(request: ConverseRequest) -> dict[str, ExtraValue]:
+    config = request.performance_config
+    if config is None or config.latency is None:
+        return {}
+    return {"bedrock.request.performance_latency": config.latency}
+
+
+def _resolve(provider: ProviderConfig, environ: Mapping[str, str] | None) -> _Auth | None:
+    """Credentials of a provider: its config first, then the standard AWS environment variables
+    (``None``: there are none)."""
     env = os.environ if environ is None else environ
     if provider.aws_access_key_id is not None and provider.aws_secret_access_key is not None:
         token = provider.aws_session_token.get_secret_value() if provider.aws_session_token else None
@@ -241,12 +299,7 @@ def _resolve(provider: ProviderConfig, environ: Mapping[str, str] | None) -> _Au
     bearer = env.get("AWS_BEARER_TOKEN_BEDROCK")
     if bearer:
         return _Bearer(bearer)
-    logger.warning(
-        "bedrock provider at %s has no credentials (aws_* or api_keys in its config, or AWS_ACCESS_KEY_ID/"
-        "AWS_SECRET_ACCESS_KEY or AWS_BEARER_TOKEN_BEDROCK in the environment): requests go upstream unsigned",
-        provider.base_url,
-    )
-    return _Auth()
+    return None
 
 
 def _region(provider: ProviderConfig, env: Mapping[str, str]) -> str:

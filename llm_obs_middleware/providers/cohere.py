@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from ..errors import SchemaError
-from ..schema import Message, NormalizedRequest, RequestParams, ToolCall
+from ..schema import ImageRef, Message, NormalizedRequest, RequestParams, ToolCall
 from ._cohere_observers import ChatErrorObserver, ChatJSONObserver, ChatStreamObserver
 from ._cohere_wire import CapturedMessage, ChatRequest
+from ._media import url_image
 from .base import AdapterDefaults, Endpoint, PreparedBody
 
 if TYPE_CHECKING:
@@ -35,8 +36,10 @@ def _captured_messages(raw: list[msgspec.Raw]) -> list[Message]:
     messages: list[Message] = []
     for item in _decode_captured(b"[" + b",".join(bytes(part) for part in raw) + b"]") if raw else ():
         content = item.content
+        images: list[ImageRef] = []
         if isinstance(content, list):
-            # Text parts, and tool results' documents as their JSON; images are not captured.
+            # Text parts, and tool results' documents as their JSON; images as references.
+            images = [url_image(part.image_url.url) for part in content if part.image_url and part.image_url.url]
             pieces = [part.text if part.type == "text" else bytes(part.document).decode() for part in content]
             content = "".join(piece for piece in pieces if piece) or None
         calls = [
@@ -44,7 +47,9 @@ def _captured_messages(raw: list[msgspec.Raw]) -> list[Message]:
             for call in item.tool_calls or ()
             if call.function is not None
         ]
-        messages.append(Message(role=item.role, content=content, tool_calls=calls, tool_call_id=item.tool_call_id))
+        messages.append(
+            Message(role=item.role, content=content, tool_calls=calls, tool_call_id=item.tool_call_id, images=images)
+        )
     return messages
 
 

@@ -16,9 +16,17 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from ..errors import SchemaError
-from ..schema import Message, NormalizedRequest, RequestParams, ToolCall
-from ._gemini_observers import EmbedObserver, ErrorObserver, GenerateJSONObserver, GenerateStreamObserver
-from ._gemini_wire import BatchEmbedRequest, CapturedContent, EmbedRequest, GenerateRequest, Tool, first
+from ..schema import ImageRef, Message, NormalizedRequest, RequestParams, ToolCall
+from ._gemini_observers import (
+    EmbedObserver,
+    ErrorObserver,
+    GenerateJSONObserver,
+    GenerateStreamObserver,
+    error_status,
+    retry_delay,
+)
+from ._gemini_wire import BatchEmbedRequest, Blob, CapturedContent, EmbedRequest, GenerateRequest, Tool, first
+from ._media import inline_image, url_image
 from .base import AdapterDefaults, Endpoint, PreparedBody
 
 if TYPE_CHECKING:
@@ -63,14 +71,28 @@ def _tool_definitions(tools: list[Tool] | None) -> int:
     return count
 
 
+def _image(inline: Blob | None, file: Blob | None) -> ImageRef | None:
+    """An ``inlineData`` part (digested) or a ``fileData`` part (its URI) as a reference."""
+    if inline is not None and inline.data is not None:
+        return inline_image(inline.data, first(inline.mimeType, inline.mime_type))
+    uri = first(file.fileUri, file.file_uri) if file is not None else None
+    if file is not None and uri is not None:
+        return url_image(uri, first(file.mimeType, file.mime_type))
+    return None
+
+
 def _message(content: CapturedContent, role: str | None = None) -> Message:
     texts: list[str] = []
     calls: list[ToolCall] = []
     results: list[str] = []
+    images: list[ImageRef] = []
     result_id: str | None = None
     for part in content.parts:
         if part.text and not part.thought:
             texts.append(part.text)
+        image = _image(first(part.inlineData, part.inline_data), first(part.fileData, part.file_data))
+        if image is not None:
+            images.append(image)
         call = first(part.functionCall, part.function_call)
         if call is not None:
             arguments = bytes(call.args).decode() if call.args else "{}"
@@ -82,7 +104,7 @@ def _message(content: CapturedContent, role: str | None = None) -> Message:
     if results and not texts and not calls:  # a user turn carrying function results is a tool message
         return Message(role="tool", content="\n".join(results), tool_call_id=result_id)
     role = role or _ROLES.get(content.role or "user", content.role or "user")
-    return Message(role=role, content="".join(texts) or None, tool_calls=calls)
+    return Message(role=role, content="".join(texts) or None, tool_calls=calls, images=images)
 
 
 def _captured(request: GenerateRequest) -> list[Message]:
@@ -193,6 +215,12 @@ class GeminiAdapter(AdapterDefaults):
 
     def auth_headers(self, api_key: str) -> list[tuple[bytes, bytes]]:
         return [(_API_KEY.encode(), api_key.encode())]
+
+    def retry_after(self, status: int, body: bytes) -> str | None:
+        """Gemini's 429s say when to retry in the body (``google.rpc.RetryInfo``), not in a header."""
+        error = error_status(body) if status == 429 or status >= 500 else None
+        delay = retry_delay(error) if error is not None else None
+        return f"{delay:g}" if delay is not None and delay >= 0 else None
 
     def sign(self, request: httpx.Request, provider: ProviderConfig) -> None:
         """Drop the client's own credentials: its ``?key=`` query parameter (the router forwards the

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from ..errors import SchemaError
-from ..schema import Message, NormalizedRequest, RequestParams, ToolCall
+from ..schema import ImageRef, Message, NormalizedRequest, RequestParams, ToolCall
+from ._media import inline_image
 from ._ollama_observers import EmbedObserver, ErrorObserver, ReplyJSONObserver, ReplyStreamObserver
 from ._ollama_wire import CapturedMessage, ChatRequest, EmbedRequest, GenerateRequest, Options
 from .base import AdapterDefaults, Endpoint, PreparedBody
@@ -75,9 +76,20 @@ def _captured(raw: list[msgspec.Raw]) -> list[Message]:
             if call.function is not None
         ]
         messages.append(
-            Message(role=item.role, content=item.content or None, tool_calls=calls, tool_call_id=item.tool_call_id)
+            Message(
+                role=item.role,
+                content=item.content or None,
+                tool_calls=calls,
+                tool_call_id=item.tool_call_id,
+                images=_images(item.images),
+            )
         )
     return messages
+
+
+def _images(images: list[str] | None) -> list[ImageRef]:
+    """Ollama's ``images`` (base64, no media type given) as references."""
+    return [inline_image(data, None) for data in images or ()]
 
 
 class OllamaAdapter(AdapterDefaults):
@@ -125,8 +137,8 @@ class OllamaAdapter(AdapterDefaults):
         messages = None
         if capture:
             messages = [Message(role="system", content=request.system)] if request.system else []
-            if request.prompt:
-                messages.append(Message(role="user", content=request.prompt))
+            if request.prompt or request.images:
+                messages.append(Message(role="user", content=request.prompt or None, images=_images(request.images)))
         return NormalizedRequest(
             operation=GENERATE.operation,
             model=request.model,

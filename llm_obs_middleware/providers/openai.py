@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from ..errors import SchemaError
-from ..schema import Message, NormalizedRequest, RequestParams, ToolCall
+from ..schema import ExtraValue, ImageRef, Message, NormalizedRequest, RequestParams, ToolCall
+from ._media import url_image
 from ._openai_observers import (
     ChatJSONObserver,
     ChatStreamObserver,
@@ -16,13 +18,13 @@ from ._openai_observers import (
     ResponsesJSONObserver,
     ResponsesStreamObserver,
 )
-from ._openai_wire import CapturedMessage, ChatRequest, EmbeddingsRequest, ResponsesRequest
+from ._openai_wire import CapturedInputItem, CapturedMessage, ChatRequest, EmbeddingsRequest, ResponsesRequest
 from .base import AdapterDefaults, Endpoint, PreparedBody
 
 if TYPE_CHECKING:
     from ..state import Exchange, ResponseObserver
 
-__all__ = ["CHAT", "EMBEDDINGS", "RESPONSES", "OpenAIAdapter"]
+__all__ = ["CHAT", "EMBEDDINGS", "RESPONSES", "OpenAIAdapter", "content_images"]
 
 CHAT = Endpoint("openai.chat_completions", "chat", "/chat/completions")
 RESPONSES = Endpoint("openai.responses", "chat", "/responses")
@@ -39,6 +41,8 @@ _decode_chat = msgspec.json.Decoder(ChatRequest).decode
 _decode_responses = msgspec.json.Decoder(ResponsesRequest).decode
 _decode_embeddings = msgspec.json.Decoder(EmbeddingsRequest).decode
 _decode_captured = msgspec.json.Decoder(list[CapturedMessage]).decode
+_decode_input = msgspec.json.Decoder(list[CapturedInputItem]).decode
+_decode_str = msgspec.json.Decoder(str).decode
 _decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _decode_options = msgspec.json.Decoder(dict[str, msgspec.Raw] | None).decode
 _encode = msgspec.json.Encoder().encode
@@ -56,20 +60,68 @@ def _stop(value: str | list[str] | None) -> list[str] | None:
     return [value] if isinstance(value, str) else value
 
 
+def content_images(parts: list[dict[str, Any]]) -> list[ImageRef]:
+    """``image_url`` parts (``{"url": ...}`` or a bare URL string) as references; ``data:`` URLs digested."""
+    images = []
+    for part in parts:
+        if part.get("type") != "image_url":
+            continue
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        if isinstance(url, str):
+            images.append(url_image(url))
+    return images
+
+
 def _captured_messages(raw: list[msgspec.Raw]) -> list[Message]:
     decoded = _decode_captured(b"[" + b",".join(bytes(part) for part in raw) + b"]")
     messages = []
     for item in decoded:
         content = item.content
+        images: list[ImageRef] = []
         if isinstance(content, list):
+            images = content_images(content)
             content = "".join(str(part.get("text", "")) for part in content if part.get("type") == "text") or None
         calls = [
             ToolCall(id=call.id, name=call.function.name or "", arguments=call.function.arguments or "")
             for call in item.tool_calls or ()
             if call.function is not None
         ]
-        messages.append(Message(role=item.role, content=content, tool_calls=calls, tool_call_id=item.tool_call_id))
+        messages.append(
+            Message(role=item.role, content=content, tool_calls=calls, tool_call_id=item.tool_call_id, images=images)
+        )
     return messages
+
+
+def _captured_input(raw: list[msgspec.Raw]) -> list[Message]:
+    """Responses ``input`` items: messages (text, images), function calls and their outputs."""
+    messages = []
+    for item in _decode_input(b"[" + b",".join(bytes(part) for part in raw) + b"]"):
+        if item.type == "function_call":
+            call = ToolCall(id=item.call_id, name=item.name or "", arguments=item.arguments or "")
+            messages.append(Message(role="assistant", tool_calls=[call]))
+        elif item.type == "function_call_output":
+            output = bytes(item.output)
+            text = _decode_str(output) if output.startswith(b'"') else output.decode() or None
+            messages.append(Message(role="tool", content=text, tool_call_id=item.call_id))
+        elif item.type == "message":
+            content = item.content
+            if content is None or isinstance(content, str):
+                messages.append(Message(role=item.role, content=content))
+                continue
+            images = [
+                url_image(part.image_url) if part.image_url else ImageRef(ref=f"file:{part.file_id}")
+                for part in content
+                if part.type == "input_image" and (part.image_url or part.file_id)
+            ]
+            text = "".join(part.text for part in content if part.text and part.type in ("input_text", "output_text"))
+            messages.append(Message(role=item.role, content=text or None, images=images))
+        # Other items (reasoning, built-in tool calls) are not captured.
+    return messages
+
+
+def _request_extra(service_tier: str | None) -> dict[str, ExtraValue]:
+    return {"openai.request.service_tier": service_tier} if service_tier else {}
 
 
 class OpenAIAdapter(AdapterDefaults):
@@ -80,6 +132,7 @@ class OpenAIAdapter(AdapterDefaults):
     """
 
     openai_compatible = True
+    response_header_extras: Mapping[bytes, str] = {b"x-request-id": "openai.request_id"}
 
     def __init__(self, provider_name: str = "openai") -> None:
         self.provider_name = provider_name
@@ -131,6 +184,7 @@ class OpenAIAdapter(AdapterDefaults):
             message_count=len(request.messages),
             user=request.user,
             messages=_captured_messages(request.messages) if capture and request.messages else None,
+            extra=_request_extra(request.service_tier),
         )
 
     def _decode_responses(self, body: bytes, capture: bool) -> NormalizedRequest:
@@ -141,6 +195,8 @@ class OpenAIAdapter(AdapterDefaults):
             messages = [Message(role="system", content=request.instructions)] if request.instructions else []
             if isinstance(items, str):
                 messages.append(Message(role="user", content=items))
+            elif items:
+                messages.extend(_captured_input(items))
         return NormalizedRequest(
             operation="chat",
             model=request.model,
@@ -156,6 +212,7 @@ class OpenAIAdapter(AdapterDefaults):
             message_count=1 if isinstance(items, str) else len(items or ()),
             user=request.user,
             messages=messages,
+            extra=_request_extra(request.service_tier),
         )
 
     def observer(self, endpoint: Endpoint, exchange: Exchange, *, streamed: bool, status: int) -> ResponseObserver:

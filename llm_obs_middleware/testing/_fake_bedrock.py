@@ -25,14 +25,13 @@ import asyncio
 import calendar
 import hmac
 import re
-import struct
 import time
-import zlib
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from .._eventstream import encode_message
 from . import _payloads as p
 from ._requests import Overrides, route_path
 
@@ -252,14 +251,7 @@ def event_headers(event_type: str) -> dict[str, str]:
 
 def frame(headers: dict[str, str], payload: bytes) -> bytes:
     """One event-stream message with string headers (value type 7) and valid CRCs."""
-    parts = []
-    for name, value in headers.items():
-        name_bytes, value_bytes = name.encode(), value.encode()
-        parts += [struct.pack(">B", len(name_bytes)), name_bytes, struct.pack(">BH", 7, len(value_bytes)), value_bytes]
-    block = b"".join(parts)
-    prelude = struct.pack(">II", 16 + len(block) + len(payload), len(block))
-    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + block + payload
-    return message + struct.pack(">I", zlib.crc32(message))
+    return encode_message(headers, payload)
 
 
 def _rid(rid: str) -> tuple[bytes, bytes]:

@@ -135,6 +135,14 @@ def _usage(tokens: p.Tokens, candidates: int) -> dict[str, int]:
     return {key: value for key, value in usage.items() if value}  # proto3 JSON omits zeros
 
 
+_SAFETY_RATINGS = [
+    {"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "NEGLIGIBLE"},
+    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "NEGLIGIBLE"},
+    {"category": "HARM_CATEGORY_HARASSMENT", "probability": "LOW"},
+    {"category": "HARM_CATEGORY_SEXUALLY_EXPLICIT", "probability": "NEGLIGIBLE"},
+]
+
+
 def _chunks(tokens: p.Tokens, count: int, tool: tuple[str, str] | None, model: str, rid: bytes) -> list[dict[str, Any]]:
     """The stream's chunks; a plain answer is them merged. Usage is cumulative in every chunk."""
     candidates = max(tokens.completion - tokens.reasoning, 0)
@@ -148,6 +156,7 @@ def _chunks(tokens: p.Tokens, count: int, tool: tuple[str, str] | None, model: s
         candidate: dict[str, Any] = {"content": {"parts": content, "role": "model"}, "index": 0}
         if index == total:
             candidate["finishReason"] = "STOP"
+            candidate["safetyRatings"] = _SAFETY_RATINGS  # Gemini rates the candidate as it finishes
         usage = _usage(tokens, candidates * index // total)
         chunks.append(
             {

@@ -1,9 +1,11 @@
-"""A real OTLP trace receiver on loopback, for tests and benchmarks: what a collector would get.
+"""A real OTLP trace and metrics receiver on loopback, for tests and benchmarks: what a collector would get.
 
 :class:`OTLPReceiver` serves the OTLP trace service over HTTP (``POST /v1/traces``, binary protobuf,
 under uvicorn in a background thread) and/or over gRPC (``TraceService/Export`` with grpcio), decodes
 every ``ExportTraceServiceRequest`` into plain :class:`ReceivedSpan` dicts and keeps them, with the
-headers (HTTP) or metadata (gRPC) each export came with::
+headers (HTTP) or metadata (gRPC) each export came with. Metric exports (``POST /v1/metrics``,
+``MetricsService/Export``) are decoded into :class:`ReceivedMetricPoint` dicts the same way, and the
+gRPC side can serve TLS (``tls=(cert_file, key_file)``)::
 
     with OTLPReceiver("grpc") as receiver:
         sink_config = OTLPConfig(endpoint=receiver.endpoint, protocol="grpc")
@@ -29,17 +31,20 @@ from concurrent import futures
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeAlias, TypedDict
 
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from ..types import Receive, Scope, Send
 from .server import BackgroundServer
 
 if TYPE_CHECKING:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2_grpc import MetricsServiceServicer
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceServicer
 
-__all__ = ["OTLPReceiver", "ReceivedSpan", "ReceivedValue"]
+__all__ = ["OTLPReceiver", "ReceivedMetricPoint", "ReceivedSpan", "ReceivedValue"]
 
 ReceivedValue: TypeAlias = "str | bool | int | float | bytes | list[ReceivedValue] | dict[str, ReceivedValue] | None"
 """An OTLP ``AnyValue`` as Python: arrays become lists, key-value lists dicts, an empty value ``None``."""
@@ -47,6 +52,7 @@ ReceivedValue: TypeAlias = "str | bool | int | float | bytes | list[ReceivedValu
 Protocol = Literal["http", "grpc"]
 
 _TRACES_PATH: Final = "/v1/traces"
+_METRICS_PATH: Final = "/v1/metrics"
 _PROTOBUF: Final = "application/x-protobuf"
 # Span.SpanKind and Status.StatusCode numbers, named without their proto prefixes.
 _KINDS: Final = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
@@ -77,6 +83,25 @@ class ReceivedSpan(TypedDict):
     """Name of the instrumentation scope."""
 
 
+class ReceivedMetricPoint(TypedDict):
+    """One data point of a received metric (histogram fields are zero/empty for sums and gauges)."""
+
+    protocol: Protocol
+    name: str
+    unit: str
+    type: str
+    """``histogram``, ``sum``, ``gauge`` (exponential histograms and summaries are not decoded)."""
+    attributes: dict[str, ReceivedValue]
+    value: float
+    """A sum's or gauge's value; a histogram's sum."""
+    count: int
+    bucket_counts: list[int]
+    explicit_bounds: list[float]
+    time_unix_nano: int
+    resource: dict[str, ReceivedValue]
+    scope: str
+
+
 class OTLPReceiver:
     """An OTLP/HTTP and/or OTLP/gRPC trace receiver on a free loopback port.
 
@@ -88,16 +113,27 @@ class OTLPReceiver:
             :attr:`grpc_endpoint`; :attr:`endpoint` is for a single protocol).
         host: interface to bind.
         grpc_workers: threads serving gRPC calls.
+        tls: ``(certificate_file, private_key_file)`` (PEM): the gRPC side then serves TLS only, and
+            :attr:`grpc_endpoint` is an ``https://`` URL (clients must trust the certificate).
     """
 
     def __init__(
-        self, protocol: Literal["http", "grpc", "both"] = "http", *, host: str = "127.0.0.1", grpc_workers: int = 4
+        self,
+        protocol: Literal["http", "grpc", "both"] = "http",
+        *,
+        host: str = "127.0.0.1",
+        grpc_workers: int = 4,
+        tls: tuple[str, str] | None = None,
     ) -> None:
+        if tls is not None and protocol == "http":
+            raise ValueError("tls is served on the gRPC side: use protocol='grpc' or 'both'")
         self.protocol = protocol
         self.host = host
+        self.tls = tls
         self._grpc_workers = grpc_workers
         self._changed = threading.Condition()
         self._spans: list[ReceivedSpan] = []
+        self._metrics: list[ReceivedMetricPoint] = []
         self._headers: list[dict[str, str]] = []
         self._http: BackgroundServer | None = None
         self._grpc: Any = None  # grpc.Server
@@ -130,10 +166,30 @@ class OTLPReceiver:
                 self._changed.wait(remaining)
             return list(self._spans)
 
+    @property
+    def metrics(self) -> list[ReceivedMetricPoint]:
+        """Every metric data point received so far (each export repeats cumulative points), in order."""
+        with self._changed:
+            return list(self._metrics)
+
+    def latest_metrics(self, name: str, timeout: float = 5.0) -> list[ReceivedMetricPoint]:
+        """The points of metric ``name`` from the most recent export that carried it (waiting for one)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not any(point["name"] == name for point in self._metrics):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no {name} data point within {timeout}s")
+                self._changed.wait(remaining)
+            points = [point for point in self._metrics if point["name"] == name]
+        last = max(point["time_unix_nano"] for point in points)
+        return [point for point in points if point["time_unix_nano"] == last]
+
     def clear(self) -> None:
-        """Forget the spans and headers received so far."""
+        """Forget the spans, metrics and headers received so far."""
         with self._changed:
             self._spans.clear()
+            self._metrics.clear()
             self._headers.clear()
 
     # -- where to send ------------------------------------------------------------------------------
@@ -147,10 +203,11 @@ class OTLPReceiver:
 
     @property
     def grpc_endpoint(self) -> str:
-        """URL of the OTLP/gRPC receiver, e.g. ``http://127.0.0.1:54322`` (plaintext)."""
+        """URL of the OTLP/gRPC receiver, e.g. ``http://127.0.0.1:54322`` (``https://`` with TLS)."""
         if self._grpc is None:
             raise RuntimeError("the OTLP/gRPC receiver is not running")
-        return f"http://{_url_host(self.host)}:{self._grpc_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{_url_host(self.host)}:{self._grpc_port}"
 
     @property
     def endpoint(self) -> str:
@@ -211,8 +268,18 @@ class OTLPReceiver:
 
         self._executor = futures.ThreadPoolExecutor(self._grpc_workers, thread_name_prefix="otlp-grpc")
         server = grpc.server(self._executor)
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_trace_service(self), server)  # type: ignore[no-untyped-call]
-        port = server.add_insecure_port(f"{_url_host(self.host)}:{self._grpc_port}")
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_metrics_service(self), server)  # type: ignore[no-untyped-call]
+        address = f"{_url_host(self.host)}:{self._grpc_port}"
+        if self.tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            cert_file, key_file = self.tls
+            with open(cert_file, "rb") as cert, open(key_file, "rb") as key:
+                credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+            port = server.add_secure_port(address, credentials)
         if not port:
             raise RuntimeError(f"cannot bind an OTLP/gRPC port on {self.host}")
         server.start()
@@ -229,6 +296,20 @@ class OTLPReceiver:
                     spans.append(_decode(span, protocol, resource, scope_spans.scope.name))
         with self._changed:
             self._spans.extend(spans)
+            self._headers.append(headers)
+            self._changed.notify_all()
+
+    def _collect_metrics(
+        self, request: metrics_service_pb2.ExportMetricsServiceRequest, protocol: Protocol, headers: dict[str, str]
+    ) -> None:
+        points: list[ReceivedMetricPoint] = []
+        for resource_metrics in request.resource_metrics:
+            resource = _attributes(resource_metrics.resource.attributes)
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    points.extend(_metric_points(metric, protocol, resource, scope_metrics.scope.name))
+        with self._changed:
+            self._metrics.extend(points)
             self._headers.append(headers)
             self._changed.notify_all()
 
@@ -251,8 +332,8 @@ class _HTTPApp:
             if not message.get("more_body", False):
                 break
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
-        if scope["path"] != _TRACES_PATH:
-            await _respond(send, 404, b"only /v1/traces is served", "text/plain")
+        if scope["path"] not in (_TRACES_PATH, _METRICS_PATH):
+            await _respond(send, 404, b"only /v1/traces and /v1/metrics are served", "text/plain")
             return
         if scope["method"] != "POST":
             await _respond(send, 405, b"POST only", "text/plain")
@@ -267,13 +348,22 @@ class _HTTPApp:
                 body = gzip.decompress(body)
             elif encoding == "deflate":
                 body = zlib.decompress(body)
-            request = trace_service_pb2.ExportTraceServiceRequest()
-            request.ParseFromString(body)
+            if scope["path"] == _METRICS_PATH:
+                metrics = metrics_service_pb2.ExportMetricsServiceRequest()
+                metrics.ParseFromString(body)
+            else:
+                request = trace_service_pb2.ExportTraceServiceRequest()
+                request.ParseFromString(body)
         except Exception as exc:  # gzip, zlib and protobuf each raise their own error type
             await _respond(send, 400, f"undecodable export: {exc}".encode(), "text/plain")
             return
-        self._receiver._collect(request, "http", headers)
-        await _respond(send, 200, trace_service_pb2.ExportTraceServiceResponse().SerializeToString(), _PROTOBUF)
+        if scope["path"] == _METRICS_PATH:
+            self._receiver._collect_metrics(metrics, "http", headers)
+            reply = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
+        else:
+            self._receiver._collect(request, "http", headers)
+            reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+        await _respond(send, 200, reply, _PROTOBUF)
 
 
 def _trace_service(receiver: OTLPReceiver) -> TraceServiceServicer:
@@ -291,6 +381,78 @@ def _trace_service(receiver: OTLPReceiver) -> TraceServiceServicer:
             return trace_service_pb2.ExportTraceServiceResponse()
 
     return TraceService()
+
+
+def _metrics_service(receiver: OTLPReceiver) -> MetricsServiceServicer:
+    """The generated ``MetricsServiceServicer`` with an ``Export`` that hands the points to ``receiver``."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2_grpc import MetricsServiceServicer
+
+    class MetricsService(MetricsServiceServicer):
+        def Export(
+            self, request: metrics_service_pb2.ExportMetricsServiceRequest, context: Any
+        ) -> metrics_service_pb2.ExportMetricsServiceResponse:
+            metadata = {
+                key: value if isinstance(value, str) else value.hex() for key, value in context.invocation_metadata()
+            }
+            receiver._collect_metrics(request, "grpc", metadata)
+            return metrics_service_pb2.ExportMetricsServiceResponse()
+
+    return MetricsService()
+
+
+def _metric_points(
+    metric: Metric, protocol: Protocol, resource: Mapping[str, ReceivedValue], scope: str
+) -> list[ReceivedMetricPoint]:
+    kind = metric.WhichOneof("data")
+    points: list[ReceivedMetricPoint] = []
+    if kind == "histogram":
+        for point in metric.histogram.data_points:
+            points.append(
+                {
+                    **_point_base(metric, protocol, resource, scope, "histogram"),
+                    "attributes": _attributes(point.attributes),
+                    "value": point.sum,
+                    "count": point.count,
+                    "bucket_counts": list(point.bucket_counts),
+                    "explicit_bounds": list(point.explicit_bounds),
+                    "time_unix_nano": point.time_unix_nano,
+                }
+            )
+    elif kind in ("sum", "gauge"):
+        number_points = metric.sum.data_points if kind == "sum" else metric.gauge.data_points
+        for number in number_points:
+            value = number.as_double if number.WhichOneof("value") == "as_double" else float(number.as_int)
+            points.append(
+                {
+                    **_point_base(metric, protocol, resource, scope, kind),
+                    "attributes": _attributes(number.attributes),
+                    "value": value,
+                    "count": 0,
+                    "bucket_counts": [],
+                    "explicit_bounds": [],
+                    "time_unix_nano": number.time_unix_nano,
+                }
+            )
+    return points
+
+
+def _point_base(
+    metric: Metric, protocol: Protocol, resource: Mapping[str, ReceivedValue], scope: str, kind: str
+) -> ReceivedMetricPoint:
+    return {
+        "protocol": protocol,
+        "name": metric.name,
+        "unit": metric.unit,
+        "type": kind,
+        "attributes": {},
+        "value": 0.0,
+        "count": 0,
+        "bucket_counts": [],
+        "explicit_bounds": [],
+        "time_unix_nano": 0,
+        "resource": dict(resource),
+        "scope": scope,
+    }
 
 
 async def _respond(send: Send, status: int, body: bytes, content_type: str) -> None:

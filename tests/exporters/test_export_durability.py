@@ -69,7 +69,13 @@ async def test_collector_outage_under_steady_traffic_loses_and_duplicates_nothin
                 await asyncio.to_thread(receiver.stop)  # the collector goes away...
                 sent_while_down = await traffic(1.2)
                 sent += sent_while_down
-                failed_during_outage = gateway.pipeline.stats.failed["otlp"]
+                # The exporter retries inside its own timeout before reporting a failure: wait for it
+                # (under load that can take longer than the traffic above) before the collector returns.
+                for _ in range(400):  # at most 20 s
+                    if gateway.pipeline.stats.failed.get("otlp"):
+                        break
+                    await asyncio.sleep(0.05)
+                failed_during_outage = gateway.pipeline.stats.failed.get("otlp", 0)
                 await asyncio.to_thread(receiver.start)  # ...and comes back on the same port
                 sent += await traffic(0.5)
                 await asyncio.wait_for(gateway.pipeline.flush(), 30)

@@ -11,7 +11,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from llm_obs_middleware.config import OTLPConfig
-from llm_obs_middleware.exporters.otlp import OTLPSink, _build_exporter
+from llm_obs_middleware.exporters._otlp_settings import build_span_exporter, resolve_settings
+from llm_obs_middleware.exporters.otlp import OTLPSink
 from llm_obs_middleware.schema import Cost, Message, RequestParams, Timing, ToolCall, Usage
 
 from .conftest import START_NS, RecordFactory
@@ -181,13 +182,42 @@ async def test_captured_content(sink: OTLPSink, exporter: InMemorySpanExporter, 
     assert span.attributes["gen_ai.response.finish_reasons"] == ("stop",)
 
 
-async def test_otel_service_name_wins(
+async def test_configured_service_name_wins_over_the_environment(
     exporter: InMemorySpanExporter, record_factory: RecordFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
-    sink = OTLPSink(CONFIG, service_name="from-config", span_exporter=exporter)
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs,deployment.environment.name=prod,team=a")
+    config = OTLPConfig(endpoint="http://collector:4318", resource_attributes={"team": "b"})
+    sink = OTLPSink(config, service_name="from-config", span_exporter=exporter)
     span = await export_one(sink, exporter, record_factory)
-    assert span.resource.attributes["service.name"] == "from-env"
+    attributes = span.resource.attributes
+    assert attributes["service.name"] == "from-config"
+    assert attributes["deployment.environment.name"] == "prod"  # the environment fills what the config leaves
+    assert attributes["team"] == "b"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"OTEL_SERVICE_NAME": "from-env", "OTEL_RESOURCE_ATTRIBUTES": "service.name=from-attrs"}, "from-env"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=from-attrs"}, "from-attrs"),
+        ({}, "llm-obs"),
+    ],
+)
+async def test_service_name_without_config_comes_from_the_environment(
+    env: dict[str, str],
+    expected: str,
+    exporter: InMemorySpanExporter,
+    record_factory: RecordFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    sink = OTLPSink(CONFIG, span_exporter=exporter)
+    span = await export_one(sink, exporter, record_factory)
+    assert span.resource.attributes["service.name"] == expected
 
 
 async def test_user_tracer_provider_is_flushed_not_shut_down(record_factory: RecordFactory) -> None:
@@ -225,7 +255,8 @@ async def test_close_shuts_down_own_provider(
 def test_http_exporter_endpoint(endpoint: str, expected: str) -> None:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    exporter = _build_exporter(OTLPConfig(endpoint=endpoint, headers={"authorization": "Bearer t"}, timeout=3.0))
+    config = OTLPConfig(endpoint=endpoint, headers={"authorization": "Bearer t"}, timeout=3.0)
+    exporter = build_span_exporter(resolve_settings(config, environ={}))
     assert isinstance(exporter, OTLPSpanExporter)
     assert exporter._endpoint == expected
     exporter.shutdown()  # type: ignore[no-untyped-call]
@@ -234,7 +265,7 @@ def test_http_exporter_endpoint(endpoint: str, expected: str) -> None:
 def test_grpc_exporter() -> None:
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-    exporter = _build_exporter(OTLPConfig(endpoint="http://collector:4317", protocol="grpc"))
+    exporter = build_span_exporter(resolve_settings(OTLPConfig(endpoint="http://collector:4317", protocol="grpc")))
     assert isinstance(exporter, OTLPSpanExporter)
     exporter.shutdown()
 

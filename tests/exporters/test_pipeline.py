@@ -220,3 +220,22 @@ async def test_transform_and_unbuildable_records() -> None:
 async def _until(predicate: Any) -> None:
     while not predicate():  # noqa: ASYNC110  # polls what a test sink recorded; the sinks have no hook for it
         await asyncio.sleep(0.002)
+
+
+async def test_no_sinks_means_no_record_is_built() -> None:
+    built: list[LLMRecord] = []
+
+    def transform(record: LLMRecord) -> LLMRecord:
+        built.append(record)
+        return record
+
+    for sinks in ([], [GatedSink(open_gate=True)]):
+        built.clear()
+        pipeline = ExportPipeline(sinks, transform=transform, queue=QueueConfig(**FAST))
+        await pipeline.start()
+        for n in range(5):
+            pipeline.submit(finished_exchange(n))
+        await pipeline.flush()
+        await pipeline.close()
+        assert (pipeline.stats.submitted, pipeline.stats.dropped, pipeline.depth) == (5, 0, 0)
+        assert len(built) == (5 if sinks else 0)

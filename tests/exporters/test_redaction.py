@@ -73,7 +73,8 @@ def read_all(folder: Path, pattern: str) -> bytes:
 async def run_all_sinks(tmp_path: Path, receiver: OTLPReceiver, **overrides: Any) -> dict[str, str]:
     """Send a chat through a gateway with every sink on; return each sink's output as text."""
     data = config_dict(tmp_path=tmp_path, trace_context={"metadata_headers": ["x-tenant-id"]}, **overrides)
-    data["exporters"]["otlp"] = {"endpoint": receiver.endpoint, "timeout": 5}
+    # Every OTLP option that adds data is on: OpenInference attributes and the GenAI metrics.
+    data["exporters"]["otlp"] = {"endpoint": receiver.endpoint, "timeout": 5, "openinference": True, "metrics": True}
     data["exporters"]["jsonl"] = {"path": str(tmp_path / "out.jsonl")}
     prompt = {"role": "user", "content": f"{PROMPT_MARKER}: my key is {SECRET}"}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_fake_provider())) as upstream:
@@ -100,6 +101,7 @@ async def run_all_sinks(tmp_path: Path, receiver: OTLPReceiver, **overrides: Any
         "sqlite file": database.decode("utf-8", "replace"),
         "jsonl": read_all(tmp_path, "out.jsonl").decode(),
         "otlp": repr(spans),
+        "otlp metrics": repr(receiver.metrics),
         "metrics": metrics,
     }
 
@@ -115,6 +117,7 @@ async def test_with_capture_off_no_prompt_or_completion_reaches_any_sink(
 ) -> None:
     outputs = await run_all_sinks(tmp_path, receiver)
     assert "gpt-4o-mini" in outputs["jsonl"] and "gpt-4o-mini" in outputs["otlp"]  # the sinks did get records
+    assert "gen_ai.client.token.usage" in outputs["otlp metrics"] and "llm.token_count" in outputs["otlp"]
     for sink, text in outputs.items():
         assert PROMPT_MARKER not in text, sink
         assert COMPLETION not in text, sink

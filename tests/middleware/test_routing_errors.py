@@ -79,7 +79,8 @@ async def test_valid_traceparent_is_continued_and_propagated(make_kit: MakeKit) 
     # The gateway's SERVER span continues the caller's trace; the LLM span is its child.
     [server] = [span for span in kit.spans.get_finished_spans() if span.kind == SpanKind.SERVER]
     assert server.parent is not None and format(server.parent.span_id, "016x") == parent
-    assert record["trace_id"] == trace_id and record["parent_span_id"] == format(server.context.span_id, "016x")
+    assert record["trace_id"] == trace_id and record["parent_span_id"] == parent
+    assert record["server_span_id"] == format(server.context.span_id, "016x")
     upstream = kit.fake.requests[-1].headers["traceparent"]
     assert upstream == f"00-{trace_id}-{record['span_id']}-01"
     assert result.headers[b"traceparent"].decode() == upstream
@@ -104,7 +105,8 @@ async def test_malformed_traceparent_is_ignored(make_kit: MakeKit, header: bytes
     [record] = await records(kit.gateway)
     [server] = [span for span in kit.spans.get_finished_spans() if span.kind == SpanKind.SERVER]
     assert server.parent is None, "a malformed traceparent starts a new trace"
-    assert record["parent_span_id"] == format(server.context.span_id, "016x")
+    assert record["parent_span_id"] is None
+    assert record["server_span_id"] == format(server.context.span_id, "016x")
     assert record["trace_id"] not in header.decode()
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_obs_middleware.providers.base import Endpoint
+from llm_obs_middleware._record import build_record
+from llm_obs_middleware.providers.base import Endpoint, ProviderAdapter
 from llm_obs_middleware.providers.openai import CHAT, EMBEDDINGS, RESPONSES, OpenAIAdapter
 from llm_obs_middleware.schema import NormalizedRequest, NormalizedResponse
 from llm_obs_middleware.state import Exchange
@@ -32,8 +33,6 @@ IGNORED_RESPONSE_KEYS: dict[str, str] = {
     "done_sentinel": "not recorded; a data-only chat stream is `completed` only if [DONE] arrived (asserted)",
     "provider": "gen_ai.provider.name comes from routing config, not from the wire format",
     "note": "free text",
-    "service_tier": "not in the schema",
-    "system_fingerprint": "not in the schema",
     "accepted_prediction_tokens": "not in the schema",
     "rejected_prediction_tokens": "not in the schema",
     "cache_miss_tokens": "DeepSeek extra; equals uncached_input_tokens, which is asserted",
@@ -47,22 +46,30 @@ IGNORED_ERROR_KEYS: dict[str, str] = {
     "status": "an input here: passed to observer(status=...)",
     "retry_after_seconds": "from the retry-after header, not the body the observer sees",
     "retryable": "a routing decision, not part of the normalized response",
-    "request_id": "from the x-request-id header, not the body the observer sees",
     "note": "free text",
 }
 # expected.json "request" keys our NormalizedRequest cannot represent.
 IGNORED_REQUEST_KEYS: dict[str, str] = {
     "max_tokens_field": "which wire field held max_tokens is not recorded (the value is asserted)",
-    "system_messages": "message roles are only known when content capture is on",
-    "tool_result_messages": "not in the schema",
-    "tool_result_items": "not in the schema",
-    "has_images": "not in the schema",
     "reasoning_effort": "not in the schema",
     "store": "not in the schema",
     "inputs": "embeddings input count is not in the schema",
     "dimensions": "not in the schema",
     "encoding_format": "not in the schema",
 }
+
+
+def header_extras(adapter: ProviderAdapter, headers: dict[str, str]) -> dict[str, Any]:
+    """The record's ``extra`` built from an error envelope's response headers (as the client got them)."""
+    exchange = Exchange({})
+    exchange.response_headers = [(name.encode(), value.encode()) for name, value in headers.items()]
+    exchange.header_extras = adapter.response_header_extras
+    return dict(build_record(exchange, None).extra)
+
+
+def has_images(request: NormalizedRequest) -> bool:
+    """Whether any captured message holds an image reference."""
+    return any(message.images for message in request.messages or ())
 
 
 def require_fixtures() -> Path:
@@ -164,6 +171,8 @@ def assert_matches_expected(result: NormalizedResponse, expected: dict[str, Any]
         "tool_call_arguments": [json.loads(call.arguments) for call in result.tool_calls],
         "output_text": result.output_text,
         "events": result.events,
+        "service_tier": result.extra.get("openai.service_tier"),
+        "system_fingerprint": result.extra.get("openai.system_fingerprint"),
     }
     if usage is not None and usage.input_tokens is not None:
         actual["uncached_input_tokens"] = (

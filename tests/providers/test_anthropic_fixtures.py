@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from _openai_cases import SHARED_FIXTURES, load_expected, read_bytes
+from _openai_cases import SHARED_FIXTURES, has_images, header_extras, load_expected, read_bytes
 from hypothesis import given, settings, strategies as st
 
 from llm_obs_middleware.errors import SchemaError
@@ -32,7 +32,6 @@ IGNORED_RESPONSE_KEYS = {
     "streamed": "an input here: it selects the stream or JSON observer",
     "done_sentinel": "Anthropic streams have none (asserted: no [DONE] in the bytes); completion is message_stop",
     "note": "free text",
-    "service_tier": "not in the schema",
     "thinking_blocks": "not in the schema (thinking text counts in output_chars, never in output_text)",
 }
 IGNORED_ERROR_KEYS = {
@@ -40,11 +39,9 @@ IGNORED_ERROR_KEYS = {
     "error_code": "Anthropic errors carry a type and no code (asserted null): the type is the record's error_type",
     "retry_after_seconds": "from the retry-after header, not the body the observer sees",
     "retryable": "a routing decision, not part of the normalized response",
-    "request_id": "from the request-id header, not part of the normalized response",
 }
 IGNORED_REQUEST_KEYS = {
     "tool_result_blocks": "not in the schema",
-    "has_images": "not in the schema",
     "thinking_budget_tokens": "not in the schema",
     "cache_control_breakpoints": "not in the schema",
 }
@@ -94,6 +91,7 @@ def assert_matches(result: NormalizedResponse, expected: dict[str, Any]) -> None
         "output_text": result.output_text,
         "events": result.events,
         "error_type": result.error_type,
+        "service_tier": result.extra.get("anthropic.service_tier"),
     }
     assert usage.input_tokens is not None
     uncached = usage.input_tokens - (usage.cache_read_tokens or 0) - (usage.cache_write_tokens or 0)
@@ -178,6 +176,7 @@ def _request_view(request: NormalizedRequest) -> dict[str, Any]:
         "tool_choice": params.tool_choice,
         # Captured, the system prompt becomes a leading system message.
         "system": bool(messages) and messages[0].role == "system" and bool(messages[0].content),
+        "has_images": has_images(request),
     }
 
 
@@ -296,7 +295,7 @@ def test_json_body_in_several_chunks(name: str) -> None:
 def test_error_envelope(name: str, streamed: bool) -> None:
     envelope = json.loads(read_bytes(FIXTURE, name))
     expected = EXPECTED["cases"][name]
-    unknown = set(expected) - {"error_type"} - set(IGNORED_ERROR_KEYS)
+    unknown = set(expected) - {"error_type", "request_id"} - set(IGNORED_ERROR_KEYS)
     assert not unknown, f"error keys neither asserted nor in IGNORED_ERROR_KEYS: {sorted(unknown)}"
     assert envelope["status"] == expected["status"] and expected["error_code"] is None
     body = json.dumps(envelope["body"]).encode()
@@ -307,6 +306,7 @@ def test_error_envelope(name: str, streamed: bool) -> None:
     assert result.error_type == expected["error_type"]
     assert result.error_message == envelope["body"]["error"]["message"]
     assert (result.completed, result.finish_reason, result.usage, result.tool_calls) == (False, "error", None, [])
+    assert header_extras(ADAPTER, envelope["headers"]) == {"anthropic.request_id": expected["request_id"]}
 
 
 @pytest.mark.parametrize("body", [b"<html>Bad gateway</html>", b"", b'{"error": {"message": "m"}}', b'"text"'])

@@ -151,6 +151,8 @@ def test_messages_create_plain(served: Served) -> None:
     assert_usage(record)
     assert record["cost"]["total_usd"] > 0
     assert UPSTREAM_KEY not in json.dumps(record)
+    # Vendor extras: the tier from the body, and Anthropic's request id from its request-id header.
+    assert record["extra"] == {"anthropic.service_tier": "standard", "anthropic.request_id": message._request_id}
     labels = {"provider": "anthropic", "model": MODEL, "operation": "chat"}
     assert metric(served, "llm_obs_tokens_total", **labels, type="input") == 40
     assert metric(served, "llm_obs_tokens_total", **labels, type="output") == 6
@@ -178,6 +180,8 @@ def test_messages_stream(served: Served) -> None:
     assert (record["streamed"], record["outcome"], record["finish_reason"]) == (True, "completed", "stop")
     assert (record["response_id"], record["response_model"]) == (final.id, MODEL)
     assert_usage(record)
+    assert record["extra"]["anthropic.service_tier"] == "standard"
+    assert record["extra"]["anthropic.request_id"].startswith("req_")
     assert record["timing"]["time_to_first_token_s"] > 0
     assert metric(served, "llm_obs_streamed_requests_total", provider="anthropic", model=MODEL, operation="chat") == 1
     [span] = client_spans(served, 1)

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 import msgspec
 import pytest
+from _openai_cases import has_images, header_extras
 from hypothesis import given, settings, strategies as st
 
 from llm_obs_middleware.errors import SchemaError
@@ -33,7 +34,6 @@ ADAPTER = BedrockAdapter()
 # expected.json keys our NormalizedResponse cannot represent, and why they are not asserted.
 IGNORED_RESPONSE_KEYS: dict[str, str] = {
     "streamed": "an input here: it selects the stream or JSON observer",
-    "latency_ms": "metrics.latencyMs is a vendor extra the schema has no field for",
     "frames_file": "the JSON description of the .bin; checked by test_frames_file_describes_the_bin",
     "note": "free text",
 }
@@ -41,12 +41,10 @@ IGNORED_ERROR_KEYS: dict[str, str] = {
     "status": "an input here: passed to observer(status=...)",
     "retry_after_seconds": "from a retry-after header (Bedrock sends none); observers see only the body",
     "retryable": "a routing decision, not part of the normalized response",
-    "request_id": "from the x-amzn-requestid header; observers see only the body",
     "note": "free text",
 }
 IGNORED_REQUEST_KEYS: dict[str, str] = {
     "model_source": "the model is read from the fixture's own URL path (see endpoint_for)",
-    "has_images": "images are not in the schema",
     "cache_points": "cache markers are not in the schema",
 }
 
@@ -125,6 +123,7 @@ def assert_matches_expected(result: NormalizedResponse, expected: dict[str, Any]
         "output_text": result.output_text,
         "events": result.events,
         "error_type": result.error_type,
+        "latency_ms": result.extra.get("bedrock.latency_ms"),
     }
     if usage is not None and usage.input_tokens is not None:
         uncached = usage.input_tokens - (usage.cache_read_tokens or 0) - (usage.cache_write_tokens or 0)
@@ -261,6 +260,7 @@ def test_decode_request() -> None:
         "tool_result_blocks": sum(1 for message in messages if message.role == "tool"),
         "tool_definitions": params.tool_definitions,
         "tool_choice": params.tool_choice,
+        "has_images": has_images(request),
     }
     unknown = set(expected) - set(view) - set(IGNORED_REQUEST_KEYS)
     assert not unknown, f"request keys neither asserted nor in IGNORED_REQUEST_KEYS: {sorted(unknown)}"
@@ -373,20 +373,31 @@ def test_frames_file_describes_the_bin() -> None:
 @pytest.mark.parametrize("streamed", [False, True])
 def test_error_envelope(name: str, expected: dict[str, Any], streamed: bool) -> None:
     envelope = json.loads((FIXTURE / name).read_text(encoding="utf-8"))
-    unknown = set(expected) - {"error_type", "error_code"} - set(IGNORED_ERROR_KEYS)
+    unknown = set(expected) - {"error_type", "error_code", "request_id"} - set(IGNORED_ERROR_KEYS)
     assert not unknown, f"error keys neither asserted nor in IGNORED_ERROR_KEYS: {sorted(unknown)}"
     assert envelope["status"] == expected["status"]
-    # The type is in x-amzn-errortype ("Type:namespace"); observers see the body and status only.
-    assert envelope["headers"]["x-amzn-errortype"].partition(":")[0] == expected["error_type"]
     assert expected["error_code"] is None
     body = json.dumps(envelope["body"]).encode()
-    observer = ADAPTER.observer(endpoint_for(streamed)[0], new_exchange(streamed), streamed=streamed, status=429)
+    exchange = new_exchange(streamed)
+    exchange.response_headers = [(name.encode(), value.encode()) for name, value in envelope["headers"].items()]
+    observer = ADAPTER.observer(endpoint_for(streamed)[0], exchange, streamed=streamed, status=429)
     observer.feed(body[:10], 1)
     observer.feed(body[10:], 2)
     result = observer.finish()
-    assert result.error_type == expected["error_type"]
+    assert result.error_type == expected["error_type"]  # from x-amzn-errortype ("Type:namespace")
     assert result.error_message == envelope["body"]["message"]
     assert (result.completed, result.finish_reason, result.usage, result.tool_calls) == (False, "error", None, [])
+    assert header_extras(ADAPTER, envelope["headers"]) == {"bedrock.request_id": expected["request_id"]}
+
+
+def test_error_type_from_the_header_beats_the_status_guess() -> None:
+    """A 400 is a ValidationException by default; x-amzn-errortype can say it is a quota error."""
+    exchange = Exchange({})
+    exchange.response_headers = [(b"X-Amzn-ErrorType", b"ServiceQuotaExceededException:http://internal.amazon.com/")]
+    observer = ADAPTER.observer(endpoint_for(False)[0], exchange, streamed=False, status=400)
+    observer.feed(b'{"message": "quota"}', 1)
+    result = observer.finish()
+    assert (result.error_type, result.error_message) == ("ServiceQuotaExceededException", "quota")
 
 
 @pytest.mark.parametrize(

@@ -254,6 +254,10 @@ def test_converse_plain_agrees_across_logs_metrics_and_spans(make_kit: Callable[
     assert record["usage"]["total_tokens"] == FAKE.prompt_tokens + OUTPUT_TOKENS
     assert (record["finish_reason"], record["finish_reasons"]) == ("stop", ["end_turn"])
     assert record["params"]["temperature"] == 0.2
+    assert record["extra"] == {
+        "bedrock.latency_ms": response["metrics"]["latencyMs"],
+        "bedrock.request_id": response["ResponseMetadata"]["RequestId"],  # from x-amzn-requestid
+    }
     labels = {"provider": "aws.bedrock", "model": MODEL, "operation": "chat"}
     assert kit.metric("llm_obs_tokens_total", FAKE.prompt_tokens, **labels, type="input") == FAKE.prompt_tokens
     assert kit.metric("llm_obs_tokens_total", OUTPUT_TOKENS, **labels, type="output") == OUTPUT_TOKENS
@@ -465,14 +469,21 @@ def test_upstream_drop_mid_stream_is_recorded(make_kit: Callable[..., Kit], capl
     kit = make_kit()
     caplog.set_level(logging.CRITICAL, logger="uvicorn.error")  # both servers log the aborted response
     response = kit.boto({"x-fake-drop-after": "3"}).converse_stream(modelId=MODEL, messages=MESSAGES)
-    # The router ends the stream cleanly after what arrived (event-stream has no in-band way to say
-    # more): the SDK sees a stream without its last events.
-    received = list(response["stream"])
-    assert [next(iter(event)) for event in received] == ["messageStart", "contentBlockDelta", "contentBlockDelta"]
+    # The cut came after a whole message, so the router ends the stream with an exception message of
+    # its own, as Bedrock reports a stream that failed: the SDK raises it after the events that arrived.
+    received: list[str] = []
+    with pytest.raises(EventStreamError) as raised:
+        for event in response["stream"]:
+            received.append(next(iter(event)))
+    response["stream"].close()  # the SDK raised mid-iteration: release its connection now, not at GC
+    assert received == ["messageStart", "contentBlockDelta", "contentBlockDelta"]
+    assert raised.value.response["Error"]["Code"] == "modelStreamErrorException"
+    assert "closed the connection" in raised.value.response["Error"]["Message"]
     [record] = kit.logs(1)
     assert record["streamed"] is True
     assert (record["outcome"], record["error_type"]) == ("upstream_error", "upstream_disconnected")
-    assert record["finish_reason"] is None
+    assert record["error_message"] == raised.value.response["Error"]["Message"]
+    assert record["finish_reason"] == "error"
     assert record["timing"]["time_to_first_token_s"] is not None
 
 
@@ -584,6 +595,43 @@ def test_no_credentials_warns_and_forwards_unsigned(caplog: pytest.LogCaptureFix
         BedrockAdapter(environ={}).sign(request, provider())
     assert "has no credentials" in caplog.text
     assert "authorization" not in request.headers and "x-amz-date" not in request.headers
+
+
+_AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_BEARER_TOKEN_BEDROCK")
+
+
+def test_gateway_without_credentials_fails_at_start_naming_the_provider(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in _AWS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    config = Config.from_dict(
+        {
+            "providers": {
+                "aws-east": {"kind": "bedrock", "base_url": "http://upstream.test", "aws_region": "us-east-1"}
+            },
+            "exporters": {"log_store": {"url": f"sqlite:///{tmp_path / 'log.db'}"}},
+        }
+    )
+    with pytest.raises(ConfigurationError, match=r"bedrock provider 'aws-east' has no credentials.*AWS_ACCESS_KEY_ID"):
+        create_gateway(config)
+
+
+def test_environment_credentials_are_read_at_start_up() -> None:
+    """Credentials in force when the gateway starts sign every request; later changes do not leak in."""
+    environ = {"AWS_ACCESS_KEY_ID": "AT-START", "AWS_SECRET_ACCESS_KEY": "one", "AWS_REGION": "us-east-1"}
+    adapter, config = BedrockAdapter(environ=environ), provider()
+    adapter.prepare("b", config)
+    environ.clear()
+    request = upstream_request()
+    adapter.sign(request, config)
+    verify(request, "AT-START", "one", "us-east-1")
+
+
+def test_start_up_check_names_a_missing_region() -> None:
+    adapter = BedrockAdapter(environ={"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
+    with pytest.raises(ConfigurationError, match="aws_region"):
+        adapter.prepare("b", provider())
 
 
 def test_no_region_is_a_configuration_error() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from _openai_cases import SHARED_FIXTURES, load_expected, read_bytes
+from _openai_cases import SHARED_FIXTURES, has_images, load_expected, read_bytes
 from hypothesis import given, settings, strategies as st
 
 from llm_obs_middleware.errors import SchemaError
@@ -36,12 +36,10 @@ IGNORED_ERROR_KEYS = {
     "error_code": "Cohere error bodies carry no code (asserted null)",
     "retry_after_seconds": "from the retry-after header, not the body the observer sees",
     "retryable": "a routing decision, not part of the normalized response",
-    "request_id": "the body's id; not part of the normalized response",
 }
 IGNORED_REQUEST_KEYS = {
     "top_k": "not in the schema",
     "tool_result_messages": "not in the schema",
-    "has_images": "not in the schema",
 }
 CASES = sorted(EXPECTED["cases"])
 ERRORS = [name for name in CASES if "status" in EXPECTED["cases"][name]]
@@ -136,6 +134,7 @@ def _request_view(request: NormalizedRequest) -> dict[str, Any]:
         "tool_definitions": params.tool_definitions,
         "tool_choice": params.tool_choice,
         "system": bool(messages) and messages[0].role == "system",
+        "has_images": has_images(request),
     }
 
 
@@ -254,7 +253,7 @@ def test_json_body_in_several_chunks(name: str) -> None:
 def test_error_envelope(name: str, streamed: bool) -> None:
     envelope = json.loads(read_bytes(FIXTURE, name))
     expected = EXPECTED["cases"][name]
-    unknown = set(expected) - {"error_type"} - set(IGNORED_ERROR_KEYS)
+    unknown = set(expected) - {"error_type", "request_id"} - set(IGNORED_ERROR_KEYS)
     assert not unknown, f"error keys neither asserted nor in IGNORED_ERROR_KEYS: {sorted(unknown)}"
     assert envelope["status"] == expected["status"] and expected["error_code"] is None
     # Cohere names no error type (expected null): the record falls back to the status.
@@ -267,6 +266,7 @@ def test_error_envelope(name: str, streamed: bool) -> None:
     assert result.error_type == f"http_{expected['status']}"
     assert result.error_message == envelope["body"]["message"]
     assert (result.completed, result.finish_reason, result.usage) == (False, "error", None)
+    assert result.extra == {"cohere.request_id": expected["request_id"]}  # the body's id
 
 
 @pytest.mark.parametrize("body", [b"<html>x</html>", b"", b"[1]"])

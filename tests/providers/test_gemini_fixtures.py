@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+from _openai_cases import has_images
 from hypothesis import given, settings, strategies as st
 
 from llm_obs_middleware import Config
@@ -47,7 +48,6 @@ IGNORED_ERROR_KEYS = {
 }
 IGNORED_REQUEST_KEYS = {
     "model_source": "the model comes from path_model() (asserted in test_path_model_and_upstream_path)",
-    "has_images": "inline images are not in the schema",
     "thinking_budget_tokens": "not in the schema",
 }
 
@@ -214,6 +214,7 @@ def _request_view(decoded: NormalizedRequest) -> dict[str, Any]:
         "tool_result_parts": sum(1 for message in messages if message.role == "tool"),
         "tool_definitions": params.tool_definitions,
         "tool_choice": params.tool_choice,
+        "has_images": has_images(decoded),
     }
 
 
@@ -368,6 +369,9 @@ def test_error_envelope(name: str, streamed: bool) -> None:
     assert result.error_type == expected["error_type"]
     assert result.error_message == envelope["body"]["error"]["message"]
     assert observer.retry_after_s == expected["retry_after_seconds"]
+    # What the router uses as Retry-After when the header is absent (Gemini sends none).
+    assert "retry-after" not in envelope["headers"]
+    assert ADAPTER.retry_after(status, body) == f"{expected['retry_after_seconds']:g}"
     assert (result.completed, result.finish_reason, result.usage, result.tool_calls) == (False, "error", None, [])
 
 
@@ -401,6 +405,8 @@ def test_error_observer_fallbacks(body: bytes, error_type: str, message: str | N
     result = observer.finish()
     assert (result.error_type, result.error_message, result.completed) == (error_type, message, False)
     assert observer.retry_after_s == retry
+    assert ADAPTER.retry_after(503, body) == (None if retry is None else f"{retry:g}")
+    assert ADAPTER.retry_after(400, body) is None  # only answers worth retrying carry a delay we honour
 
 
 # --- streams --------------------------------------------------------------------------------------

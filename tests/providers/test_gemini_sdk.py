@@ -149,6 +149,14 @@ def test_generate_content(kit: Kit, fake: FakeProviderServer) -> None:
     assert (record["params"]["temperature"], record["params"]["max_tokens"]) == (0.2, 50)
     assert record["response_id"] and record["error_type"] is None
     assert_usage(record)
+    [candidate] = response.candidates or []
+    assert record["extra"] == {
+        "gemini.safety_ratings": [
+            f"{rating.category.value}:{rating.probability.value}"  # type: ignore[union-attr]
+            for rating in candidate.safety_ratings or []
+        ]
+    }
+    assert len(record["extra"]["gemini.safety_ratings"]) == 4
     labels = {"provider": "gcp.gemini", "model": MODEL, "operation": "generate_content"}
     assert kit.metric("llm_obs_requests_total", **labels, status_class="2xx") == 1
     for kind, value in [("input", 23), ("output", 9), ("cache_read", 4), ("reasoning", 3)]:
@@ -178,6 +186,7 @@ def test_generate_content_stream(kit: Kit) -> None:
     assert record["finish_reason"] == "stop"
     assert record["timing"]["time_to_first_token_s"] > 0
     assert_usage(record)
+    assert "HARM_CATEGORY_HARASSMENT:LOW" in record["extra"]["gemini.safety_ratings"]  # from the last chunk
     [span] = kit.client_spans()
     assert dict(span.attributes or {})["gen_ai.usage.output_tokens"] == 9
     labels = {"provider": "gcp.gemini", "model": MODEL, "operation": "generate_content"}

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from _openai_cases import has_images
 from hypothesis import given, settings, strategies as st
 
 from llm_obs_middleware._ndjson import NDJSONSplitter
@@ -45,7 +46,6 @@ IGNORED_ERROR_KEYS = {
 }
 IGNORED_REQUEST_KEYS = {
     "max_tokens_field": "which wire field held max_tokens is not recorded (the value is asserted)",
-    "has_images": "not in the schema",
     "think": "not in the schema",
     "keep_alive": "not in the schema",
 }
@@ -197,6 +197,7 @@ def _request_view(decoded: NormalizedRequest) -> dict[str, Any]:
         "messages": decoded.message_count,
         "tool_result_messages": sum(1 for message in messages if message.role == "tool"),
         "tool_definitions": params.tool_definitions,
+        "has_images": has_images(decoded),
     }
 
 

@@ -116,6 +116,10 @@ def test_chat(kit: Kit, fake: FakeProviderServer) -> None:
     assert (record["finish_reason"], record["finish_reasons"], record["error_type"]) == ("stop", ["stop"], None)
     assert (record["params"]["temperature"], record["params"]["max_tokens"]) == (0.1, 64)
     assert_usage(record)
+    assert record["extra"] == {  # Ollama's timings, as the SDK got them
+        "ollama.total_duration_ns": response.total_duration,
+        "ollama.load_duration_ns": response.load_duration,
+    }
     labels = {"provider": "ollama", "model": MODEL, "operation": "chat"}
     assert kit.metric("llm_obs_requests_total", **labels, status_class="2xx") == 1
     assert kit.metric("llm_obs_tokens_total", **labels, type="input", estimated="false") == 23
@@ -245,6 +249,8 @@ def test_openai_compatible_api(tmp_path: Path, fake: FakeProviderServer) -> None
         [record] = kit.records(1)
     assert (record["provider"], record["api"], record["streamed"]) == ("ollama", "openai.chat_completions", True)
     assert record["usage"]["input_tokens"] == 23 and record["finish_reason"] == "stop"
+    # OpenAI-format extras from the stream's chunks.
+    assert record["extra"] == {"openai.system_fingerprint": "fp_fake", "openai.service_tier": "default"}
 
 
 def test_upstream_drop_mid_stream(kit: Kit) -> None:
@@ -254,8 +260,10 @@ def test_upstream_drop_mid_stream(kit: Kit) -> None:
     ) as r:
         received = r.read()
     assert r.status_code == 200
-    # The two lines the upstream sent before it dropped; NDJSON has no in-band error of the gateway's own.
-    assert [json.loads(line)["message"]["content"] for line in received.splitlines()] == ["Hello", " from"]
+    # The two lines the upstream sent before it dropped, then the gateway's error line (Ollama's own shape).
+    *lines, last = [json.loads(line) for line in received.splitlines()]
+    assert [line["message"]["content"] for line in lines] == ["Hello", " from"]
+    assert set(last) == {"error"} and "ollama" in last["error"], last  # names the provider that dropped
     [record] = kit.records(1)
     assert (record["status"], record["streamed"], record["outcome"], record["error_type"]) == (
         200,
@@ -263,8 +271,22 @@ def test_upstream_drop_mid_stream(kit: Kit) -> None:
         "upstream_error",
         "upstream_disconnected",
     )
-    assert record["finish_reason"] is None  # no final line: no done_reason and no counts
+    assert record["finish_reason"] == "error"  # no final line (no done_reason, no counts): the error line
+    assert record["error_message"] == last["error"]
     assert record["estimated"] is True
+
+
+def test_upstream_drop_mid_stream_raises_in_the_sdk(kit: Kit) -> None:
+    """The SDK reads the gateway's final error line as Ollama's own in-band error and raises."""
+    with (
+        kit.client(**{"x-fake-drop-after": "2"}) as client,
+        pytest.raises(ollama.ResponseError) as raised,
+    ):
+        for _ in client.chat(model=MODEL, messages=HI, stream=True):
+            pass
+    assert "ollama" in raised.value.error
+    [record] = kit.records(1)
+    assert (record["outcome"], record["error_type"]) == ("upstream_error", "upstream_disconnected")
 
 
 def test_client_disconnect_mid_stream(kit: Kit) -> None:

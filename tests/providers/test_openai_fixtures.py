@@ -18,6 +18,8 @@ from _openai_cases import (
     Case,
     all_cases,
     assert_matches_expected,
+    has_images,
+    header_extras,
     load_expected,
     new_exchange,
     observe,
@@ -113,6 +115,11 @@ def _request_view(request: NormalizedRequest) -> dict[str, Any]:
         "input_items": request.message_count,
         # Responses: captured instructions become a leading system message.
         "instructions": bool(messages) and messages[0].role == "system" and bool(messages[0].content),
+        "has_images": has_images(request),
+        # Captured (the fixtures are decoded with content capture on): roles tell these apart.
+        "system_messages": sum(1 for message in messages if message.role in ("system", "developer")),
+        "tool_result_messages": sum(1 for message in messages if message.role == "tool"),
+        "tool_result_items": sum(1 for message in messages if message.role == "tool"),
     }
 
 
@@ -196,7 +203,7 @@ def test_json_body_in_several_chunks(case: Case) -> None:
 def test_error_envelope(case: Case, streamed: bool) -> None:
     envelope = json.loads(case.body())
     expected = case.expected
-    unknown = set(expected) - {"error_type", "error_code"} - set(IGNORED_ERROR_KEYS)
+    unknown = set(expected) - {"error_type", "error_code", "request_id"} - set(IGNORED_ERROR_KEYS)
     assert not unknown, f"error keys neither asserted nor in IGNORED_ERROR_KEYS: {sorted(unknown)}"
     assert envelope["status"] == expected["status"] == 429
     body = json.dumps(envelope["body"]).encode()
@@ -211,6 +218,7 @@ def test_error_envelope(case: Case, streamed: bool) -> None:
     assert result.finish_reason == "error"
     assert result.usage is None
     assert result.tool_calls == []
+    assert header_extras(OpenAIAdapter(), envelope["headers"]) == {"openai.request_id": expected["request_id"]}
 
 
 def test_error_code_is_preferred_over_type() -> None:

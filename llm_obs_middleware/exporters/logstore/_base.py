@@ -20,6 +20,7 @@ from ._sql import Filters, StatsRow, StatsWindow, record_row, session_sql, stats
 
 if TYPE_CHECKING:
     from ...schema import LLMRecord
+    from ._search import LogSearch
     from ._sql import Dialect
 
 __all__ = ["DEFAULT_PRUNE_INTERVAL_S", "SQLLogStore"]
@@ -109,6 +110,7 @@ class SQLLogStore(ABC):
         since: float | str | None = None,
         until: float | str | None = None,
         limit: int = 100,
+        search: LogSearch | None = None,
     ) -> list[bytes]:
         """Records (their JSON) matching every filter given, newest first.
 
@@ -118,12 +120,20 @@ class SQLLogStore(ABC):
             since: earliest start time (inclusive), Unix seconds or ISO-8601.
             until: latest start time (exclusive), Unix seconds or ISO-8601.
             limit: most records returned.
+            search: metadata, cost/latency/token range and free-text filters (see :mod:`._search`).
 
         Raises:
             ValueError: a filter value cannot be parsed (the message names it).
         """
         filters = Filters(
-            model=model, provider=provider, status=status, session_id=session_id, team=team, since=since, until=until
+            model=model,
+            provider=provider,
+            status=status,
+            session_id=session_id,
+            team=team,
+            since=since,
+            until=until,
+            search=search,
         )
         sql, params = filters.select_records(self.dialect, limit)
         return [row[0] for row in self._fetch(sql, params)]
@@ -197,6 +207,7 @@ class SQLLogStore(ABC):
         since: float | str | None = None,
         until: float | str | None = None,
         limit: int = 100,
+        search: LogSearch | None = None,
     ) -> list[bytes]:
         """:meth:`query` in a worker thread."""
         return await asyncio.to_thread(
@@ -209,6 +220,7 @@ class SQLLogStore(ABC):
             since=since,
             until=until,
             limit=limit,
+            search=search,
         )
 
     async def aget(self, request_id: str) -> bytes | None:

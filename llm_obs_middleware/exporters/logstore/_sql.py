@@ -18,6 +18,7 @@ import msgspec
 
 if TYPE_CHECKING:
     from ...schema import LLMRecord
+    from ._search import LogSearch
 
 __all__ = [
     "COLUMNS",
@@ -149,7 +150,7 @@ class Dialect:
 class Filters:
     """Parsed ``/logs`` filters turned into a ``WHERE`` clause; bad values raise ``ValueError`` naming them."""
 
-    __slots__ = ("clauses", "model", "params")
+    __slots__ = ("clauses", "model", "params", "search")
 
     def __init__(
         self,
@@ -161,8 +162,10 @@ class Filters:
         team: str | None = None,
         since: float | str | None = None,
         until: float | str | None = None,
+        search: LogSearch | None = None,
     ) -> None:
         self.model = model
+        self.search = search
         self.clauses: list[str] = []
         self.params: list[Any] = []
         for column, value in (("provider", provider), ("session_id", session_id), ("team", team)):
@@ -184,6 +187,10 @@ class Filters:
     def where(self, dialect: Dialect, *, with_model: bool = True) -> tuple[str, list[Any]]:
         """``" WHERE ..."`` (or ``""``) and its parameters; the model matches served or requested."""
         clauses, params = [c.format(p=dialect.param) for c in self.clauses], list(self.params)
+        if self.search is not None:
+            more, more_params = self.search.clauses(dialect)
+            clauses += more
+            params += more_params
         if with_model and self.model is not None:
             clauses.append(f"(model = {dialect.param} OR requested_model = {dialect.param})")
             params += (self.model, self.model)

@@ -1,7 +1,9 @@
 """The log store's JSON API (Starlette routes): ``/logs``, ``/logs/stats`` and ``/sessions/{id}``.
 
 ``GET /logs`` lists records, newest first, filtered by ``model``, ``provider``, ``status`` (``503``
-or ``5xx``), ``session_id``, ``team``, ``since``/``until`` (Unix seconds or ISO-8601) and ``limit``
+or ``5xx``), ``session_id``, ``team``, ``since``/``until`` (Unix seconds or ISO-8601),
+``metadata.<key>``, ``min_cost``/``max_cost``, ``min_latency_s``/``max_latency_s``,
+``min_tokens``/``max_tokens``, ``q`` (text in captured content; see :mod:`._search`) and ``limit``
 (1-1000, default 100); ``GET /logs/{request_id}`` returns one record. Each record is exactly
 ``msgspec.json.encode(LLMRecord)``: the stored bytes are spliced into the response, never decoded.
 
@@ -21,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ._search import LogSearch
 from ._sql import StatsWindow, parse_status, parse_time
 
 __all__ = ["LogReader", "log_routes"]
@@ -47,6 +50,7 @@ class LogReader(Protocol):
         since: float | str | None = None,
         until: float | str | None = None,
         limit: int = 100,
+        search: LogSearch | None = None,
     ) -> list[bytes]: ...
 
     async def aget(self, request_id: str) -> bytes | None: ...
@@ -88,7 +92,8 @@ def log_routes(store: LogReader, *, wrap: Callable[[Endpoint], Endpoint] | None 
             for name, value in (("since", since), ("until", until)):
                 if value is not None:
                     _check(parse_time, name, value, "Unix seconds or an ISO-8601 time")
-        except _InvalidParameter as exc:
+            search = LogSearch.from_query(query)
+        except ValueError as exc:  # _InvalidParameter, or LogSearch naming the parameter
             return _error(400, str(exc), "invalid_request_error")
         rows = await store.aquery(
             model=query.get("model"),
@@ -99,6 +104,7 @@ def log_routes(store: LogReader, *, wrap: Callable[[Endpoint], Endpoint] | None 
             since=since,
             until=until,
             limit=limit,
+            search=search,
         )
         return _records(rows)
 

@@ -1,0 +1,55 @@
+"""aiohttp behind the httpx API (``httpx-aiohttp``), sending the URL byte for byte.
+
+httpx-aiohttp hands aiohttp the URL as a string, which yarl then re-quotes: ``%3A`` in a path becomes
+``:``. A request signed before sending (AWS SigV4 over ``/model/anthropic.claude-...-v1%3A0/converse``)
+then reaches the provider under another path and its signature fails. This transport passes the URL
+as already encoded; everything else (timeouts, error mapping, the response stream) is httpx-aiohttp's.
+"""
+
+from __future__ import annotations
+
+import httpx
+import yarl
+from aiohttp import ClientSession, ClientTimeout
+from httpx_aiohttp.transport import AiohttpResponseStream, AiohttpTransport, map_aiohttp_exceptions
+
+__all__ = ["ExactURLAiohttpTransport"]
+
+
+class ExactURLAiohttpTransport(AiohttpTransport):
+    """:class:`AiohttpTransport` that sends ``request.url`` exactly as httpx encoded it."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not isinstance(self.client, ClientSession):
+            self.client = self.get_client()
+        timeout = request.extensions.get("timeout", {})
+        with map_aiohttp_exceptions():
+            data: bytes | httpx.AsyncByteStream | None
+            try:
+                data = request.content or None
+            except httpx.RequestNotRead:
+                data = request.stream  # type: ignore[assignment]
+                request.headers.pop("transfer-encoding", None)  # aiohttp frames the body itself
+            response = await self.client.request(
+                method=request.method,
+                url=yarl.URL(str(request.url), encoded=True),
+                headers=request.headers,
+                data=data,
+                allow_redirects=False,
+                auto_decompress=False,
+                compress=False,
+                timeout=ClientTimeout(
+                    sock_connect=timeout.get("connect"), sock_read=timeout.get("read"), connect=timeout.get("pool")
+                ),
+                server_hostname=request.extensions.get("sni_hostname"),
+            ).__aenter__()
+        extensions = {"http_version": b"HTTP/1.1"}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode()
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=AiohttpResponseStream(response),
+            request=request,
+            extensions=extensions,
+        )

@@ -1,0 +1,86 @@
+"""Provider endpoints we do not observe (token counting, model lists...): forwarded with our credentials."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import httpx
+
+from .._asgi import BodyTooLarge, ClientGone, error_json, read_body, send_json
+from ..errors import UpstreamError, UpstreamTimeout
+from ..state import get_exchange
+from ..types import Receive, Scope, Send
+from ..upstream import HOP_BY_HOP, send_upstream
+from ._relay import relay
+from ._targets import ProviderTarget
+
+__all__ = ["NOT_FORWARDED", "proxy"]
+
+# Client headers never forwarded: credentials meant for us, hop-by-hop, and ones we set ourselves.
+NOT_FORWARDED = HOP_BY_HOP | {
+    b"host",
+    b"content-length",
+    b"authorization",
+    b"api-key",
+    b"x-api-key",
+    b"x-goog-api-key",
+    b"cookie",
+    b"accept-encoding",
+    b"traceparent",
+    b"tracestate",
+    b"x-llm-obs-provider",
+    b"x-llm-obs-no-fallbacks",
+    b"x-llm-obs-timeout",
+}
+
+
+async def proxy(
+    client: httpx.AsyncClient,
+    provider: ProviderTarget,
+    path: str,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    max_request_bytes: int,
+    rng: random.Random,
+) -> None:
+    """Forward a provider endpoint we do not observe, credentials replaced, nothing recorded."""
+    exchange = get_exchange(scope)
+    try:
+        body = await read_body(receive, max_request_bytes)
+    except BodyTooLarge:
+        message = f"request body exceeds the limit of {max_request_bytes} bytes"
+        await send_json(send, 413, error_json(message, "invalid_request_error", code="request_too_large"))
+        return
+    except ClientGone:
+        return
+    key = provider.pool.pick(time.monotonic(), rng) or provider.pool.keys[0]
+    headers = [(k, v) for k, v in scope["headers"] if k not in NOT_FORWARDED]
+    headers.extend(provider.headers)
+    headers.extend(key.headers)
+    url = provider.base_url + path
+    if scope.get("query_string"):
+        url += "?" + scope["query_string"].decode("latin-1")
+    request = client.build_request(scope["method"], url, headers=headers, content=body, timeout=provider.timeout)
+    provider.adapter.sign(request, provider.config)
+    try:
+        response = await send_upstream(client, request, provider=provider.name)
+    except UpstreamError as exc:
+        error_type = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
+        await send_json(send, 504 if error_type == "upstream_timeout" else 502, error_json(str(exc), error_type))
+        return
+    try:
+        content_type = response.headers.get("content-type", "").encode("latin-1")
+        await relay(
+            exchange,
+            response,
+            provider=provider.name,
+            streamed=provider.adapter.is_stream(content_type),
+            hide_usage=False,
+            deadline=time.perf_counter() + provider.total_timeout,
+            receive=receive,
+            send=send,
+        )
+    finally:
+        await response.aclose()

@@ -1,0 +1,53 @@
+"""The usage chunk the gateway asked for (the client did not) is cut out of any chunking of a stream."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given, settings, strategies as st
+
+from llm_obs_middleware.middleware._relay import _UsageChunkFilter
+from llm_obs_middleware.state import Exchange
+
+EVENTS = [
+    b'data: {"id":"c1","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n',
+    b'data: {"id":"c1","choices":[{"index":0,"delta":{"content":"Hello"}}]}\r\n\r\n',
+    b'data: {"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n',
+]
+USAGE = b'data: {"id":"c1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}\n\n'
+DONE = b"data: [DONE]\n\n"
+STREAM = b"".join(EVENTS) + USAGE + DONE
+
+
+class SeenByAccounting:
+    def __init__(self) -> None:
+        self.fed: list[bytes] = []
+
+    def feed(self, chunk: bytes, now_ns: int) -> None:
+        self.fed.append(chunk)
+
+
+def _filter() -> tuple[_UsageChunkFilter, SeenByAccounting]:
+    exchange = Exchange({"method": "POST", "path": "/v1/chat/completions"})
+    observer = SeenByAccounting()
+    exchange.observer = observer  # type: ignore[assignment]
+    return _UsageChunkFilter(exchange), observer
+
+
+@settings(max_examples=300)
+@given(st.lists(st.integers(min_value=1, max_value=len(STREAM) - 1), unique=True, max_size=12))
+def test_any_split_forwards_everything_but_the_usage_event(cuts: list[int]) -> None:
+    bounds = [0, *sorted(cuts), len(STREAM)]
+    usage_filter, observer = _filter()
+    forwarded = b"".join(usage_filter.feed(STREAM[a:b]) for a, b in itertools.pairwise(bounds))
+    forwarded += usage_filter.close()
+    assert forwarded == b"".join(EVENTS) + DONE
+    assert observer.fed == [USAGE]
+
+
+def test_whole_events_pass_as_the_same_bytes() -> None:
+    usage_filter, observer = _filter()
+    for event in EVENTS:
+        assert usage_filter.feed(event) is event
+    assert usage_filter.feed(USAGE) == b""
+    assert observer.fed == [USAGE]
