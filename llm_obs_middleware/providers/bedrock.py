@@ -1,8 +1,11 @@
-"""AWS Bedrock Runtime: Converse and ConverseStream, re-signed upstream with SigV4.
+"""AWS Bedrock Runtime: Converse, ConverseStream and InvokeModel of embedding models, re-signed upstream with SigV4.
 
 Native routes (relative to ``/{provider}``): ``POST /model/{modelId}/converse`` and
 ``POST /model/{modelId}/converse-stream``, the paths boto3's ``bedrock-runtime`` client calls with
-``endpoint_url="http://gateway/{provider}"``. The model id is URL-encoded in the path (``%3A`` for the
+``endpoint_url="http://gateway/{provider}"``, and ``POST /model/{modelId}/invoke`` when the model is an
+embedding model (``amazon.titan-embed-*``, ``cohere.embed-*``; other InvokeModel calls are proxied
+unobserved). Titan reports ``inputTextTokenCount`` in its body; Cohere on Bedrock only in the
+``x-amzn-bedrock-input-token-count`` response header. The model id is URL-encoded in the path (``%3A`` for the
 ``:`` of ``...-v1:0``; ARNs carry ``/`` as ``%2F``) and is re-encoded the same way upstream.
 
 The client's own SigV4 signature is for the gateway's host, so it never goes upstream: the gateway
@@ -24,9 +27,19 @@ from urllib.parse import quote, urlsplit
 import msgspec
 
 from ..errors import ConfigurationError, MissingDependencyError, SchemaError
-from ..schema import ExtraValue, ImageRef, Message, NormalizedRequest, RequestParams, ToolCall
+from ..schema import (
+    ExtraValue,
+    ImageRef,
+    Message,
+    NormalizedRequest,
+    NormalizedResponse,
+    RequestParams,
+    ToolCall,
+    Usage,
+)
 from ._bedrock_observers import ConverseJSONObserver, ConverseStreamObserver, ErrorObserver
 from ._bedrock_wire import CapturedImage, CapturedMessage, ConverseRequest, SystemBlock, compact_json
+from ._buffered import BufferedBody
 from ._media import inline_image, url_image
 from .base import AdapterDefaults, Endpoint, PreparedBody
 
@@ -36,7 +49,7 @@ if TYPE_CHECKING:
     from ..config import ProviderConfig
     from ..state import Exchange, ResponseObserver
 
-__all__ = ["ADAPTERS", "CONVERSE", "CONVERSE_STREAM", "BedrockAdapter"]
+__all__ = ["ADAPTERS", "CONVERSE", "CONVERSE_STREAM", "INVOKE_EMBEDDINGS", "BedrockAdapter", "embedding_family"]
 
 logger = logging.getLogger("llm_obs_middleware.providers.bedrock")
 
@@ -44,8 +57,12 @@ CONVERSE = "bedrock.converse"
 """``Endpoint.api`` of ``/model/{modelId}/converse``."""
 CONVERSE_STREAM = "bedrock.converse_stream"
 """``Endpoint.api`` of ``/model/{modelId}/converse-stream``."""
-_PATH = re.compile(r"^/model/(.+)/(converse|converse-stream)$")
-_API = {"converse": CONVERSE, "converse-stream": CONVERSE_STREAM}
+INVOKE_EMBEDDINGS = "bedrock.invoke_model"
+"""``Endpoint.api`` of ``/model/{modelId}/invoke`` for an embedding model."""
+_PATH = re.compile(r"^/model/(.+)/(converse|converse-stream|invoke)$")
+_API = {"converse": CONVERSE, "converse-stream": CONVERSE_STREAM, "invoke": INVOKE_EMBEDDINGS}
+# Model ids may carry a cross-region prefix (us.cohere.embed-v4:0) or be URL-encoded: match the family.
+_EMBEDDING_FAMILY = re.compile(r"(?:^|[./%])(amazon\.titan-embed|cohere\.embed)-")
 _REGION_HOST = re.compile(r"(?:^|\.)bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com")
 _STREAM_TYPE = b"application/vnd.amazon.eventstream"
 # SigV4 headers a client signed for the gateway: never forwarded (the router drops its Authorization).
@@ -54,6 +71,27 @@ _MAX_CACHED = 64
 _decode_request = msgspec.json.Decoder(ConverseRequest).decode
 _decode_messages = msgspec.json.Decoder(list[CapturedMessage]).decode
 _decode_system = msgspec.json.Decoder(list[SystemBlock]).decode
+
+
+class _InvokeEmbedRequest(msgspec.Struct, rename="camel"):
+    input_text: str | None = None
+    texts: list[str] | None = None
+
+
+class _InvokeEmbedResponse(msgspec.Struct, rename="camel"):
+    input_text_token_count: int | None = None
+
+
+_decode_invoke_request = msgspec.json.Decoder(_InvokeEmbedRequest).decode
+_decode_invoke_response = msgspec.json.Decoder(_InvokeEmbedResponse).decode
+
+
+def embedding_family(model: str) -> str | None:
+    """``"titan"`` or ``"cohere"`` for a Bedrock embedding model id, else ``None``."""
+    found = _EMBEDDING_FAMILY.search(model)
+    if found is None:
+        return None
+    return "titan" if found.group(1).startswith("amazon") else "cohere"
 
 
 def _join(raw: list[msgspec.Raw]) -> bytes:
@@ -124,6 +162,10 @@ class BedrockAdapter(AdapterDefaults):
         found = _PATH.match(path)
         if found is None:
             return None
+        if found.group(2) == "invoke":
+            if embedding_family(found.group(1)) is None:
+                return None  # InvokeModel of a chat model: its body is the model's own format, not observed
+            return Endpoint(INVOKE_EMBEDDINGS, "embeddings", path)
         # The path rides in the endpoint so decode_request can read the model from it.
         return Endpoint(_API[found.group(2)], "chat", path)
 
@@ -142,6 +184,8 @@ class BedrockAdapter(AdapterDefaults):
         return content_type.startswith(_STREAM_TYPE)
 
     def decode_request(self, endpoint: Endpoint, body: bytes, *, capture_content: bool) -> NormalizedRequest:
+        if endpoint.api == INVOKE_EMBEDDINGS:
+            return self._decode_embeddings(endpoint, body)
         try:
             request = _decode_request(body)
             messages = _captured(request.system, request.messages) if capture_content else None
@@ -169,6 +213,15 @@ class BedrockAdapter(AdapterDefaults):
             extra=_request_extra(request),
         )
 
+    def _decode_embeddings(self, endpoint: Endpoint, body: bytes) -> NormalizedRequest:
+        try:
+            request = _decode_invoke_request(body)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise SchemaError(f"request body is not a valid {endpoint.api} request: {exc}") from None
+        count = len(request.texts) if request.texts is not None else int(request.input_text is not None)
+        model = self.path_model(endpoint, endpoint.upstream_path)
+        return NormalizedRequest(operation="embeddings", model=model, message_count=count)
+
     def observer(self, endpoint: Endpoint, exchange: Exchange, *, streamed: bool, status: int) -> ResponseObserver:
         # Bedrock answers name no model: report the one the request went to.
         model = exchange.served_model or exchange.requested_model or self.path_model(endpoint, endpoint.upstream_path)
@@ -178,6 +231,8 @@ class BedrockAdapter(AdapterDefaults):
                 (v.decode("latin-1") for k, v in exchange.response_headers if k.lower() == b"x-amzn-errortype"), None
             )
             return ErrorObserver(model, status, header_type)
+        if endpoint.api == INVOKE_EMBEDDINGS:
+            return _InvokeEmbedObserver(exchange, model)
         capture = exchange.request is not None and exchange.request.messages is not None
         if streamed:
             return ConverseStreamObserver(exchange, model, capture)
@@ -227,6 +282,32 @@ class BedrockAdapter(AdapterDefaults):
             if name in headers:
                 del headers[name]
         cached[1].apply(request)
+
+
+class _InvokeEmbedObserver(BufferedBody):
+    """An InvokeModel embeddings body: Titan's ``inputTextTokenCount``, else the token-count header
+    Bedrock adds (read when the response is done, from the headers the client was sent)."""
+
+    __slots__ = ("_exchange", "_model")
+
+    def __init__(self, exchange: Exchange, model: str | None) -> None:
+        super().__init__()
+        self._exchange = exchange
+        self._model = model
+
+    def _result(self, body: bytes) -> NormalizedResponse:
+        count = _decode_invoke_response(body).input_text_token_count
+        if count is None:
+            count = next(
+                (
+                    int(value)
+                    for name, value in self._exchange.response_headers
+                    if name.lower() == b"x-amzn-bedrock-input-token-count" and value.isdigit()
+                ),
+                None,
+            )
+        usage = Usage(input_tokens=count, total_tokens=count) if count is not None else None
+        return NormalizedResponse(model=self._model, usage=usage)
 
 
 class _Auth:

@@ -1,8 +1,9 @@
-"""Cohere v2 chat: ``POST /v2/chat``, plain and streamed (SSE with named events, ``data: [DONE]``).
+"""Cohere v2 chat (``POST /v2/chat``, plain and streamed: SSE with named events, ``data: [DONE]``) and
+embed (``POST /v2/embed``, usage from ``meta.billed_units.input_tokens``, the only count it reports).
 
-Native route: ``/{provider}/v2/chat`` goes to ``{base_url}/v2/chat`` (``base_url`` is the API root,
-e.g. ``https://api.cohere.com``, as for the SDK). The key travels as ``Authorization: Bearer``.
-Other Cohere endpoints (embed, rerank, the v1 API) are proxied unobserved by the router.
+Native routes: ``/{provider}/v2/chat`` goes to ``{base_url}/v2/chat`` (``base_url`` is the API root,
+e.g. ``https://api.cohere.com``, as for the SDK), ``/v2/embed`` likewise. The key travels as
+``Authorization: Bearer``. Other Cohere endpoints (rerank, the v1 API) are proxied unobserved by the router.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from ..errors import SchemaError
-from ..schema import ImageRef, Message, NormalizedRequest, RequestParams, ToolCall
+from ..schema import ImageRef, Message, NormalizedRequest, NormalizedResponse, RequestParams, ToolCall, Usage
+from ._buffered import BufferedBody
 from ._cohere_observers import ChatErrorObserver, ChatJSONObserver, ChatStreamObserver
 from ._cohere_wire import CapturedMessage, ChatRequest
 from ._media import url_image
@@ -22,11 +24,36 @@ if TYPE_CHECKING:
     from ..state import Exchange, ResponseObserver
     from .base import ProviderAdapter
 
-__all__ = ["ADAPTERS", "CHAT", "CohereAdapter"]
+__all__ = ["ADAPTERS", "CHAT", "EMBED", "CohereAdapter"]
 
 CHAT = Endpoint("cohere.chat", "chat")
-_PATHS = frozenset({"/v2/chat"})
+EMBED = Endpoint("cohere.embed", "embeddings")
+_ENDPOINTS = {"/v2/chat": CHAT, "/v2/embed": EMBED}
+
+
+class _EmbedRequest(msgspec.Struct):
+    model: str | None = None
+    texts: list[str] | None = None
+    images: list[str] | None = None
+    inputs: list[msgspec.Raw] | None = None
+
+
+class _BilledUnits(msgspec.Struct):
+    input_tokens: int | float | None = None
+
+
+class _EmbedMeta(msgspec.Struct):
+    billed_units: _BilledUnits | None = None
+
+
+class _EmbedResponse(msgspec.Struct):
+    id: str | None = None
+    meta: _EmbedMeta | None = None
+
+
 _decode_request = msgspec.json.Decoder(ChatRequest).decode
+_decode_embed_request = msgspec.json.Decoder(_EmbedRequest).decode
+_decode_embed_response = msgspec.json.Decoder(_EmbedResponse).decode
 _decode_captured = msgspec.json.Decoder(list[CapturedMessage]).decode
 _decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _encode = msgspec.json.Encoder().encode
@@ -54,15 +81,19 @@ def _captured_messages(raw: list[msgspec.Raw]) -> list[Message]:
 
 
 class CohereAdapter(AdapterDefaults):
-    """Recognises ``POST /v2/chat``; decodes chat requests and observes their responses."""
+    """Recognises ``POST /v2/chat`` and ``POST /v2/embed``; decodes their requests and observes their responses."""
 
     provider_name = "cohere"
 
     def match(self, method: str, path: str) -> Endpoint | None:
-        return CHAT if method == "POST" and path in _PATHS else None
+        return _ENDPOINTS.get(path) if method == "POST" else None
 
     def decode_request(self, endpoint: Endpoint, body: bytes, *, capture_content: bool) -> NormalizedRequest:
         try:
+            if endpoint is EMBED:
+                embed = _decode_embed_request(body)
+                count = len(embed.texts or ()) + len(embed.images or ()) + len(embed.inputs or ())
+                return NormalizedRequest(operation=endpoint.operation, model=embed.model, message_count=count)
             request = _decode_request(body)
             messages = _captured_messages(request.messages) if capture_content else None
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -93,6 +124,8 @@ class CohereAdapter(AdapterDefaults):
     def observer(self, endpoint: Endpoint, exchange: Exchange, *, streamed: bool, status: int) -> ResponseObserver:
         if status >= 400:
             return ChatErrorObserver(status)
+        if endpoint is EMBED:
+            return _EmbedObserver(exchange.served_model or (exchange.request.model if exchange.request else None))
         capture = exchange.request is not None and exchange.request.messages is not None
         return ChatStreamObserver(exchange, capture) if streamed else ChatJSONObserver(exchange, capture)
 
@@ -106,6 +139,23 @@ class CohereAdapter(AdapterDefaults):
 
     def auth_headers(self, api_key: str) -> list[tuple[bytes, bytes]]:
         return [(b"authorization", b"Bearer " + api_key.encode())]
+
+
+class _EmbedObserver(BufferedBody):
+    """A ``/v2/embed`` body: its only count is the billed input tokens; it names no model."""
+
+    __slots__ = ("_model",)
+
+    def __init__(self, model: str | None) -> None:
+        super().__init__()
+        self._model = model
+
+    def _result(self, body: bytes) -> NormalizedResponse:
+        response = _decode_embed_response(body)
+        billed = response.meta.billed_units if response.meta is not None else None
+        count = int(billed.input_tokens) if billed is not None and billed.input_tokens is not None else None
+        usage = Usage(input_tokens=count, total_tokens=count, billed_input_tokens=count) if count is not None else None
+        return NormalizedResponse(id=response.id, model=self._model, usage=usage)
 
 
 ADAPTERS: dict[str, ProviderAdapter] = {"cohere": CohereAdapter()}

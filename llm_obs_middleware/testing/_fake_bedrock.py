@@ -1,4 +1,5 @@
-"""The fake provider's Bedrock Runtime mode: Converse (JSON) and ConverseStream (AWS event-stream).
+"""The fake provider's Bedrock Runtime mode: Converse (JSON), ConverseStream (AWS event-stream) and
+InvokeModel of embedding models.
 
 ``POST /model/{modelId}/converse`` and ``POST /model/{modelId}/converse-stream``, shaped like the
 real API (the ``bedrock_converse`` fixtures) so boto3 parses them: text, a tool call when the request
@@ -10,6 +11,12 @@ Like AWS, it checks the SigV4 signature (service ``bedrock``): the access key mu
 403 (``UnrecognizedClientException`` / ``InvalidSignatureException``). A bearer token (a Bedrock API
 key) is accepted as is. So a gateway that forwarded its client's signature instead of signing
 again would be refused.
+
+``POST /model/{modelId}/invoke`` answers embedding models only: ``amazon.titan-embed-*`` takes one
+``inputText`` (``dimensions`` long, else ``embedding_dimensions``) and answers ``{"embedding",
+"inputTextTokenCount"}``; ``cohere.embed-*`` takes ``texts`` and a required ``input_type`` and answers
+``{"embeddings": [[...]], ...}``. Both send ``prompt_tokens`` in ``x-amzn-bedrock-input-token-count``,
+as Bedrock does for InvokeModel. Other models answer 400 (the fake has no InvokeModel chat).
 
 Overrides: the common ``x-fake-*`` headers (``status`` answers with the Bedrock error for that
 status, ``drop-after`` cuts a stream after that many frames), plus ``x-fake-bedrock-fault``:
@@ -24,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import hmac
+import math
 import re
 import time
 from types import MappingProxyType
@@ -46,7 +54,7 @@ TEST_SECRET_ACCESS_KEY = "fake/bedrock+Secret/Key0001"
 TEST_CREDENTIALS = MappingProxyType({TEST_ACCESS_KEY_ID: TEST_SECRET_ACCESS_KEY})
 """Access key id -> secret key the fake accepts SigV4 signatures from."""
 
-_PATH = re.compile(r"^/model/(.+)/(converse|converse-stream)$")
+_PATH = re.compile(r"^/model/(.+)/(converse|converse-stream|invoke)$")
 _FAIL_MODEL = re.compile(r"fail-(\d{3})")
 _ERRORS = {
     400: "ValidationException",
@@ -123,6 +131,9 @@ async def handle(
         kind = _ERRORS.get(status) or ("InternalServerException" if status >= 500 else "ValidationException")
         message = "Too many requests, please wait before trying again." if status == 429 else "Fake failure"
         await _error(send, status, kind, message, rid)
+        return True
+    if operation == "invoke":
+        await _invoke_embeddings(fake, model, body, rid, send)
         return True
     try:
         request = _decode_request(body)
@@ -252,6 +263,57 @@ def event_headers(event_type: str) -> dict[str, str]:
 def frame(headers: dict[str, str], payload: bytes) -> bytes:
     """One event-stream message with string headers (value type 7) and valid CRCs."""
     return encode_message(headers, payload)
+
+
+class _EmbedRequest(msgspec.Struct, rename="camel"):
+    input_text: str | None = None
+    dimensions: int | None = None
+    texts: list[str] | None = None
+    input_type: str | None = msgspec.field(default=None, name="input_type")
+
+
+_decode_embed = msgspec.json.Decoder(_EmbedRequest).decode
+
+
+async def _invoke_embeddings(fake: FakeProvider, model: str, body: bytes, rid: str, send: Send) -> None:
+    try:
+        request = _decode_embed(body)
+    except msgspec.DecodeError as exc:
+        await _error(send, 400, "ValidationException", f"Malformed input request: {exc}", rid)
+        return
+    config = fake.config
+    problem: str | None = None
+    payload: dict[str, Any] = {}
+    if "titan-embed" in model:
+        if request.input_text is None:
+            problem = "Malformed input request: #: required key [inputText] not found, please reformat your input"
+        else:
+            size = request.dimensions or config.embedding_dimensions
+            payload = {"embedding": _vector(0, size), "inputTextTokenCount": config.prompt_tokens}
+    elif "cohere.embed" in model:
+        if not request.texts or not request.input_type:
+            problem = "Malformed input request: #: required keys [texts, input_type] not found or empty"
+        else:
+            vectors = [_vector(index, config.embedding_dimensions) for index in range(len(request.texts))]
+            payload = {"id": rid, "embeddings": vectors, "response_type": "embeddings_floats", "texts": request.texts}
+    else:
+        problem = f"The fake answers InvokeModel for embedding models only, not {model}"
+    if problem is not None:
+        await _error(send, 400, "ValidationException", problem, rid)
+        return
+    encoded = _encode(payload)
+    head = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(encoded)),
+        (b"x-amzn-bedrock-input-token-count", b"%d" % config.prompt_tokens),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": [*head, _rid(rid)]})
+    await send({"type": "http.response.body", "body": encoded})
+
+
+def _vector(index: int, size: int) -> list[float]:
+    # Deterministic and distinct per input, so tests can tell the vectors apart.
+    return [round(math.sin(index * 3 + j + 1) / 2, 3) for j in range(size)]
 
 
 def _rid(rid: str) -> tuple[bytes, bytes]:

@@ -1,4 +1,9 @@
-"""The fake provider's Cohere mode: v2 chat, shaped like the real API (and its fixtures).
+"""The fake provider's Cohere mode: v2 chat and embed, shaped like the real API (and its fixtures).
+
+``POST /v2/embed`` answers one vector per text (``output_dimension`` long, else
+``embedding_dimensions``) under each requested ``embedding_types`` (``float``, ``base64``: little-endian
+float32), with ``meta.billed_units.input_tokens`` = ``prompt_tokens``; ``input_type`` is required,
+as for the real v3+ models.
 
 ``POST /v2/chat`` answers a chat response (text, or a tool plan plus a tool call when the request
 offers tools and ``tool_choice`` is not ``NONE``), or with ``"stream": true`` the named-event SSE
@@ -14,8 +19,10 @@ no model, as the real API. The ``x-fake-*`` overrides apply; errors are ``{"id",
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
 import re
+import struct
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -31,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["handle"]
 
 _CHAT = "/v2/chat"
+_EMBED = "/v2/embed"
 _FAIL_MODEL = re.compile(r"fail-(\d{3})")
 _JSON = (b"content-type", b"application/json")
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
@@ -52,6 +60,11 @@ class _Request(msgspec.Struct):
     stream: bool | None = None
     tools: list[_Tool] | None = None
     tool_choice: str | None = None
+    # /v2/embed
+    texts: list[str] | None = None
+    input_type: str | None = None
+    embedding_types: list[str] | None = None
+    output_dimension: int | None = None
 
 
 _decode = msgspec.json.Decoder(_Request).decode
@@ -72,25 +85,33 @@ async def handle(
     request_id: bytes,
     send: Send,
 ) -> bool:
-    """Answer ``/v2/chat``; ``False`` for every other path."""
+    """Answer ``/v2/chat`` and ``/v2/embed``; ``False`` for every other path."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     if root and path.startswith(root):
         path = path[len(root) :]
-    if path != _CHAT:
+    if path != _CHAT and path != _EMBED:
         return False
     # Cohere ids are UUIDs: make one from the request counter.
     hexid = request_id.decode().rjust(32, "0")[-32:]
     rid = f"{hexid[:8]}-{hexid[8:12]}-{hexid[12:16]}-{hexid[16:20]}-{hexid[20:]}"
     try:
-        await _answer(fake, scope["method"], headers, body, overrides, rid, send)
+        await _answer(fake, scope["method"], headers, body, overrides, rid, send, embed=path == _EMBED)
     except _Error as exc:
         await _send_json(send, exc.status, _encode({"id": rid, "message": str(exc)}), rid)
     return True
 
 
 async def _answer(
-    fake: FakeProvider, method: str, headers: dict[str, str], body: bytes, o: Overrides, rid: str, send: Send
+    fake: FakeProvider,
+    method: str,
+    headers: dict[str, str],
+    body: bytes,
+    o: Overrides,
+    rid: str,
+    send: Send,
+    *,
+    embed: bool,
 ) -> None:
     if method != "POST":
         raise _Error(405, f"method {method} not allowed")
@@ -107,6 +128,11 @@ async def _answer(
     if (fail := _FAIL_MODEL.match(request.model)) is not None and 400 <= int(fail.group(1)) <= 599:
         raise _Error(int(fail.group(1)), f"Fake failure requested by model {request.model!r}")
     config = fake.config
+    if embed:
+        await _send_json(
+            send, 200, _encode(_embeddings(request, rid, config.prompt_tokens, config.embedding_dimensions)), rid
+        )
+        return
     completion = o.chunks if config.completion_tokens is None else config.completion_tokens
     usage = {
         "billed_units": {"input_tokens": config.prompt_tokens - config.cached_tokens, "output_tokens": completion},
@@ -128,6 +154,32 @@ async def _answer(
         message = {"role": "assistant", "tool_plan": _plan(name), "tool_calls": [call]}
     finish = "COMPLETE" if tool is None else "TOOL_CALL"
     await _send_json(send, 200, _encode({"id": rid, "message": message, "finish_reason": finish, "usage": usage}), rid)
+
+
+def _embeddings(request: _Request, rid: str, prompt_tokens: int, default_dimensions: int) -> dict[str, Any]:
+    if not request.texts:
+        raise _Error(400, "invalid request: texts must be a non-empty list")
+    if not request.input_type:
+        raise _Error(400, "invalid request: input_type is required for embed models v3 and higher")
+    types = request.embedding_types or ["float"]
+    unknown = sorted(set(types) - {"float", "base64"})
+    if unknown:
+        raise _Error(400, f"invalid request: the fake does not make embedding types {unknown}")
+    size = request.output_dimension or default_dimensions
+    # Deterministic and distinct per text, so tests can tell the vectors apart.
+    vectors = [[round(math.cos(index * 5 + j + 1) / 2, 3) for j in range(size)] for index in range(len(request.texts))]
+    embeddings: dict[str, Any] = {}
+    if "float" in types:
+        embeddings["float"] = vectors
+    if "base64" in types:
+        embeddings["base64"] = [base64.b64encode(struct.pack(f"<{size}f", *vector)).decode() for vector in vectors]
+    return {
+        "id": rid,
+        "embeddings": embeddings,
+        "texts": request.texts,
+        "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": prompt_tokens}},
+        "response_type": "embeddings_by_type",
+    }
 
 
 def _tool(request: _Request) -> tuple[str, str] | None:

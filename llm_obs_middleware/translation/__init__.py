@@ -46,8 +46,9 @@ def translator_for(kind: str, api: str) -> Translator[Any] | None:
     if not _translators:
         from .anthropic import AnthropicTranslator
         from .bedrock import BedrockTranslator
+        from .bedrock_embeddings import BedrockEmbeddings
         from .cohere import CohereTranslator
-        from .embeddings import GeminiEmbeddings, OllamaEmbeddings
+        from .embeddings import CohereEmbeddings, GeminiEmbeddings, OllamaEmbeddings
         from .gemini import GeminiTranslator
         from .ollama import OllamaTranslator
 
@@ -58,5 +59,10 @@ def translator_for(kind: str, api: str) -> Translator[Any] | None:
             "gemini": GeminiTranslator(),
             "ollama": OllamaTranslator(),
         }
-        _translators[_EMBEDDINGS] = {"gemini": GeminiEmbeddings(), "ollama": OllamaEmbeddings()}
+        _translators[_EMBEDDINGS] = {
+            "bedrock": BedrockEmbeddings(),
+            "cohere": CohereEmbeddings(),
+            "gemini": GeminiEmbeddings(),
+            "ollama": OllamaEmbeddings(),
+        }
     return _translators.get(api, {}).get(kind)

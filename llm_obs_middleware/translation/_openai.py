@@ -32,6 +32,7 @@ __all__ = [
     "OutputToolCall",
     "PromptTokensDetails",
     "ToolCallDelta",
+    "assistant_completion",
     "decode_chat_request",
     "decode_embeddings_request",
     "encode",
@@ -258,6 +259,31 @@ class Completion(msgspec.Struct):
     choices: list[CompletionChoice]
     usage: OpenAIUsage | None = None
     object: str = "chat.completion"
+
+
+def assistant_completion(
+    *,
+    id: str,
+    created: int,
+    model: str,
+    texts: list[str],
+    reasoning: list[str],
+    calls: list[OutputToolCall],
+    finish_reason: str,
+    usage: OpenAIUsage | None,
+) -> Completion:
+    """A one-choice chat completion from an assistant turn's text, reasoning and tool-call parts.
+
+    ``content`` is null only when the turn is nothing but tool calls, as OpenAI answers."""
+    message = CompletionMessage(
+        role="assistant",
+        content="".join(texts) if texts or not calls else None,
+        reasoning_content="".join(reasoning) or None,
+        tool_calls=calls or None,
+    )
+    return Completion(
+        id=id, created=created, model=model, choices=[CompletionChoice(0, message, finish_reason)], usage=usage
+    )
 
 
 class FunctionDelta(msgspec.Struct, omit_defaults=True, gc=False):

@@ -36,9 +36,6 @@ from ._openai import (
     ChatMessage,
     ChatRequest,
     ChunkWriter,
-    Completion,
-    CompletionChoice,
-    CompletionMessage,
     CompletionTokensDetails,
     Delta,
     FunctionDelta,
@@ -47,6 +44,7 @@ from ._openai import (
     OutputToolCall,
     PromptTokensDetails,
     ToolCallDelta,
+    assistant_completion,
     encode,
     error_event,
     present,
@@ -334,22 +332,14 @@ class AnthropicTranslator(ChatDecoding):
             elif block.type == "tool_use":
                 arguments = compact_json(block.input)
                 calls.append(OutputToolCall(id=block.id or "", function=OutputFunction(block.name or "", arguments)))
-        completion = Completion(
+        completion = assistant_completion(
             id=message.id or context.response_id,
             created=context.created,
             model=message.model or context.model,
-            choices=[
-                CompletionChoice(
-                    index=0,
-                    message=CompletionMessage(
-                        role="assistant",
-                        content="".join(texts) if texts or not calls else None,
-                        reasoning_content="".join(thinking) or None,
-                        tool_calls=calls or None,
-                    ),
-                    finish_reason=_finish(message.stop_reason),
-                )
-            ],
+            texts=texts,
+            reasoning=thinking,
+            calls=calls,
+            finish_reason=_finish(message.stop_reason),
             usage=_usage(message.usage),
         )
         return encode(completion)

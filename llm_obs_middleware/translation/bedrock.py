@@ -39,9 +39,6 @@ from ._openai import (
     ChatMessage,
     ChatRequest,
     ChunkWriter,
-    Completion,
-    CompletionChoice,
-    CompletionMessage,
     Delta,
     FunctionDelta,
     OpenAIUsage,
@@ -49,6 +46,7 @@ from ._openai import (
     OutputToolCall,
     PromptTokensDetails,
     ToolCallDelta,
+    assistant_completion,
     encode,
     error_event,
     present,
@@ -326,22 +324,14 @@ class BedrockTranslator(ChatDecoding):
                 )
             elif block.reasoning_content is not None and block.reasoning_content.reasoning_text is not None:
                 reasoning.append(block.reasoning_content.reasoning_text.text or "")
-        completion = Completion(
+        completion = assistant_completion(
             id=context.response_id,
             created=context.created,
             model=context.model,
-            choices=[
-                CompletionChoice(
-                    index=0,
-                    message=CompletionMessage(
-                        role="assistant",
-                        content="".join(texts) if texts or not calls else None,
-                        reasoning_content="".join(reasoning) or None,
-                        tool_calls=calls or None,
-                    ),
-                    finish_reason=_finish(response.stop_reason),
-                )
-            ],
+            texts=texts,
+            reasoning=reasoning,
+            calls=calls,
+            finish_reason=_finish(response.stop_reason),
             usage=_usage(response.usage),
         )
         return encode(completion)

@@ -34,9 +34,6 @@ from ._openai import (
     ChatMessage,
     ChatRequest,
     ChunkWriter,
-    Completion,
-    CompletionChoice,
-    CompletionMessage,
     Delta,
     FunctionDelta,
     OpenAIUsage,
@@ -44,6 +41,7 @@ from ._openai import (
     OutputToolCall,
     PromptTokensDetails,
     ToolCallDelta,
+    assistant_completion,
     encode,
     error_event,
     present,
@@ -267,22 +265,14 @@ class CohereTranslator(ChatDecoding):
             function = call.function or _CallFunction()
             output = OutputFunction(function.name or "", function.arguments or "{}")
             calls.append(OutputToolCall(id=call.id or f"{context.response_id}_call_{index}", function=output))
-        completion = Completion(
+        completion = assistant_completion(
             id=response.id or context.response_id,
             created=context.created,
             model=context.model,
-            choices=[
-                CompletionChoice(
-                    index=0,
-                    message=CompletionMessage(
-                        role="assistant",
-                        content="".join(texts) if texts or not calls else None,
-                        reasoning_content="".join(reasoning) or None,
-                        tool_calls=calls or None,
-                    ),
-                    finish_reason=_finish(response.finish_reason),
-                )
-            ],
+            texts=texts,
+            reasoning=reasoning,
+            calls=calls,
+            finish_reason=_finish(response.finish_reason),
             usage=_usage(response.usage),
         )
         return encode(completion)

@@ -36,9 +36,6 @@ from ._openai import (
     ChatMessage,
     ChatRequest,
     ChunkWriter,
-    Completion,
-    CompletionChoice,
-    CompletionMessage,
     Delta,
     FunctionDelta,
     OpenAIUsage,
@@ -46,6 +43,7 @@ from ._openai import (
     OutputToolCall,
     PromptTokensDetails,
     ToolCallDelta,
+    assistant_completion,
     encode,
     error_event,
     present,
@@ -222,22 +220,14 @@ class OllamaTranslator(ChatDecoding):
         response = _decode_response(body)
         message = response.message or _Message()
         calls = _calls(message, context.response_id)
-        completion = Completion(
+        completion = assistant_completion(
             id=context.response_id,
             created=context.created,
             model=response.model or context.model,
-            choices=[
-                CompletionChoice(
-                    index=0,
-                    message=CompletionMessage(
-                        role="assistant",
-                        content=message.content if message.content or not calls else None,
-                        reasoning_content=message.thinking or None,
-                        tool_calls=calls or None,
-                    ),
-                    finish_reason=_finish(response.done_reason, bool(calls)),
-                )
-            ],
+            texts=[message.content] if message.content else [],
+            reasoning=[message.thinking] if message.thinking else [],
+            calls=calls,
+            finish_reason=_finish(response.done_reason, bool(calls)),
             usage=_usage(response),
         )
         return encode(completion)

@@ -17,7 +17,7 @@ from hypothesis import given, settings, strategies as st
 
 from llm_obs_middleware.errors import SchemaError
 from llm_obs_middleware.providers._cohere_observers import finish_reason
-from llm_obs_middleware.providers.cohere import ADAPTERS, CHAT, CohereAdapter
+from llm_obs_middleware.providers.cohere import ADAPTERS, CHAT, EMBED, CohereAdapter
 from llm_obs_middleware.providers.registry import adapter_for_kind, match_request
 from llm_obs_middleware.schema import NormalizedRequest, NormalizedResponse
 from llm_obs_middleware.state import Exchange
@@ -105,7 +105,8 @@ def test_every_fixture_file_is_a_listed_case() -> None:
 
 def test_match_registry_and_auth() -> None:
     assert ADAPTER.match("POST", "/v2/chat") is CHAT
-    for method, path in [("GET", "/v2/chat"), ("POST", "/v1/chat"), ("POST", "/v2/embed"), ("POST", "/chat")]:
+    assert ADAPTER.match("POST", "/v2/embed") is EMBED
+    for method, path in [("GET", "/v2/chat"), ("POST", "/v1/chat"), ("GET", "/v2/embed"), ("POST", "/chat")]:
         assert ADAPTER.match(method, path) is None, (method, path)
     assert isinstance(adapter_for_kind("cohere"), CohereAdapter)
     assert ADAPTERS == {"cohere": adapter_for_kind("cohere")}
