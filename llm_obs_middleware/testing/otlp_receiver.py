@@ -26,18 +26,23 @@ import gzip
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Mapping
 from concurrent import futures
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypeAlias, TypedDict
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
 
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from ..types import Receive, Scope, Send
+from ._otlp_decode import (
+    Protocol,
+    ReceivedMetricPoint,
+    ReceivedSpan,
+    ReceivedValue,
+    decode_attributes,
+    decode_span,
+    metric_points,
+)
 from .server import BackgroundServer
 
 if TYPE_CHECKING:
@@ -46,60 +51,9 @@ if TYPE_CHECKING:
 
 __all__ = ["OTLPReceiver", "ReceivedMetricPoint", "ReceivedSpan", "ReceivedValue"]
 
-ReceivedValue: TypeAlias = "str | bool | int | float | bytes | list[ReceivedValue] | dict[str, ReceivedValue] | None"
-"""An OTLP ``AnyValue`` as Python: arrays become lists, key-value lists dicts, an empty value ``None``."""
-
-Protocol = Literal["http", "grpc"]
-
 _TRACES_PATH: Final = "/v1/traces"
 _METRICS_PATH: Final = "/v1/metrics"
 _PROTOBUF: Final = "application/x-protobuf"
-# Span.SpanKind and Status.StatusCode numbers, named without their proto prefixes.
-_KINDS: Final = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
-_STATUS_CODES: Final = {0: "UNSET", 1: "OK", 2: "ERROR"}
-
-
-class ReceivedSpan(TypedDict):
-    """One span as the receiver decoded it (ids are lowercase hex, times Unix nanoseconds)."""
-
-    protocol: Protocol
-    """How it arrived: ``http`` or ``grpc``."""
-    name: str
-    kind: str
-    """``CLIENT``, ``SERVER``, ``INTERNAL``, ``PRODUCER``, ``CONSUMER`` or ``UNSPECIFIED``."""
-    trace_id: str
-    span_id: str
-    parent_span_id: str
-    """Empty for a root span."""
-    start_unix_nano: int
-    end_unix_nano: int
-    attributes: dict[str, ReceivedValue]
-    status_code: str
-    """``UNSET``, ``OK`` or ``ERROR``."""
-    status_message: str
-    resource: dict[str, ReceivedValue]
-    """Attributes of the span's resource (``service.name``, ``telemetry.sdk.*``...)."""
-    scope: str
-    """Name of the instrumentation scope."""
-
-
-class ReceivedMetricPoint(TypedDict):
-    """One data point of a received metric (histogram fields are zero/empty for sums and gauges)."""
-
-    protocol: Protocol
-    name: str
-    unit: str
-    type: str
-    """``histogram``, ``sum``, ``gauge`` (exponential histograms and summaries are not decoded)."""
-    attributes: dict[str, ReceivedValue]
-    value: float
-    """A sum's or gauge's value; a histogram's sum."""
-    count: int
-    bucket_counts: list[int]
-    explicit_bounds: list[float]
-    time_unix_nano: int
-    resource: dict[str, ReceivedValue]
-    scope: str
 
 
 class OTLPReceiver:
@@ -290,10 +244,10 @@ class OTLPReceiver:
     ) -> None:
         spans: list[ReceivedSpan] = []
         for resource_spans in request.resource_spans:
-            resource = _attributes(resource_spans.resource.attributes)
+            resource = decode_attributes(resource_spans.resource.attributes)
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
-                    spans.append(_decode(span, protocol, resource, scope_spans.scope.name))
+                    spans.append(decode_span(span, protocol, resource, scope_spans.scope.name))
         with self._changed:
             self._spans.extend(spans)
             self._headers.append(headers)
@@ -304,10 +258,10 @@ class OTLPReceiver:
     ) -> None:
         points: list[ReceivedMetricPoint] = []
         for resource_metrics in request.resource_metrics:
-            resource = _attributes(resource_metrics.resource.attributes)
+            resource = decode_attributes(resource_metrics.resource.attributes)
             for scope_metrics in resource_metrics.scope_metrics:
                 for metric in scope_metrics.metrics:
-                    points.extend(_metric_points(metric, protocol, resource, scope_metrics.scope.name))
+                    points.extend(metric_points(metric, protocol, resource, scope_metrics.scope.name))
         with self._changed:
             self._metrics.extend(points)
             self._headers.append(headers)
@@ -400,107 +354,10 @@ def _metrics_service(receiver: OTLPReceiver) -> MetricsServiceServicer:
     return MetricsService()
 
 
-def _metric_points(
-    metric: Metric, protocol: Protocol, resource: Mapping[str, ReceivedValue], scope: str
-) -> list[ReceivedMetricPoint]:
-    kind = metric.WhichOneof("data")
-    points: list[ReceivedMetricPoint] = []
-    if kind == "histogram":
-        for point in metric.histogram.data_points:
-            points.append(
-                {
-                    **_point_base(metric, protocol, resource, scope, "histogram"),
-                    "attributes": _attributes(point.attributes),
-                    "value": point.sum,
-                    "count": point.count,
-                    "bucket_counts": list(point.bucket_counts),
-                    "explicit_bounds": list(point.explicit_bounds),
-                    "time_unix_nano": point.time_unix_nano,
-                }
-            )
-    elif kind in ("sum", "gauge"):
-        number_points = metric.sum.data_points if kind == "sum" else metric.gauge.data_points
-        for number in number_points:
-            value = number.as_double if number.WhichOneof("value") == "as_double" else float(number.as_int)
-            points.append(
-                {
-                    **_point_base(metric, protocol, resource, scope, kind),
-                    "attributes": _attributes(number.attributes),
-                    "value": value,
-                    "count": 0,
-                    "bucket_counts": [],
-                    "explicit_bounds": [],
-                    "time_unix_nano": number.time_unix_nano,
-                }
-            )
-    return points
-
-
-def _point_base(
-    metric: Metric, protocol: Protocol, resource: Mapping[str, ReceivedValue], scope: str, kind: str
-) -> ReceivedMetricPoint:
-    return {
-        "protocol": protocol,
-        "name": metric.name,
-        "unit": metric.unit,
-        "type": kind,
-        "attributes": {},
-        "value": 0.0,
-        "count": 0,
-        "bucket_counts": [],
-        "explicit_bounds": [],
-        "time_unix_nano": 0,
-        "resource": dict(resource),
-        "scope": scope,
-    }
-
-
 async def _respond(send: Send, status: int, body: bytes, content_type: str) -> None:
     headers = [(b"content-type", content_type.encode()), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _decode(span: Span, protocol: Protocol, resource: Mapping[str, ReceivedValue], scope: str) -> ReceivedSpan:
-    return {
-        "protocol": protocol,
-        "name": span.name,
-        "kind": _KINDS.get(int(span.kind), str(span.kind)),
-        "trace_id": span.trace_id.hex(),
-        "span_id": span.span_id.hex(),
-        "parent_span_id": span.parent_span_id.hex(),
-        "start_unix_nano": span.start_time_unix_nano,
-        "end_unix_nano": span.end_time_unix_nano,
-        "attributes": _attributes(span.attributes),
-        "status_code": _STATUS_CODES.get(int(span.status.code), str(span.status.code)),
-        "status_message": span.status.message,
-        "resource": dict(resource),
-        "scope": scope,
-    }
-
-
-def _attributes(pairs: Iterable[KeyValue]) -> dict[str, ReceivedValue]:
-    return {pair.key: _value(pair.value) for pair in pairs}
-
-
-def _value(value: AnyValue) -> ReceivedValue:
-    match value.WhichOneof("value"):
-        case "string_value":
-            return value.string_value
-        case "bool_value":
-            return value.bool_value
-        case "int_value":
-            return value.int_value
-        case "double_value":
-            return value.double_value
-        case "bytes_value":
-            return value.bytes_value
-        case "array_value":
-            return [_value(item) for item in value.array_value.values]
-        case "kvlist_value":
-            return _attributes(value.kvlist_value.values)
-        case _:  # unset, or a profiles-only string-table index
-            return None
 
 
 def _url_host(host: str) -> str:

@@ -34,6 +34,7 @@ __all__ = [
     "compact_json",
     "data_url",
     "openai_error",
+    "raw_error_message",
     "retry_after_seconds",
 ]
 
@@ -254,3 +255,8 @@ def retry_after_seconds(delay: str | None) -> str | None:
         return None
     whole = int(seconds)
     return str(whole + (1 if seconds > whole else 0))
+
+
+def raw_error_message(body: bytes, provider: str, status: int) -> str:
+    """An error body that is not the provider's JSON, as text (its first 1000 bytes), or a line naming the status."""
+    return body[:1000].decode("utf-8", "replace") or f"{provider} answered HTTP {status}"

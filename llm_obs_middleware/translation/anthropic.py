@@ -30,6 +30,7 @@ from ._common import (
     compact_json,
     data_url,
     openai_error,
+    raw_error_message,
 )
 from ._openai import (
     ABSENT,
@@ -353,7 +354,7 @@ class AnthropicTranslator(ChatDecoding):
         except msgspec.DecodeError:
             detail = None
         if detail is None:
-            message = body[:1000].decode("utf-8", "replace") or f"anthropic answered HTTP {status}"
+            message = raw_error_message(body, "anthropic", status)
             return openai_error(status, message, None, retry_after)
         error_type = "overloaded_error" if detail.type == "overloaded_error" else None
         return openai_error(status, detail.message, detail.type, retry_after, error_type=error_type)

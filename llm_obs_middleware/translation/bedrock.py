@@ -34,6 +34,7 @@ from ._common import (
     compact_json,
     data_url,
     openai_error,
+    raw_error_message,
 )
 from ._openai import (
     ChatMessage,
@@ -346,7 +347,7 @@ class BedrockTranslator(ChatDecoding):
         except msgspec.DecodeError:
             message = None
         if not message:
-            message = body[:1000].decode("utf-8", "replace") or f"bedrock answered HTTP {status}"
+            message = raw_error_message(body, "bedrock", status)
         code = headers.get("x-amzn-errortype", "").partition(":")[0] or None
         return openai_error(status, message, code, retry_after)
 

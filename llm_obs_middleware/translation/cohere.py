@@ -28,6 +28,7 @@ from ._common import (
     UnsupportedRule,
     UpstreamRequest,
     openai_error,
+    raw_error_message,
 )
 from ._openai import (
     ABSENT,
@@ -286,7 +287,7 @@ class CohereTranslator(ChatDecoding):
         except msgspec.DecodeError:
             message = None
         if not message:
-            message = body[:1000].decode("utf-8", "replace") or f"cohere answered HTTP {status}"
+            message = raw_error_message(body, "cohere", status)
         return openai_error(status, message, None, retry_after)
 
 

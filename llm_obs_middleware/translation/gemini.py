@@ -34,6 +34,7 @@ from ._common import (
     compact_json,
     data_url,
     openai_error,
+    raw_error_message,
     retry_after_seconds,
 )
 from ._openai import (
@@ -374,7 +375,7 @@ class GeminiTranslator(ChatDecoding):
         except msgspec.DecodeError:
             detail = None
         if detail is None:
-            message = body[:1000].decode("utf-8", "replace") or f"gemini answered HTTP {status}"
+            message = raw_error_message(body, "gemini", status)
             return openai_error(status, message, None, retry_after)
         if retry_after is None:
             for item in detail.details:

@@ -31,6 +31,7 @@ from ._common import (
     compact_json,
     data_url,
     openai_error,
+    raw_error_message,
 )
 from ._openai import (
     ChatMessage,
@@ -241,7 +242,7 @@ class OllamaTranslator(ChatDecoding):
         except msgspec.DecodeError:
             message = None
         if not message:
-            message = body[:1000].decode("utf-8", "replace") or f"ollama answered HTTP {status}"
+            message = raw_error_message(body, "ollama", status)
         return openai_error(status, message, None, retry_after)
 
 
