@@ -10,6 +10,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = ["DeploymentState", "KeyPool", "KeyState", "backoff_delay", "is_retryable_status", "order_deployments"]
@@ -67,6 +68,7 @@ class KeyState:
             "key": self.name,
             "state": state,
             "cooling_down_for_s": round(max(0.0, self.cooldown_until - now), 3),
+            "cooling_down_until": _wall_clock(self.cooldown_until, now),
             "in_flight": self.in_flight,
             "served": self.served,
             "failures": self.failures,
@@ -184,6 +186,7 @@ class DeploymentState:
             "weight": self.weight,
             "healthy": self.usable(now),
             "cooling_down_for_s": round(max(0.0, self.cooldown_until - now), 3),
+            "cooling_down_until": _wall_clock(self.cooldown_until, now),
             "in_flight": self.in_flight,
             "recent_error_rate": round(self.error_rate(), 4),
             "recent_requests": len(self.outcomes),
@@ -203,23 +206,47 @@ def order_deployments(
     """The order to try deployments in: usable ones by strategy first, the others after (as a last resort).
 
     Under ``weighted`` only the first choice is drawn by weight (most requests stop there); the rest
-    keep config order. ``cum_weights`` (cumulative, precomputed) saves rebuilding weights per request.
+    keep config order (the router skips the unusable ones when it gets there). The draw is over every
+    deployment and is kept when it falls on a usable one; otherwise it is redrawn among the usable
+    ones, which gives exactly their weighted share. So the common case costs one draw (O(log n) with
+    the precomputed cumulative ``cum_weights``) and one health check, whatever the number of
+    deployments (issue 7: no routing cost that grows with the table).
     """
     now = time.monotonic() if now is None else now
-    if strategy == "weighted" and len(deployments) > 1 and all(d.usable(now) for d in deployments):
+    if strategy == "weighted" and len(deployments) > 1:
         first = rng.choices(deployments, cum_weights=cum_weights or _cumulative(deployments))[0]
-        return [first, *(d for d in deployments if d is not first)]
-    usable = [d for d in deployments if d.usable(now)]
-    rest = [d for d in deployments if not d.usable(now)]
+        if first.usable(now):
+            order = list(deployments)
+            order.remove(first)  # C-level list operations: well under a microsecond for 50
+            order.insert(0, first)
+            return order
+    elif strategy in _SORT_KEYS:
+        # Same idea: sort them all, and check only the winner's health (the common case).
+        order = sorted(deployments, key=_SORT_KEYS[strategy])
+        if order[0].usable(now):
+            return order
+    usable: list[DeploymentState] = []
+    rest: list[DeploymentState] = []
+    for deployment in deployments:
+        (usable if deployment.usable(now) else rest).append(deployment)
     if strategy == "weighted" and len(usable) > 1:
         first = rng.choices(usable, cum_weights=_cumulative(usable))[0]
         usable = [first, *(d for d in usable if d is not first)]
-    elif strategy == "latency":
-        # Untried deployments first (to learn their latency), then lowest recent time to first token.
-        usable.sort(key=lambda d: -1.0 if d.ewma_ttft_s is None else d.ewma_ttft_s)
-    elif strategy == "least_busy":
-        usable.sort(key=lambda d: d.in_flight)
+    elif strategy in _SORT_KEYS:
+        usable.sort(key=_SORT_KEYS[strategy])
     return usable + rest
+
+
+def _by_ttft(deployment: DeploymentState) -> float:
+    # Untried deployments first (to learn their latency), then lowest recent time to first token.
+    return -1.0 if deployment.ewma_ttft_s is None else deployment.ewma_ttft_s
+
+
+def _by_in_flight(deployment: DeploymentState) -> float:
+    return deployment.in_flight
+
+
+_SORT_KEYS = {"latency": _by_ttft, "least_busy": _by_in_flight}
 
 
 def _cumulative(deployments: Sequence[DeploymentState]) -> list[float]:
@@ -229,6 +256,13 @@ def _cumulative(deployments: Sequence[DeploymentState]) -> list[float]:
         total += deployment.weight
         cumulative.append(total)
     return cumulative
+
+
+def _wall_clock(until: float, now: float) -> str | None:
+    """A monotonic instant still ahead of ``now`` as UTC ISO 8601 (``None`` when already past)."""
+    if until <= now:
+        return None
+    return datetime.fromtimestamp(time.time() + (until - now), UTC).isoformat(timespec="milliseconds")
 
 
 def _ewma(previous: float | None, value: float) -> float:

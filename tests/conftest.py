@@ -16,8 +16,10 @@ from llm_obs_middleware import Config, create_gateway
 from llm_obs_middleware.gateway import Gateway
 from llm_obs_middleware.testing import FakeProvider, FakeProviderConfig, create_fake_provider
 
+from ._fixture_paths import PROVIDER_FIXTURES
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED_FIXTURES = REPO.parent / "shared" / "fixtures" / "providers"
+SHARED_FIXTURES = PROVIDER_FIXTURES
 UPSTREAM_KEY = "sk-upstream-secret-1234"
 
 

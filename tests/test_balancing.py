@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 from llm_obs_middleware.balancing import DeploymentState, KeyPool, KeyState, backoff_delay, order_deployments
@@ -74,3 +76,30 @@ def test_backoff_is_jittered_and_capped() -> None:
     delays = [backoff_delay(retry, 0.25, 2.0, rng) for retry in range(10) for _ in range(50)]
     assert max(delays) <= 2.0 and min(delays) >= 0.0
     assert len({round(d, 6) for d in delays}) > 400, "full jitter, not a fixed schedule"
+
+
+def test_weighted_first_choice_skips_a_cooling_deployment_and_keeps_the_others_shares() -> None:
+    cooling, heavy, light = (deployment(name, KeyPool(keys(1)), w) for name, w in (("c", 50), ("h", 30), ("l", 10)))
+    cooling.cooldown_until = 100.0
+    rng = random.Random(2)
+    firsts = Counter(order_deployments([cooling, heavy, light], "weighted", rng, now=1.0)[0].name for _ in range(4000))
+    assert "c" not in firsts
+    assert 0.72 <= firsts["h"] / 4000 <= 0.78, firsts  # 30 / (30 + 10)
+
+
+def test_a_dead_pool_sends_the_best_deployment_back() -> None:
+    fast, slow = deployment("fast", KeyPool(keys(1))), deployment("slow", KeyPool(keys(1)))
+    fast.record(True, 0.1, ttft_s=0.05)
+    slow.record(True, 1.0, ttft_s=0.9)
+    fast.provider.pool.retire(fast.provider.pool.keys[0])
+    assert [d.name for d in order_deployments([fast, slow], "latency", random.Random(0), now=1.0)] == ["slow", "fast"]
+
+
+def test_health_snapshot_says_until_when_a_key_and_a_deployment_cool_down() -> None:
+    pool = KeyPool(keys(1))
+    pool.cool_down(pool.keys[0], until=time.monotonic() + 30, retry_after=False)
+    snapshot = deployment("d", pool).snapshot(time.monotonic())
+    key = snapshot["keys"][0]
+    remaining = (datetime.fromisoformat(key["cooling_down_until"]) - datetime.now(UTC)).total_seconds()
+    assert key["state"] == "cooling_down" and 28 < remaining <= 30.5
+    assert snapshot["healthy"] is False and snapshot["cooling_down_until"] is None, "the deployment itself is not"

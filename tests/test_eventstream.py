@@ -10,7 +10,6 @@ import importlib.util
 import itertools
 import struct
 import zlib
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -19,7 +18,9 @@ from hypothesis import given, settings, strategies as st
 
 from llm_obs_middleware._eventstream import MAX_MESSAGE_BYTES, EventStreamDecoder, EventStreamMessage
 
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "providers" / "bedrock_converse"
+from ._fixture_paths import PROVIDER_FIXTURES
+
+FIXTURE = PROVIDER_FIXTURES / "bedrock_converse"
 
 
 def reference_codec() -> ModuleType:

@@ -8,6 +8,10 @@ Each setting is taken from the first of, in order:
 3. the general variable ``OTEL_EXPORTER_OTLP_*``;
 4. the OTLP default (``http``, ``http://localhost:4318`` or ``http://localhost:4317`` for gRPC).
 
+Compression (``gzip``, or ``deflate`` over HTTP; ``none`` by default) comes from the variables only
+(``OTEL_EXPORTER_OTLP_TRACES_COMPRESSION``, then ``OTEL_EXPORTER_OTLP_COMPRESSION``), as the stock
+exporters read it.
+
 Headers are merged rather than replaced: the variable's headers, then the config's (a header named
 in both takes the config's value). As the OTLP exporter specification says, an HTTP endpoint from
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or a bare ``endpoint`` in the config) gets ``/v1/traces`` appended,
@@ -66,6 +70,8 @@ class OTLPSettings(msgspec.Struct, frozen=True, kw_only=True):
     """gRPC only: a plaintext channel (``True``) or TLS."""
     certificate: str | None
     """PEM file of the CA (or self-signed certificate) the collector's certificate is checked against."""
+    compression: Literal["gzip", "deflate"] | None = None
+    """How request bodies are compressed (``None``: not at all)."""
 
 
 def resolve_settings(
@@ -130,6 +136,15 @@ def resolve_settings(
         source, certificate = found
     if certificate is not None and not Path(certificate).is_file():
         raise ConfigurationError(f"{source}: no certificate file at {certificate}")
+
+    compression: Literal["gzip", "deflate"] | None = None
+    if (found := variable("COMPRESSION")) is not None:
+        key, value = found
+        supported = ("gzip",) if protocol == "grpc" else ("gzip", "deflate")
+        if value.lower() in supported:
+            compression = "gzip" if value.lower() == "gzip" else "deflate"
+        elif value.lower() != "none":
+            raise ConfigurationError(f"{key}={value!r}: supported over {protocol} are none, {', '.join(supported)}")
     return OTLPSettings(
         endpoint=endpoint,
         protocol=protocol,
@@ -137,6 +152,7 @@ def resolve_settings(
         timeout=config.timeout,
         insecure=insecure,
         certificate=certificate,
+        compression=compression,
     )
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from ..schema import Attempt, LLMRecord
 
-__all__ = ["SpanBuilder", "hex_id"]
+__all__ = ["REPEATING_ATTRIBUTES", "SpanBuilder", "hex_id"]
 
 SCOPE: Final = "llm_obs_middleware"
 _SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
@@ -34,6 +34,24 @@ _UNSET: Final = Status(StatusCode.UNSET)
 _ERROR: Final = Status(StatusCode.ERROR)
 
 Attributes = dict[str, "AttributeValue"]
+
+REPEATING_ATTRIBUTES: Final = frozenset(
+    {
+        # Attributes of the SERVER and attempt spans whose values come from a small set (the OTLP
+        # encoder caches their encoding; ids and other varying values are encoded each time).
+        "http.request.method",
+        "url.path",
+        "http.route",
+        "http.response.status_code",
+        "error.type",
+        "gen_ai.request.model",
+        "llm_obs.attempt.index",
+        "llm_obs.route",
+        "llm_obs.fallback_index",
+        "llm_obs.deployment",
+        "llm_obs.key_id",
+    }
+)
 
 
 def hex_id(value: str | None) -> int:

@@ -87,3 +87,21 @@ def test_metrics_interval_must_be_positive() -> None:
 
     with pytest.raises(ConfigurationError, match=r"exporters.otlp.metrics_interval_s: must be positive"):
         Config.from_dict({"exporters": {"otlp": {"metrics": True, "metrics_interval_s": 0}}})
+
+
+def test_compression_from_the_environment_signal_specific_first() -> None:
+    assert resolve_settings(EMPTY, environ={}).compression is None
+    env = {"OTEL_EXPORTER_OTLP_COMPRESSION": "deflate", "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "GZIP"}
+    assert resolve_settings(EMPTY, environ=env).compression == "gzip"
+    assert resolve_settings(EMPTY, "metrics", environ=env).compression == "deflate"
+    assert resolve_settings(EMPTY, environ={"OTEL_EXPORTER_OTLP_COMPRESSION": "none"}).compression is None
+    grpc = OTLPConfig(protocol="grpc")
+    assert resolve_settings(grpc, environ={"OTEL_EXPORTER_OTLP_COMPRESSION": "gzip"}).compression == "gzip"
+
+
+def test_unsupported_compression_is_named() -> None:
+    with pytest.raises(ConfigurationError, match=r"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION='zstd'"):
+        resolve_settings(EMPTY, environ={"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "zstd"})
+    # The stock gRPC exporter knows gzip only.
+    with pytest.raises(ConfigurationError, match=r"supported over grpc are none, gzip"):
+        resolve_settings(OTLPConfig(protocol="grpc"), environ={"OTEL_EXPORTER_OTLP_COMPRESSION": "deflate"})

@@ -276,10 +276,13 @@ async def test_metrics_and_spans_show_the_routing(make_gateway: Callable[..., An
     assert (
         f'llm_obs_retries_total{{model="gpt-4o",operation="chat",provider="openai"}} {record["retries"]}.0' in metrics
     )
-    if ("openai", "one") in {(a["provider"], a["key_id"]) for a in record["attempts"]}:
-        assert 'llm_obs_key_cooldowns_total{key="one",provider="openai"} 1.0' in metrics
-    if ("openai", "two") in {(a["provider"], a["key_id"]) for a in record["attempts"]}:
-        assert 'llm_obs_key_state{key="two",provider="openai",state="dead"} 1.0' in metrics
+    # Three attempts on gpt-4o reach each of its three keys (an untried key first), then the fallback.
+    assert sorted(trail(record)) == [("azure#0", 503), ("backup#0", 200), ("one", 429), ("two", 401)]
+    assert 'llm_obs_key_cooldowns_total{key="one",provider="openai"} 1.0' in metrics
+    assert 'llm_obs_key_state{key="one",provider="openai",state="cooling_down"} 1.0' in metrics
+    assert 'llm_obs_key_state{key="two",provider="openai",state="dead"} 1.0' in metrics
+    # Every openai key is cooling down or dead: its deployment is reported unhealthy.
+    assert 'llm_obs_deployment_healthy{deployment="gpt-4o/openai/gpt-4o",provider="openai"} 0.0' in metrics
     assert 'llm_obs_deployment_healthy{deployment="backup-model/backup/backup-model",provider="backup"} 1.0' in metrics
     [llm] = [span for span in spans.get_finished_spans() if span.kind == SpanKind.CLIENT]
     attempts = [span for span in spans.get_finished_spans() if span.kind == SpanKind.INTERNAL]

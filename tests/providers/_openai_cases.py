@@ -18,8 +18,9 @@ from llm_obs_middleware.providers.base import Endpoint, ProviderAdapter
 from llm_obs_middleware.providers.openai import CHAT, EMBEDDINGS, RESPONSES, OpenAIAdapter
 from llm_obs_middleware.schema import NormalizedRequest, NormalizedResponse
 from llm_obs_middleware.state import Exchange
+from tests._fixture_paths import PROVIDER_FIXTURES
 
-SHARED_FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "providers"
+SHARED_FIXTURES = PROVIDER_FIXTURES
 
 ENDPOINTS: dict[str, Endpoint] = {
     "openai_chat": CHAT,

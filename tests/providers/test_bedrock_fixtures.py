@@ -11,7 +11,6 @@ import importlib.util
 import itertools
 import json
 from functools import cache
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -27,8 +26,9 @@ from llm_obs_middleware.providers.bedrock import CONVERSE, CONVERSE_STREAM, Bedr
 from llm_obs_middleware.providers.registry import adapter_for_kind, match_request
 from llm_obs_middleware.schema import NormalizedResponse
 from llm_obs_middleware.state import Exchange
+from tests._fixture_paths import PROVIDER_FIXTURES
 
-FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "providers" / "bedrock_converse"
+FIXTURE = PROVIDER_FIXTURES / "bedrock_converse"
 ADAPTER = BedrockAdapter()
 
 # expected.json keys our NormalizedResponse cannot represent, and why they are not asserted.

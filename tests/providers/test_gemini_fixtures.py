@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,8 +26,9 @@ from llm_obs_middleware.providers.gemini import BATCH_EMBED, EMBED, GENERATE, ST
 from llm_obs_middleware.providers.registry import adapter_for_kind, match_request
 from llm_obs_middleware.schema import NormalizedRequest, NormalizedResponse
 from llm_obs_middleware.state import Exchange
+from tests._fixture_paths import PROVIDER_FIXTURES
 
-FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "providers" / "gemini"
+FIXTURE = PROVIDER_FIXTURES / "gemini"
 ADAPTER = GeminiAdapter()
 
 # expected.json response keys our schema cannot hold, and why they are not asserted.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -25,8 +24,9 @@ from llm_obs_middleware.providers.openai import CHAT as OPENAI_CHAT, EMBEDDINGS 
 from llm_obs_middleware.providers.registry import adapter_for_kind, match_request
 from llm_obs_middleware.schema import NormalizedRequest, NormalizedResponse
 from llm_obs_middleware.state import Exchange
+from tests._fixture_paths import PROVIDER_FIXTURES
 
-FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "providers" / "ollama"
+FIXTURE = PROVIDER_FIXTURES / "ollama"
 ADAPTER = OllamaAdapter()
 
 IGNORED_RESPONSE_KEYS = {

@@ -15,10 +15,12 @@ import msgspec
 
 from llm_obs_middleware.translation import ResponseContext
 
+from .._fixture_paths import PROVIDER_FIXTURES
+
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
 REQUESTS = HERE / "fixtures"
-SHARED = HERE.parents[2] / "shared" / "fixtures" / "providers"
+SHARED = PROVIDER_FIXTURES
 CREATED = 1_760_000_000  # the ``created`` every translated response carries in these tests
 
 
