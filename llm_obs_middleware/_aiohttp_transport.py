@@ -13,7 +13,7 @@ import yarl
 from aiohttp import ClientSession, ClientTimeout
 from httpx_aiohttp.transport import AiohttpResponseStream, AiohttpTransport, map_aiohttp_exceptions
 
-__all__ = ["ExactURLAiohttpTransport"]
+__all__ = ["ExactURLAiohttpTransport", "aiohttp_timeout", "exact_url"]
 
 
 class ExactURLAiohttpTransport(AiohttpTransport):
@@ -32,15 +32,13 @@ class ExactURLAiohttpTransport(AiohttpTransport):
                 request.headers.pop("transfer-encoding", None)  # aiohttp frames the body itself
             response = await self.client.request(
                 method=request.method,
-                url=yarl.URL(str(request.url), encoded=True),
+                url=exact_url(request.url),
                 headers=request.headers,
                 data=data,
                 allow_redirects=False,
                 auto_decompress=False,
                 compress=False,
-                timeout=ClientTimeout(
-                    sock_connect=timeout.get("connect"), sock_read=timeout.get("read"), connect=timeout.get("pool")
-                ),
+                timeout=aiohttp_timeout(timeout),
                 server_hostname=request.extensions.get("sni_hostname"),
             ).__aenter__()
         extensions = {"http_version": b"HTTP/1.1"}
@@ -53,3 +51,32 @@ class ExactURLAiohttpTransport(AiohttpTransport):
             request=request,
             extensions=extensions,
         )
+
+
+_URL_CACHE_SIZE = 1024
+_exact_urls: dict[str, yarl.URL] = {}
+_TIMEOUT_CACHE_SIZE = 256
+_timeouts: dict[tuple[float | None, ...], ClientTimeout] = {}
+
+
+def exact_url(url: httpx.URL) -> yarl.URL:
+    """``url`` for aiohttp exactly as httpx encoded it (cached: URLs vary by provider and model at most)."""
+    text = str(url)
+    parsed = _exact_urls.get(text)
+    if parsed is None:
+        if len(_exact_urls) >= _URL_CACHE_SIZE:
+            _exact_urls.clear()  # a bound, not an eviction policy
+        parsed = _exact_urls[text] = yarl.URL(text, encoded=True)
+    return parsed
+
+
+def aiohttp_timeout(timeout: dict[str, float | None] | None) -> ClientTimeout:
+    """httpx's timeout extension as aiohttp's: connect and read per socket, pool as the connect phase."""
+    timeout = timeout or {}
+    key = (timeout.get("connect"), timeout.get("read"), timeout.get("pool"))
+    found = _timeouts.get(key)
+    if found is None:
+        if len(_timeouts) >= _TIMEOUT_CACHE_SIZE:
+            _timeouts.clear()
+        found = _timeouts[key] = ClientTimeout(sock_connect=key[0], sock_read=key[1], connect=key[2])
+    return found

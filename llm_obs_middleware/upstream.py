@@ -1,16 +1,18 @@
 """The one place that builds the upstream HTTP client and turns httpx errors into ours.
 
-Everything else talks to providers through the httpx API, so users can pass their own client or
-transport (tests use ``httpx.MockTransport``). Behind that API the default transport is aiohttp's
-(through ``httpx-aiohttp``, the ``fast`` extra) when installed: the benchmark measures it at a third of
-httpx's own CPU per request under concurrency (docs/benchmarks.md). Errors of either transport become ours here.
+Everything else builds upstream requests with the httpx API, so users can pass their own client or
+transport (tests use ``httpx.MockTransport``), and reads answers as an :class:`UpstreamResponse`. Behind
+that API the default transport is aiohttp's (the ``fast`` extra) when installed: the benchmark measures it
+at a third of httpx's own CPU per request under concurrency (docs/benchmarks.md). A client built here with
+that transport hands the request to its aiohttp session directly, skipping httpx's send machinery and
+response objects (about a third of the client's CPU per request). Errors of either transport become ours here.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Literal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import Any, Literal
 
 import httpx
 
@@ -19,12 +21,20 @@ from .errors import ConfigurationError, UpstreamConnectError, UpstreamError, Ups
 try:
     import aiohttp
 
-    from ._aiohttp_transport import ExactURLAiohttpTransport as AiohttpTransport
+    from ._aiohttp_transport import ExactURLAiohttpTransport as AiohttpTransport, aiohttp_timeout, exact_url
 except ImportError:  # the ``fast`` extra is not installed: httpx's own transport
     aiohttp = None  # type: ignore[assignment]
     AiohttpTransport = None  # type: ignore[assignment,misc]
 
-__all__ = ["TransportName", "build_client", "iter_body", "send_upstream", "upstream_request"]
+__all__ = [
+    "ResponseHeaders",
+    "TransportName",
+    "UpstreamResponse",
+    "build_client",
+    "iter_body",
+    "send_upstream",
+    "upstream_request",
+]
 
 TransportName = Literal["auto", "aiohttp", "httpx"]
 
@@ -55,6 +65,8 @@ class _UpstreamClient(httpx.AsyncClient):
     """``httpx.AsyncClient`` without a cookie jar."""
 
     _no_cookies = _NoCookies()
+    direct: Any = None
+    """The aiohttp transport when requests go to its session directly (see :func:`send_upstream`)."""
 
     @property
     def cookies(self) -> httpx.Cookies:
@@ -83,15 +95,19 @@ def build_client(
         max_keepalive_connections=max_keepalive_connections,
         keepalive_expiry=keepalive_expiry,
     )
+    direct = transport is None
     if transport is None:
         transport = _named_transport(transport_name, limits)
-    return _UpstreamClient(
+    client = _UpstreamClient(
         transport=transport,
         limits=limits,
         timeout=httpx.Timeout(120.0, connect=5.0),
         follow_redirects=False,
         trust_env=False,
     )
+    if direct and AiohttpTransport is not None and isinstance(transport, AiohttpTransport):
+        client.direct = transport
+    return client
 
 
 _URL_CACHE_SIZE = 1024
@@ -158,22 +174,108 @@ def _timeout_phase(exc: Exception) -> str | None:
     return "read" if isinstance(origin, TimeoutError) else None  # aiohttp's socket read timeout
 
 
+class ResponseHeaders(Mapping[str, str]):
+    """A provider's response headers as received: ``raw`` pairs in order, and a case-insensitive mapping
+    (repeated names joined with ``", "``, as httpx does)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.raw = raw
+
+    def __getitem__(self, name: str) -> str:
+        wanted = name.lower().encode("latin-1")
+        values = [value.decode("latin-1") for key, value in self.raw if key.lower() == wanted]
+        if not values:
+            raise KeyError(name)
+        return values[0] if len(values) == 1 else ", ".join(values)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(key.decode("latin-1").lower() for key, _ in self.raw))
+
+    def __len__(self) -> int:
+        return len({key.lower() for key, _ in self.raw})
+
+
+class UpstreamResponse:
+    """A provider's answer once its headers arrived: read the body with :func:`iter_body`, then :meth:`aclose`."""
+
+    __slots__ = ("_chunks", "_close", "headers", "status_code")
+
+    def __init__(
+        self,
+        status_code: int,
+        headers: list[tuple[bytes, bytes]],
+        chunks: Callable[[], AsyncIterator[bytes]],
+        close: Callable[[], Awaitable[object]],
+    ) -> None:
+        self.status_code = status_code
+        self.headers = ResponseHeaders(headers)
+        self._chunks = chunks
+        self._close = close
+
+    async def aclose(self) -> None:
+        """Give the connection back (or drop it when the body was not read to its end)."""
+        await self._close()
+
+
+def _from_httpx(response: httpx.Response) -> UpstreamResponse:
+    def chunks() -> AsyncIterator[bytes]:
+        if response.is_stream_consumed:  # built with its content in hand (e.g. by an httpx.MockTransport handler)
+            return _once(response.content)
+        return response.aiter_raw()
+
+    return UpstreamResponse(response.status_code, response.headers.raw, chunks, response.aclose)
+
+
+async def _once(content: bytes) -> AsyncIterator[bytes]:
+    if content:
+        yield content
+
+
+async def _send_direct(transport: Any, request: httpx.Request) -> UpstreamResponse:
+    """``request`` through the aiohttp session of our own transport, exactly as that transport would
+    send it, without httpx's client and response layers."""
+    session = transport.client
+    if not isinstance(session, aiohttp.ClientSession):
+        session = transport.client = transport.get_client()
+    response = await session.request(
+        request.method,
+        exact_url(request.url),
+        headers=[(key.decode("latin-1"), value.decode("latin-1")) for key, value in request.headers.raw],
+        data=request.content or None,
+        allow_redirects=False,
+        auto_decompress=False,
+        compress=False,
+        timeout=aiohttp_timeout(request.extensions.get("timeout")),
+    ).__aenter__()
+    return UpstreamResponse(
+        response.status,
+        list(response.raw_headers),
+        response.content.iter_any,
+        lambda: response.__aexit__(None, None, None),
+    )
+
+
 async def send_upstream(
     client: httpx.AsyncClient, request: httpx.Request, *, provider: str, deadline_s: float | None = None
-) -> httpx.Response:
+) -> UpstreamResponse:
     """Send and return once the response headers arrived; the body is read with :func:`iter_body`.
 
     ``deadline_s`` bounds the wait for the headers whatever the transport (httpx's own timeouts are
     enforced by the transport, and a custom or mock one may not).
     """
+    direct = client.direct if type(client) is _UpstreamClient else None
     try:
         if deadline_s is None:
-            return await client.send(request, stream=True)
+            if direct is not None:
+                return await _send_direct(direct, request)
+            return _from_httpx(await client.send(request, stream=True))
         async with asyncio.timeout(deadline_s):
-            return await client.send(request, stream=True)
-    except TimeoutError as exc:
-        raise UpstreamTimeout(f"provider {provider!r} timed out (request deadline)", provider=provider) from exc
-    except _TRANSPORT_ERRORS as exc:
+            if direct is not None:
+                return await _send_direct(direct, request)
+            return _from_httpx(await client.send(request, stream=True))
+    except _TRANSPORT_ERRORS as exc:  # before TimeoutError: aiohttp's own timeouts are both
         phase = _timeout_phase(exc)
         if phase is not None:
             what = "connect" if phase == "connect" else "first byte"
@@ -181,16 +283,14 @@ async def send_upstream(
         raise UpstreamConnectError(
             f"provider {provider!r} could not be reached: {type(_origin(exc)).__name__}", provider=provider
         ) from exc
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"provider {provider!r} timed out (request deadline)", provider=provider) from exc
 
 
-async def iter_body(response: httpx.Response, *, provider: str) -> AsyncIterator[bytes]:
+async def iter_body(response: UpstreamResponse, *, provider: str) -> AsyncIterator[bytes]:
     """The raw body bytes as they arrive (never decoded or re-chunked)."""
-    if response.is_stream_consumed:  # built with its content in hand (e.g. by an httpx.MockTransport handler)
-        if response.content:
-            yield response.content
-        return
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in response._chunks():
             yield chunk
     except _TRANSPORT_ERRORS as exc:
         if _timeout_phase(exc) is not None:

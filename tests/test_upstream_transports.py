@@ -208,3 +208,56 @@ async def test_the_path_arrives_exactly_as_encoded(name: str) -> None:
         path = "/bedrock/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse?a=b%2Fc"
         assert await _exchange(name, url, path=path) == [b"{}"]
     assert seen == [f"POST {path} HTTP/1.1".encode()]
+
+
+@pytest.mark.parametrize("name", TRANSPORTS)
+async def test_headers_as_received_and_the_connection_reused(name: str) -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            await _read_request(reader)
+            writer.write(
+                b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nX-Repeat: a\r\n"
+                b"x-repeat: b\r\nRetry-After: 3\r\ncontent-length: 2\r\n\r\n{}"
+            )
+            await writer.drain()
+
+    async for url in _serve(handler):
+        client = build_client(transport_name=name)  # type: ignore[arg-type]
+        try:
+            for _ in range(3):
+                response = await send_upstream(client, client.build_request("POST", url, content=b"{}"), provider="p")
+                assert response.status_code == 429
+                assert response.headers.get("retry-after") == "3"
+                assert response.headers["Content-Type"] == "application/json"
+                assert response.headers["x-repeat"] == "a, b"
+                assert "missing" not in response.headers
+                assert [key.lower() for key, _ in response.headers.raw][:3] == [
+                    b"content-type",
+                    b"x-repeat",
+                    b"x-repeat",
+                ]
+                assert [chunk async for chunk in iter_body(response, provider="p")] == [b"{}"]
+                await response.aclose()
+        finally:
+            await client.aclose()
+    assert connections == 1  # a body read to its end gives the connection back to the pool
+
+
+@pytest.mark.parametrize("name", TRANSPORTS)
+async def test_request_deadline_bounds_the_wait_for_headers(name: str) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        await asyncio.sleep(10)
+
+    async for url in _serve(handler):
+        client = build_client(transport_name=name)  # type: ignore[arg-type]
+        try:
+            request = client.build_request("POST", url, content=b"{}")
+            with pytest.raises(UpstreamTimeout, match="request deadline"):
+                await send_upstream(client, request, provider="p", deadline_s=0.2)
+        finally:
+            await client.aclose()

@@ -6,7 +6,6 @@ import asyncio
 import time
 from typing import Protocol
 
-import httpx
 import msgspec
 
 from .._asgi import error_json
@@ -15,7 +14,7 @@ from .._sse import SSEEventSplitter
 from ..errors import UpstreamError, UpstreamTimeout
 from ..state import Exchange
 from ..types import Receive, Send
-from ..upstream import HOP_BY_HOP, iter_body
+from ..upstream import HOP_BY_HOP, UpstreamResponse, iter_body
 
 __all__ = ["ChunkTransform", "relay", "relay_stream", "upstream_error_body"]
 
@@ -37,7 +36,7 @@ class ChunkTransform(Protocol):
 
 async def relay(
     ex: Exchange,
-    response: httpx.Response,
+    response: UpstreamResponse,
     *,
     provider: str,
     streamed: bool,
@@ -65,7 +64,7 @@ async def relay(
 
 async def relay_stream(
     ex: Exchange,
-    response: httpx.Response,
+    response: UpstreamResponse,
     provider: str,
     transform: ChunkTransform | None,
     sse: bool,
@@ -121,12 +120,12 @@ async def relay_stream(
         watcher.cancel()
 
 
-def _content_type(response: httpx.Response) -> str:
+def _content_type(response: UpstreamResponse) -> str:
     return str(response.headers.get("content-type", ""))
 
 
 def _final_error(
-    response: httpx.Response,
+    response: UpstreamResponse,
     sse: bool,
     transformed: bool,
     last: bytes,
@@ -155,7 +154,7 @@ def _final_error(
     return b""
 
 
-async def upstream_error_body(response: httpx.Response, provider: str, limit: int = 65536) -> bytes:
+async def upstream_error_body(response: UpstreamResponse, provider: str, limit: int = 65536) -> bytes:
     """Read (at most ``limit`` bytes of) an error response we may pass back after other attempts failed."""
     parts: list[bytes] = []
     size = 0

@@ -25,13 +25,11 @@ from ..translation import (
     UpstreamRequest,
     translator_for,
 )
-from ..upstream import iter_body
+from ..upstream import UpstreamResponse, iter_body
 from ._failure import Failure
 from ._relay import relay_stream, upstream_error_body
 
 if TYPE_CHECKING:
-    import httpx
-
     from ..providers.base import Endpoint, ProviderAdapter
     from ..schema import NormalizedResponse
     from ..state import Exchange, ResponseObserver
@@ -137,7 +135,7 @@ def _observe_natively(ex: Exchange, native: ResponseObserver) -> ResponseObserve
 
 async def relay_translated(
     ex: Exchange,
-    response: httpx.Response,
+    response: UpstreamResponse,
     *,
     translation: Translation,
     adapter: ProviderAdapter,
