@@ -51,7 +51,14 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         sys.stderr.write(f"llm-obs: error: {exc}\n")
         return 2
-    options = {"host": args.host, "port": args.port, "log_level": args.log_level, "root_path": args.root_path}
+    options = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        "root_path": args.root_path,
+        # Every LLM request is in the gateway's own request log; uvicorn's line per request costs CPU for nothing.
+        "access_log": args.access_log,
+    }
     if args.workers > 1:
         # Worker processes import the app by name and read the config file from the environment.
         os.environ["LLM_OBS_CONFIG"] = str(Path(args.config).resolve())
@@ -173,6 +180,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=_at_least(1), default=1, help="worker processes (default: %(default)s)")
     serve.add_argument("--log-level", choices=_LOG_LEVELS, default="info", help="(default: %(default)s)")
     serve.add_argument("--root-path", default="", help="path prefix the gateway is served under behind a proxy")
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="also log a line per HTTP request (uvicorn's access log; default: off)",
+    )
     serve.set_defaults(command=_serve)
 
     fake = commands.add_parser(

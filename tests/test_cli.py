@@ -106,7 +106,7 @@ def test_serve_runs_the_gateway(tmp_path: Path, uvicorn_calls: list[tuple[Any, d
     assert cli.main(["serve", "--config", config, "--port", "8181", "--log-level", "warning"]) == 0
     [(app, options)] = uvicorn_calls
     assert isinstance(app, Gateway)
-    assert options == {"host": "127.0.0.1", "port": 8181, "log_level": "warning", "root_path": ""}
+    assert options == {"host": "127.0.0.1", "port": 8181, "log_level": "warning", "root_path": "", "access_log": False}
 
 
 def test_serve_with_workers_imports_the_app_by_name(

@@ -104,6 +104,29 @@ def test_llm_obs_serve(fake: FakeProviderServer, tmp_path: Path) -> None:
     assert fake.app.requests[-1].headers["authorization"] == "Bearer sk-from-env"
 
 
+@pytest.mark.parametrize("access_log", [False, True])
+def test_llm_obs_serve_access_log_only_on_request(fake: FakeProviderServer, tmp_path: Path, access_log: bool) -> None:
+    """At the default log level, uvicorn's line per request appears only with --access-log (the request
+    log records every LLM request anyway)."""
+    port = free_port()
+    config = write_config(tmp_path, fake.url)
+    flags = ["--access-log"] if access_log else []
+    process = subprocess.Popen(
+        [str(BIN / "llm-obs"), "serve", "--config", str(config), "--port", str(port), *flags],
+        env=env(),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", process)
+        httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": []})
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=20)
+    assert b"Uvicorn running" in stdout + stderr  # the default level logs
+    assert (b'"POST /v1/chat/completions HTTP/1.1"' in stdout + stderr) is access_log
+
+
 def test_uvicorn_module_app_reads_llm_obs_config(fake: FakeProviderServer, tmp_path: Path) -> None:
     port = free_port()
     config = write_config(tmp_path, fake.url)
