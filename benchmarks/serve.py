@@ -8,12 +8,15 @@
 
 Every target runs in one process, one worker, no access log, lifespan on; ``--loop``/``--http``
 choose uvicorn's event loop and HTTP parser (``auto`` takes uvloop and httptools when installed).
-uvicorn binds the socket itself, so asyncio sets TCP_NODELAY on every connection.
+uvicorn binds the socket itself, so asyncio sets TCP_NODELAY on every connection. ``--server granian``
+serves the same app under granian instead (one worker, uvloop), to compare the two servers.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,23 @@ def build_app(args: argparse.Namespace) -> Any:
     return OTLPReceiver()
 
 
+_GRANIAN_ARGS = "LLM_OBS_BENCH_SERVE_ARGS"
+
+
+def granian_app() -> Any:
+    """The app for granian (``--factory``): granian imports its target by name, so the arguments travel in the environment."""
+    return build_app(argparse.Namespace(**json.loads(os.environ[_GRANIAN_ARGS])))
+
+
+def _run_granian(args: argparse.Namespace) -> None:
+    os.environ[_GRANIAN_ARGS] = json.dumps(vars(args))
+    granian = Path(sys.executable).with_name("granian")
+    command = [str(granian), "--interface", "asgi", "--factory", "--host", "127.0.0.1", "--port", str(args.port)]
+    command += ["--workers", "1", "--loop", "uvloop" if args.loop in ("auto", "uvloop") else "asyncio"]
+    command += ["--log-level", "warning", "--working-dir", str(Path(__file__).resolve().parent), "serve:granian_app"]
+    os.execv(command[0], command)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", choices=TARGETS)
@@ -52,7 +72,10 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=20, help="fake: content chunks per answer")
     parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"))
     parser.add_argument("--http", default="auto", choices=("auto", "h11", "httptools"))
+    parser.add_argument("--server", default="uvicorn", choices=("uvicorn", "granian"))
     args = parser.parse_args()
+    if args.server == "granian":
+        _run_granian(args)
 
     import uvicorn
 

@@ -43,7 +43,7 @@ LITELLM_VENV = HERE / ".litellm-venv"
 MODEL = "gpt-4o-mini"
 CHAT_PATH = "/v1/chat/completions"
 _TICKS = os.sysconf("SC_CLK_TCK")
-GATEWAY_FLAGS = frozenset({"httpx", "nospans", "nolinger"})
+GATEWAY_FLAGS = frozenset({"httpx", "nospans", "nolinger", "granian"})
 
 
 @dataclass(frozen=True)
@@ -265,15 +265,19 @@ def start_target(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     upstream = f"http://127.0.0.1:{fake.port}"
-    if name in ("bare-httpx", "bare-aiohttp"):
-        proc = _serve(name, port, pin, logs, "--upstream", upstream, *server_args)
+    if name in ("bare-httpx", "bare-aiohttp", "bare-aiohttp-granian"):
+        kind, server = (name, []) if name != "bare-aiohttp-granian" else ("bare-aiohttp", ["--server", "granian"])
+        proc = _serve(kind, port, pin, logs, "--upstream", upstream, *server_args, *server, log_name=name)
         _wait_ready(proc, None, 30)
         label = "bare proxy, httpx" if name == "bare-httpx" else "bare proxy, aiohttp (limit)"
+        if server:
+            label = "bare proxy, aiohttp, served by granian"
         return Target(name, label, base + CHAT_PATH, proc)
     if name.startswith(("gw-off", "gw-all")):
         # gw-off | gw-all, optionally with experiment suffixes that change the gateway's config, to measure
         # what a setting buys: -httpx (upstream_transport: httpx, httpx's own transport instead of aiohttp's),
-        # -nospans (otlp.server_spans: false), -nolinger (queue.flush_interval_s: 0, a batch per record).
+        # -nospans (otlp.server_spans: false), -nolinger (queue.flush_interval_s: 0, a batch per record),
+        # -granian (served by granian instead of uvicorn).
         base_name, *flags = name.split("-")[1:]
         unknown = set(flags) - GATEWAY_FLAGS
         if base_name not in ("off", "all") or unknown:
@@ -292,13 +296,15 @@ def start_target(
             config["queue"] = {"flush_interval_s": 0}
         path = work / f"{name}.json"
         path.write_text(json.dumps(config, indent=2))
-        proc = _serve("gateway", port, pin, logs, *server_args, "--config", str(path), log_name=name)
+        server = ["--server", "granian"] if "granian" in flags else []
+        proc = _serve("gateway", port, pin, logs, *server_args, *server, "--config", str(path), log_name=name)
         _wait_ready(proc, base + "/healthz", 60)
         label = "llm-obs gateway, every sink on" if sinks else "llm-obs gateway, sinks off"
         notes = {
             "httpx": "httpx's own transport",
             "nospans": "no SERVER spans",
             "nolinger": "a batch per record",
+            "granian": "served by granian",
         }
         if flags:
             label += " (experiment: " + ", ".join(notes[f] for f in flags) + ")"
