@@ -50,7 +50,8 @@ _GRANIAN_ARGS = "LLM_OBS_BENCH_SERVE_ARGS"
 
 
 def granian_app() -> Any:
-    """The app for granian (``--factory``): granian imports its target by name, so the arguments travel in the environment."""
+    """The app for granian (``--factory``): granian imports its target by name, so the arguments travel
+    in the environment."""
     return build_app(argparse.Namespace(**json.loads(os.environ[_GRANIAN_ARGS])))
 
 

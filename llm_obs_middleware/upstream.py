@@ -185,10 +185,13 @@ class ResponseHeaders(Mapping[str, str]):
 
     def __getitem__(self, name: str) -> str:
         wanted = name.lower().encode("latin-1")
-        values = [value.decode("latin-1") for key, value in self.raw if key.lower() == wanted]
-        if not values:
+        found = None
+        for key, value in self.raw:
+            if key.lower() == wanted:
+                found = value if found is None else found + b", " + value
+        if found is None:
             raise KeyError(name)
-        return values[0] if len(values) == 1 else ", ".join(values)
+        return found.decode("latin-1")
 
     def __iter__(self) -> Iterator[str]:
         return iter(dict.fromkeys(key.decode("latin-1").lower() for key, _ in self.raw))
