@@ -105,6 +105,8 @@ def build_record(
         output_text=response.output_text if capture_content else None,
         extra=_extra(ex, response),
         served_api=(ex.attempts[-1].api if ex.attempts else None) or ex.api or None,
+        deployment=ex.attempts[-1].deployment if ex.attempts else None,
+        key_id=ex.attempts[-1].key_id if ex.attempts else None,
     )
 
 

@@ -243,3 +243,7 @@ class LLMRecord(msgspec.Struct, frozen=True, kw_only=True):
     served_api: str | None = None
     """The provider API that served the request: ``api`` itself, or the provider's own API when the
     router translated an OpenAI request (e.g. ``anthropic.messages``)."""
+    deployment: str | None = None
+    """The deployment of the last attempt, the one whose answer the client got (see ``attempts``)."""
+    key_id: str | None = None
+    """That attempt's API key: its configured name or a stable id, never the key."""

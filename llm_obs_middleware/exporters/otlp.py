@@ -35,6 +35,7 @@ from ._otlp_encoding import SpanEncoder
 from ._otlp_settings import build_resource, build_span_exporter, resolve_settings
 from ._otlp_transport import build_trace_transport
 from ._spans import REPEATING_ATTRIBUTES as SPAN_BUILDER_REPEATING, SpanBuilder
+from .base import LOOP_SLICE
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -149,7 +150,11 @@ class OTLPSink:
         """
         if self._closed or self._disabled:
             return
-        spans = [span for record in records for span in self._spans.spans(record)]
+        spans: list[ReadableSpan] = []
+        for start in range(0, len(records), LOOP_SLICE):
+            for record in records[start : start + LOOP_SLICE]:
+                spans += self._spans.spans(record)
+            await asyncio.sleep(0)
         if self._processor is not None:
             for span in spans:
                 self._processor.on_end(span)

@@ -40,7 +40,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from ..config import PrometheusConfig, PrometheusLabel
 from ._routing_metrics import HealthSource, RoutingCollector
-from .base import PipelineStats
+from .base import LOOP_SLICE, PipelineStats
 
 if TYPE_CHECKING:
     from ..schema import Cost, LLMRecord
@@ -355,8 +355,10 @@ class PrometheusSink:
             await asyncio.to_thread(self.push)
 
     async def export(self, records: Sequence[LLMRecord]) -> None:
-        for record in records:
-            self.observe(record)
+        for start in range(0, len(records), LOOP_SLICE):
+            for record in records[start : start + LOOP_SLICE]:
+                self.observe(record)
+            await asyncio.sleep(0)
 
     def observe(self, record: LLMRecord) -> None:
         """Update every metric from one record (synchronous, a few microseconds)."""

@@ -239,3 +239,35 @@ async def test_no_sinks_means_no_record_is_built() -> None:
         await pipeline.close()
         assert (pipeline.stats.submitted, pipeline.stats.dropped, pipeline.depth) == (5, 0, 0)
         assert len(built) == (5 if sinks else 0)
+
+
+async def test_a_big_batch_is_built_in_slices_so_requests_run_in_between() -> None:
+    """Building a batch of records must not hold the event loop for the whole batch: a request
+    waiting on the loop gets turns while the worker builds."""
+    turns = 0
+    seen: list[int] = []
+
+    def note_turn(record: LLMRecord) -> LLMRecord:
+        seen.append(turns)
+        return record
+
+    sink = GatedSink(open_gate=True)
+    pipeline = ExportPipeline([sink], queue=QueueConfig(**{**FAST, "batch_size": 256}), transform=note_turn)
+    for n in range(256):
+        pipeline.submit(finished_exchange(n))
+    stop = asyncio.Event()
+
+    async def other_requests() -> None:
+        nonlocal turns
+        while not stop.is_set():
+            turns += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.get_running_loop().create_task(other_requests())
+    await pipeline.start()
+    await pipeline.flush()
+    stop.set()
+    await ticker
+    await pipeline.close()
+    assert len(sink.records) == 256
+    assert len(set(seen)) >= 256 // 32, f"the loop got {len(set(seen))} turns while 256 records were built"

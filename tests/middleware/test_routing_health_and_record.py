@@ -168,6 +168,7 @@ async def test_the_record_names_route_rule_deployment_and_key_never_the_secret(m
         assert attempt["deployment"] == "gpt-4o/openai/gpt-4o" and attempt["status"] == status
         assert attempt["latency_s"] >= 0
     assert first["error_type"] == "http_429" and "error_type" not in served
+    assert (record["deployment"], record["key_id"]) == (served["deployment"], served["key_id"])
     spans = [json.dumps(dict(span.attributes or {})) for span in kit.spans.get_finished_spans()]
     for text in (json.dumps(record), metrics, health, *spans):
         assert SECRET_ONE not in text and SECRET_TWO not in text
