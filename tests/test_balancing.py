@@ -8,7 +8,10 @@ from collections import Counter
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
+import pytest
+
 from llm_obs_middleware.balancing import DeploymentState, KeyPool, KeyState, backoff_delay, order_deployments
+from llm_obs_middleware.middleware.routing import retry_after_seconds
 
 
 def keys(*weights: float) -> list[KeyState]:
@@ -103,3 +106,20 @@ def test_health_snapshot_says_until_when_a_key_and_a_deployment_cool_down() -> N
     remaining = (datetime.fromisoformat(key["cooling_down_until"]) - datetime.now(UTC)).total_seconds()
     assert key["state"] == "cooling_down" and 28 < remaining <= 30.5
     assert snapshot["healthy"] is False and snapshot["cooling_down_until"] is None, "the deployment itself is not"
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("7", 7.0),
+        ("0.5", 0.5),
+        ("Wed, 21 Oct 2015 07:28:30 GMT", 30.0),  # an HTTP date: 30 s after "now" below
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # already past: usable now
+        ("-3", None),
+        ("soon", None),
+        (None, None),
+    ],
+)
+def test_retry_after_takes_seconds_or_an_http_date(value: str | None, seconds: float | None) -> None:
+    now = datetime(2015, 10, 21, 7, 28, 0, tzinfo=UTC).timestamp()
+    assert retry_after_seconds(value, now=now) == seconds

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -457,7 +459,7 @@ class RouterMiddleware:
         if status in (401, 403):
             pool.retire(key)  # a rejected key stays out until the gateway restarts with a new config
         elif status == 429:
-            seconds = _retry_after_seconds(retry_after)
+            seconds = retry_after_seconds(retry_after)
             until = time.monotonic() + (seconds if seconds is not None else self.policy.cooldown_s)
             pool.cool_down(key, until, retry_after=seconds is not None)
 
@@ -468,12 +470,20 @@ class RouterMiddleware:
             deployment.cooldown_until = time.monotonic() + self.policy.cooldown_s
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds form; an HTTP date is treated as absent)."""
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds, or an HTTP date (RFC 9110 section 10.2.3);
+    ``None`` when absent or unreadable. ``now``: Unix time (tests)."""
     if value is None:
         return None
     try:
         seconds = float(value)
     except ValueError:
-        return None
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # an HTTP date is always GMT
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+        return max(0.0, seconds)
     return seconds if seconds >= 0 else None
