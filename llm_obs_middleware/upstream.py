@@ -48,6 +48,8 @@ _TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer", b"upgrade"}
 )
+# The serving ASGI server writes its own: relaying the provider's too would send each of them twice.
+SERVER_SET = frozenset({b"date", b"server"})
 
 
 class _NoCookies(httpx.Cookies):

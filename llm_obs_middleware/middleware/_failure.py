@@ -8,9 +8,11 @@ from .._asgi import error_json, send_json
 from ..errors import UpstreamError, UpstreamTimeout
 from ..state import Exchange
 from ..types import Send
-from ..upstream import HOP_BY_HOP
+from ..upstream import HOP_BY_HOP, SERVER_SET
 
 __all__ = ["Failure", "send_failure"]
+
+_NOT_RETURNED = HOP_BY_HOP | SERVER_SET | {b"content-length"}
 
 
 class Failure(NamedTuple):
@@ -32,7 +34,7 @@ async def send_failure(ex: Exchange, last: Failure | None, alias: str, send: Sen
         return
     if last is not None and last.status is not None:
         ex.outcome = "upstream_error"
-        headers = [(k, v) for k, v in last.headers if k.lower() not in HOP_BY_HOP | {b"content-length"}]
+        headers = [(k, v) for k, v in last.headers if k.lower() not in _NOT_RETURNED]
         headers.append((b"content-length", str(len(last.body)).encode()))
         await send({"type": "http.response.start", "status": last.status, "headers": headers})
         await send({"type": "http.response.body", "body": last.body, "more_body": False})

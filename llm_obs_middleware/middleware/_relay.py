@@ -14,11 +14,12 @@ from .._sse import SSEEventSplitter
 from ..errors import UpstreamError, UpstreamTimeout
 from ..state import Exchange
 from ..types import Receive, Send
-from ..upstream import HOP_BY_HOP, UpstreamResponse, iter_body
+from ..upstream import HOP_BY_HOP, SERVER_SET, UpstreamResponse, iter_body
 
 __all__ = ["ChunkTransform", "relay", "relay_stream", "upstream_error_body"]
 
-_NOT_RETURNED = HOP_BY_HOP | {b"content-length"}
+_NOT_RETURNED = HOP_BY_HOP | SERVER_SET
+_NOT_RETURNED_STREAMED = _NOT_RETURNED | {b"content-length"}
 _EVENT_ENDS = (b"\n\n", b"\r\r")  # "\r\n\r\n" ends in "\n\n" too
 _EVENT_STREAM = "application/vnd.amazon.eventstream"
 # Bedrock's exception event for a stream that failed after it started (botocore raises it as an
@@ -49,7 +50,7 @@ async def relay(
     status = response.status_code
     if status >= 400:
         ex.outcome = "upstream_error"
-    skip = _NOT_RETURNED if streamed else HOP_BY_HOP
+    skip = _NOT_RETURNED_STREAMED if streamed else _NOT_RETURNED
     headers = [(k, v) for k, v in response.headers.raw if k.lower() not in skip]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     if not streamed:
