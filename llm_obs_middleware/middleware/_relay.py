@@ -20,7 +20,7 @@ __all__ = ["ChunkTransform", "relay", "relay_stream", "upstream_error_body"]
 
 _NOT_RETURNED = HOP_BY_HOP | SERVER_SET
 _NOT_RETURNED_STREAMED = _NOT_RETURNED | {b"content-length"}
-_EVENT_ENDS = (b"\n\n", b"\r\r")  # "\r\n\r\n" ends in "\n\n" too
+_EVENT_ENDS = (b"\n\n", b"\r\r", b"\r\n\r\n")  # what ends an SSE event (_sse._EVENT_END)
 _EVENT_STREAM = "application/vnd.amazon.eventstream"
 # Bedrock's exception event for a stream that failed after it started (botocore raises it as an
 # EventStreamError with this code; "retry your request").
@@ -181,8 +181,10 @@ class _UsageChunkFilter:
         self._splitter = SSEEventSplitter()
 
     def feed(self, chunk: bytes) -> bytes:
-        if b'"usage"' not in chunk and not self._splitter.pending and chunk.endswith(_EVENT_ENDS):
-            return chunk  # whole events, none of them the usage one: as is, without splitting
+        # Whole events, none of them the usage-only one (every chunk carries "usage":null once usage is
+        # asked for; only the usage chunk has no choices): as they are, without splitting.
+        if b'"choices":[]' not in chunk and not self._splitter.pending and chunk.endswith(_EVENT_ENDS):
+            return chunk
         events = self._splitter.feed(chunk)
         kept = []
         for event in events:

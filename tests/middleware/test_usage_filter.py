@@ -9,10 +9,11 @@ from hypothesis import given, settings, strategies as st
 from llm_obs_middleware.middleware._relay import _UsageChunkFilter
 from llm_obs_middleware.state import Exchange
 
+# As OpenAI sends them once usage is asked for: every chunk says "usage":null, the last one has no choices.
 EVENTS = [
-    b'data: {"id":"c1","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n',
-    b'data: {"id":"c1","choices":[{"index":0,"delta":{"content":"Hello"}}]}\r\n\r\n',
-    b'data: {"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n',
+    b'data: {"id":"c1","choices":[{"index":0,"delta":{"role":"assistant","content":""}}],"usage":null}\n\n',
+    b'data: {"id":"c1","choices":[{"index":0,"delta":{"content":"Hello"}}],"usage":null}\r\n\r\n',
+    b'data: {"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}\n\n',
 ]
 USAGE = b'data: {"id":"c1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}\n\n'
 DONE = b"data: [DONE]\n\n"
@@ -49,5 +50,7 @@ def test_whole_events_pass_as_the_same_bytes() -> None:
     usage_filter, observer = _filter()
     for event in EVENTS:
         assert usage_filter.feed(event) is event
+    several = EVENTS[0] + EVENTS[1]  # a read that got several whole events: not split and joined again
+    assert usage_filter.feed(several) is several
     assert usage_filter.feed(USAGE) == b""
     assert observer.fed == [USAGE]
