@@ -262,6 +262,13 @@ async def _send_direct(transport: Any, request: httpx.Request) -> UpstreamRespon
     )
 
 
+async def _send(client: httpx.AsyncClient, request: httpx.Request) -> UpstreamResponse:
+    direct = client.direct if type(client) is _UpstreamClient else None
+    if direct is not None:
+        return await _send_direct(direct, request)
+    return _from_httpx(await client.send(request, stream=True))
+
+
 async def send_upstream(
     client: httpx.AsyncClient, request: httpx.Request, *, provider: str, deadline_s: float | None = None
 ) -> UpstreamResponse:
@@ -270,16 +277,11 @@ async def send_upstream(
     ``deadline_s`` bounds the wait for the headers whatever the transport (httpx's own timeouts are
     enforced by the transport, and a custom or mock one may not).
     """
-    direct = client.direct if type(client) is _UpstreamClient else None
     try:
         if deadline_s is None:
-            if direct is not None:
-                return await _send_direct(direct, request)
-            return _from_httpx(await client.send(request, stream=True))
+            return await _send(client, request)
         async with asyncio.timeout(deadline_s):
-            if direct is not None:
-                return await _send_direct(direct, request)
-            return _from_httpx(await client.send(request, stream=True))
+            return await _send(client, request)
     except _TRANSPORT_ERRORS as exc:  # before TimeoutError: aiohttp's own timeouts are both
         phase = _timeout_phase(exc)
         if phase is not None:
