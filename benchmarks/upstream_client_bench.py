@@ -4,9 +4,10 @@
 
 Starts the fake provider on loopback (its own process), then in this process sends ``--requests``
 non-streamed chat requests one after the other through ``llm_obs_middleware.upstream``
-(``upstream_request`` + ``send_upstream`` + ``iter_body`` + ``aclose``, the client ``build_client`` makes)
-and through a bare ``aiohttp.ClientSession``, alternating per round, and prints the median process CPU
-per request of each. The difference is what the seam costs over the fastest Python client.
+(``direct_request`` + ``send_upstream`` + ``iter_body`` + ``aclose``, the client ``build_client`` makes, as
+the router sends; and with ``upstream_request``'s ``httpx.Request``, as for a signing adapter) and through a
+bare ``aiohttp.ClientSession``, alternating per round, and prints the median process CPU per request of
+each. The difference is what the seam costs over the fastest Python client.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from llm_obs_middleware.upstream import build_client, iter_body, send_upstream, upstream_request
+from llm_obs_middleware.upstream import build_client, direct_request, iter_body, send_upstream, upstream_request
 
 BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
 HEADERS = [
@@ -33,6 +34,17 @@ HEADERS = [
 
 
 async def through_seam(client: httpx.AsyncClient, url: str, count: int) -> None:
+    timeout = httpx.Timeout(120.0, connect=5.0)
+    for _ in range(count):
+        request = direct_request(client, "POST", url, headers=HEADERS, content=BODY, timeout=timeout)
+        assert request is not None
+        response = await send_upstream(client, request, provider="fake")
+        async for _chunk in iter_body(response, provider="fake"):
+            pass
+        await response.aclose()
+
+
+async def through_seam_httpx_request(client: httpx.AsyncClient, url: str, count: int) -> None:
     timeout = httpx.Timeout(120.0, connect=5.0)
     for _ in range(count):
         request = upstream_request(client, "POST", url, headers=HEADERS, content=BODY, timeout=timeout)
@@ -57,7 +69,11 @@ async def measure(url: str, count: int, rounds: int) -> None:
         auto_decompress=False,
         skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
     )
-    runs: list[tuple[str, Any, Any]] = [("llm-obs seam", through_seam, client), ("aiohttp", through_aiohttp, session)]
+    runs: list[tuple[str, Any, Any]] = [
+        ("llm-obs seam", through_seam, client),
+        ("seam, httpx.Request", through_seam_httpx_request, client),
+        ("aiohttp", through_aiohttp, session),
+    ]
     for _, run, target in runs:
         await run(target, url, 200)  # warm: connections, caches
     figures: dict[str, list[float]] = {name: [] for name, _, _ in runs}
@@ -67,7 +83,7 @@ async def measure(url: str, count: int, rounds: int) -> None:
             await run(target, url, count)
             figures[name].append((time.process_time() - started) / count * 1e6)
     for name, values in figures.items():
-        print(f"{name:14s} {statistics.median(values):7.1f} µs CPU per request (rounds: {[round(v) for v in values]})")
+        print(f"{name:20s} {statistics.median(values):7.1f} µs CPU per request (rounds: {[round(v) for v in values]})")
     await client.aclose()
     await session.close()
 

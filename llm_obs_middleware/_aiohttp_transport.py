@@ -13,7 +13,7 @@ import yarl
 from aiohttp import ClientSession, ClientTimeout
 from httpx_aiohttp.transport import AiohttpResponseStream, AiohttpTransport, map_aiohttp_exceptions
 
-__all__ = ["ExactURLAiohttpTransport", "aiohttp_timeout", "exact_url"]
+__all__ = ["ExactURLAiohttpTransport", "aiohttp_timeout", "aiohttp_timeout_of", "direct_url", "exact_url"]
 
 
 class ExactURLAiohttpTransport(AiohttpTransport):
@@ -55,6 +55,7 @@ class ExactURLAiohttpTransport(AiohttpTransport):
 
 _URL_CACHE_SIZE = 1024
 _exact_urls: dict[str, yarl.URL] = {}
+_direct_urls: dict[str, yarl.URL] = {}  # by the URL text as built, which httpx may encode differently
 _TIMEOUT_CACHE_SIZE = 256
 _timeouts: dict[tuple[float | None, ...], ClientTimeout] = {}
 
@@ -70,10 +71,28 @@ def exact_url(url: httpx.URL) -> yarl.URL:
     return parsed
 
 
+def direct_url(url: str) -> yarl.URL:
+    """``url`` for aiohttp as httpx would encode and send it (cached, as :func:`exact_url`)."""
+    parsed = _direct_urls.get(url)
+    if parsed is None:
+        if len(_direct_urls) >= _URL_CACHE_SIZE:
+            _direct_urls.clear()
+        parsed = _direct_urls[url] = exact_url(httpx.URL(url))
+    return parsed
+
+
 def aiohttp_timeout(timeout: dict[str, float | None] | None) -> ClientTimeout:
     """httpx's timeout extension as aiohttp's: connect and read per socket, pool as the connect phase."""
     timeout = timeout or {}
-    key = (timeout.get("connect"), timeout.get("read"), timeout.get("pool"))
+    return _cached_timeout((timeout.get("connect"), timeout.get("read"), timeout.get("pool")))
+
+
+def aiohttp_timeout_of(timeout: httpx.Timeout) -> ClientTimeout:
+    """:func:`aiohttp_timeout` of an ``httpx.Timeout``."""
+    return _cached_timeout((timeout.connect, timeout.read, timeout.pool))
+
+
+def _cached_timeout(key: tuple[float | None, float | None, float | None]) -> ClientTimeout:
     found = _timeouts.get(key)
     if found is None:
         if len(_timeouts) >= _TIMEOUT_CACHE_SIZE:

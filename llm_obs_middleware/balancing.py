@@ -116,6 +116,8 @@ class KeyPool:
     def pick(self, now: float, rng: random.Random, exclude: Sequence[KeyState] = ()) -> KeyState | None:
         """A usable key not in ``exclude`` (``None``: every key is dead, cooling down or excluded)."""
         if not exclude and self._retired == 0 and now >= self._healthy_after:
+            if len(self.keys) == 1:  # the common pool: no draw to make
+                return self.keys[0]
             if self.strategy == "weighted":
                 return rng.choices(self.keys, cum_weights=self._cum_weights)[0]
             if self.strategy == "round_robin":

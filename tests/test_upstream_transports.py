@@ -11,7 +11,14 @@ import pytest
 from llm_obs_middleware import Config
 from llm_obs_middleware.errors import ConfigurationError, UpstreamConnectError, UpstreamError, UpstreamTimeout
 from llm_obs_middleware.middleware.stack import LLMObservability
-from llm_obs_middleware.upstream import build_client, iter_body, send_upstream, transport_name, upstream_request
+from llm_obs_middleware.upstream import (
+    build_client,
+    direct_request,
+    iter_body,
+    send_upstream,
+    transport_name,
+    upstream_request,
+)
 
 TRANSPORTS = ("aiohttp", "httpx")
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -208,6 +215,55 @@ async def test_the_path_arrives_exactly_as_encoded(name: str) -> None:
         path = "/bedrock/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse?a=b%2Fc"
         assert await _exchange(name, url, path=path) == [b"{}"]
     assert seen == [f"POST {path} HTTP/1.1".encode()]
+
+
+async def test_a_direct_request_arrives_as_the_httpx_request_would() -> None:
+    # The router skips httpx.Request on our own aiohttp client; the provider must not see a difference.
+    heads: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            heads.append(head + await reader.readexactly(2))
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+            await writer.drain()
+
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"x-api-key", b"sk-a"),
+        (b"x-repeat", b"1"),
+        (b"x-repeat", b"2"),
+    ]
+    timeout = httpx.Timeout(5.0, connect=2.0)
+    async for url in _serve(handler):
+        client = build_client(transport_name="aiohttp")
+        try:
+            target = url + "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse?a=b%2Fc"
+            direct = direct_request(client, "POST", target, headers=headers, content=b"{}", timeout=timeout)
+            assert direct is not None
+            built = upstream_request(client, "POST", target, headers=headers, content=b"{}", timeout=timeout)
+            for request in (direct, built):
+                response = await send_upstream(client, request, provider="p")
+                assert [chunk async for chunk in iter_body(response, provider="p")] == [b"{}"]
+                await response.aclose()
+        finally:
+            await client.aclose()
+    assert (
+        direct_request(build_client(transport_name="httpx"), "GET", url, headers=[], content=b"", timeout=timeout)
+        is None
+    )
+
+    def parsed(raw: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
+        head, _, body = raw.partition(b"\r\n\r\n")
+        line, *fields = head.split(b"\r\n")
+        pairs = sorted((name.lower(), value.strip()) for name, _, value in (f.partition(b":") for f in fields))
+        return line, pairs, body
+
+    sent_direct, sent_built = (parsed(raw) for raw in heads)
+    assert sent_direct == sent_built
+    assert sent_direct[0] == b"POST /model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse?a=b%2Fc HTTP/1.1"
+    assert (b"x-repeat", b"1") in sent_direct[1] and (b"x-repeat", b"2") in sent_direct[1]
+    assert (b"content-length", b"2") in sent_direct[1]
 
 
 @pytest.mark.parametrize("name", TRANSPORTS)

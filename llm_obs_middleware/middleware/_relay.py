@@ -54,9 +54,14 @@ async def relay(
     headers = [(k, v) for k, v in response.headers.raw if k.lower() not in skip]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     if not streamed:
+        # One chunk held back, so the last one goes with more_body=False: a usual answer (one chunk)
+        # then takes one body message, not two, through every layer's send.
+        held = b""
         async for chunk in iter_body(response, provider=provider):
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if held:
+                await send({"type": "http.response.body", "body": held, "more_body": True})
+            held = chunk
+        await send({"type": "http.response.body", "body": held, "more_body": False})
         return
     sse = response.headers.get("content-type", "").startswith("text/event-stream")
     transform = _UsageChunkFilter(ex) if hide_usage and status < 400 else None

@@ -8,7 +8,7 @@ import httpx
 
 from ..balancing import DeploymentState, KeyPool, KeyState
 from ..config import Config, ProviderConfig
-from ..providers.base import ProviderAdapter
+from ..providers.base import AdapterDefaults, ProviderAdapter
 from ..providers.registry import PROVIDER_NAMES, adapter_for_kind
 from ..translation import UnsupportedRule
 
@@ -31,6 +31,7 @@ class ProviderTarget:
         "name",
         "pool",
         "port",
+        "signs",
         "timeout",
         "total_timeout",
     )
@@ -41,6 +42,8 @@ class ProviderTarget:
         self.kind = config.kind
         self.adapter: ProviderAdapter = adapter_for_kind(config.kind)
         self.adapter.prepare(name, config)  # credentials are checked at start-up, not on the first request
+        # Only a signing adapter (Bedrock's SigV4) needs the final request as an httpx.Request.
+        self.signs = getattr(type(self.adapter), "sign", None) is not AdapterDefaults.sign
         self.gen_ai_name = PROVIDER_NAMES[config.kind]
         self.base_url = config.base_url.rstrip("/")
         url = urlsplit(self.base_url)

@@ -22,7 +22,7 @@ from ..schema import Attempt
 from ..state import Exchange, get_exchange
 from ..translation import ClientRequest
 from ..types import ASGIApp, Receive, Scope, Send
-from ..upstream import build_client, send_upstream, upstream_request
+from ..upstream import DirectRequest, build_client, direct_request, send_upstream, upstream_request
 from ._failure import Failure, send_failure
 from ._passthrough import NOT_FORWARDED, proxy
 from ._relay import relay, upstream_error_body
@@ -333,8 +333,16 @@ class RouterMiddleware:
                 connect=min(timeout.connect or remaining, remaining), read=remaining, write=remaining, pool=remaining
             )
         api = translation.endpoint.api if translation is not None else None
-        request = upstream_request(self.client, ex.method, url, headers=headers, content=prepared.body, timeout=timeout)
-        adapter.sign(request, provider.config)
+        request: httpx.Request | DirectRequest | None = None
+        if not provider.signs:
+            request = direct_request(
+                self.client, ex.method, url, headers=headers, content=prepared.body, timeout=timeout
+            )
+        if request is None:
+            request = upstream_request(
+                self.client, ex.method, url, headers=headers, content=prepared.body, timeout=timeout
+            )
+            adapter.sign(request, provider.config)
         started = time.perf_counter()
         deployment.in_flight += 1
         key.in_flight += 1
