@@ -267,3 +267,22 @@ def test_splitter_line_endings_every_split(stream: bytes) -> None:
     assert b"".join(whole) == stream
     for i in range(len(stream) + 1):
         assert split_events(stream[:i], stream[i:]) == (whole, b"")
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=st.lists(_events, max_size=6), cuts=_cuts)
+def test_parser_reads_split_at_line_ends_as_the_whole_stream(events: list[_Event], cuts: list[int]) -> None:
+    # Reads that hold exactly one whole event take the parser's fast path, also after an ``event:``
+    # line that came in the read before.
+    stream, _ = _encode(events, b"\n", True)
+    lines = stream.splitlines(keepends=True)
+    points = sorted({c % (len(lines) + 1) for c in cuts})
+    reads = [b"".join(lines[a:b]) for a, b in itertools.pairwise([0, *points, len(lines)])]
+    assert parse(*reads) == _expected(events) == parse(stream)
+
+
+def test_a_named_event_split_before_its_data_line() -> None:
+    assert parse(b"event: delta\n", b'data: {"a":1}\n\n', b'data: {"b":2}\n\n') == [
+        (b"delta", b'{"a":1}'),
+        (b"", b'{"b":2}'),
+    ]
