@@ -20,7 +20,6 @@ __all__ = ["ChunkTransform", "relay", "relay_stream", "upstream_error_body"]
 
 _NOT_RETURNED = HOP_BY_HOP | SERVER_SET
 _NOT_RETURNED_STREAMED = _NOT_RETURNED | {b"content-length"}
-_EVENT_ENDS = (b"\n\n", b"\r\r", b"\r\n\r\n")  # what ends an SSE event (_sse._EVENT_END)
 _EVENT_STREAM = "application/vnd.amazon.eventstream"
 # Bedrock's exception event for a stream that failed after it started (botocore raises it as an
 # EventStreamError with this code; "retry your request").
@@ -178,19 +177,25 @@ async def upstream_error_body(response: UpstreamResponse, provider: str, limit: 
 class _UsageChunkFilter:
     """Drops the usage-only chunk we asked for (the client did not), after letting accounting see it."""
 
-    __slots__ = ("_exchange", "_splitter")
+    __slots__ = ("_exchange", "_tail")
 
     def __init__(self, exchange: Exchange) -> None:
         self._exchange = exchange
-        # Forward whole events only, so the usage event can be cut out whatever the chunking.
-        self._splitter = SSEEventSplitter()
+        # Bytes of an event not ended yet: held back, so the usage event can be cut out whatever the chunking.
+        self._tail = b""
 
     def feed(self, chunk: bytes) -> bytes:
-        # Whole events, none of them the usage-only one (every chunk carries "usage":null once usage is
-        # asked for; only the usage chunk has no choices): as they are, without splitting.
-        if b'"choices":[]' not in chunk and not self._splitter.pending and chunk.endswith(_EVENT_ENDS):
-            return chunk
-        events = self._splitter.feed(chunk)
+        buf = self._tail + chunk if self._tail else chunk
+        if b'"choices":[]' not in buf:
+            # No usage-only event here (every chunk carries "usage":null once usage is asked for; only the
+            # usage chunk has no choices): forward up to the last event end as one slice, without
+            # splitting it into events (under load a read holds several events and a part of one).
+            end = _last_event_end(buf)
+            self._tail = buf[end:]
+            return buf if end == len(buf) else buf[:end]
+        splitter = SSEEventSplitter()
+        events = splitter.feed(buf)
+        self._tail = splitter.close()
         kept = []
         for event in events:
             if b'"choices":[]' in event and b'"usage"' in event:
@@ -202,4 +207,17 @@ class _UsageChunkFilter:
         return kept[0] if len(kept) == 1 else b"".join(kept)
 
     def close(self) -> bytes:
-        return self._splitter.close()
+        tail, self._tail = self._tail, b""
+        return tail
+
+
+def _last_event_end(buf: bytes) -> int:
+    """Where the last complete SSE event of ``buf`` ends (0: none does)."""
+    found = buf.rfind(b"\n\n")
+    end = found + 2 if found >= 0 else 0
+    if b"\r" in buf:
+        for terminator in (b"\r\n\r\n", b"\r\r"):
+            found = buf.rfind(terminator)
+            if found >= 0:
+                end = max(end, found + len(terminator))
+    return end

@@ -54,3 +54,23 @@ def test_whole_events_pass_as_the_same_bytes() -> None:
     assert usage_filter.feed(several) is several
     assert usage_filter.feed(USAGE) == b""
     assert observer.fed == [USAGE]
+
+
+def test_a_read_ending_inside_an_event_forwards_the_whole_ones_at_once() -> None:
+    usage_filter, observer = _filter()
+    first = EVENTS[0] + EVENTS[1] + EVENTS[2][:20]
+    assert usage_filter.feed(first) == EVENTS[0] + EVENTS[1]
+    # The usage event's marker split across reads is still found.
+    marker = USAGE.index(b'"choices":[]') + 5
+    assert usage_filter.feed(EVENTS[2][20:] + USAGE[:marker]) == EVENTS[2]
+    assert usage_filter.feed(USAGE[marker:] + DONE[:4]) == b""
+    assert usage_filter.feed(DONE[4:]) == DONE
+    assert usage_filter.close() == b""
+    assert observer.fed == [USAGE]
+
+
+def test_an_unended_last_event_is_forwarded_at_close() -> None:
+    usage_filter, observer = _filter()
+    assert usage_filter.feed(EVENTS[0] + b"data: [DONE]") == EVENTS[0]
+    assert usage_filter.close() == b"data: [DONE]"
+    assert observer.fed == []
