@@ -6,11 +6,7 @@ Lines end with CRLF, LF or CR; an empty line dispatches the event; ``data`` line
 
 from __future__ import annotations
 
-import re
-
-__all__ = ["SSEEventSplitter", "SSEParser"]
-
-_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+__all__ = ["SSEParser"]
 
 
 class SSEParser:
@@ -69,32 +65,3 @@ class SSEParser:
         events = self.feed(b"\n\n") if (self._data or self._tail.strip()) else []
         self._tail = b""
         return events
-
-
-class SSEEventSplitter:
-    """Split a byte stream into whole raw events (terminator included), holding back a partial one."""
-
-    __slots__ = ("_tail",)
-
-    def __init__(self) -> None:
-        self._tail = b""
-
-    @property
-    def pending(self) -> bool:
-        """Whether part of an event is held back, waiting for its end."""
-        return bool(self._tail)
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        buf = self._tail + chunk if self._tail else chunk
-        events: list[bytes] = []
-        start = 0
-        for match in _EVENT_END.finditer(buf):
-            events.append(buf[start : match.end()])
-            start = match.end()
-        self._tail = buf[start:]
-        return events
-
-    def close(self) -> bytes:
-        """Whatever is left at end of stream."""
-        tail, self._tail = self._tail, b""
-        return tail

@@ -1,14 +1,13 @@
-"""SSEParser and SSEEventSplitter: WHATWG event-stream rules, and independence from chunking."""
+"""SSEParser: WHATWG event-stream rules, and independence from chunking."""
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
 
-import pytest
 from hypothesis import given, settings, strategies as st
 
-from llm_obs_middleware._sse import SSEEventSplitter, SSEParser
+from llm_obs_middleware._sse import SSEParser
 
 
 def parse(*chunks: bytes) -> list[tuple[bytes, bytes]]:
@@ -18,14 +17,6 @@ def parse(*chunks: bytes) -> list[tuple[bytes, bytes]]:
         events.extend(parser.feed(chunk))
     events.extend(parser.close())
     return events
-
-
-def split_events(*chunks: bytes) -> tuple[list[bytes], bytes]:
-    splitter = SSEEventSplitter()
-    events: list[bytes] = []
-    for chunk in chunks:
-        events.extend(splitter.feed(chunk))
-    return events, splitter.close()
 
 
 def cut(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -215,58 +206,6 @@ def test_parser_any_split_any_line_ending(events: list[_Event], eol: bytes, term
 )
 def test_parser_arbitrary_bytes_split_invariant(data: bytes, cuts: list[int]) -> None:
     assert parse(*cut(data, cuts)) == parse(data)
-
-
-@settings(max_examples=200, deadline=None)
-@given(events=st.lists(_events, max_size=6), eol=_eols, terminated=st.booleans(), cuts=_cuts)
-def test_splitter_returns_complete_raw_events(
-    events: list[_Event], eol: bytes, terminated: bool, cuts: list[int]
-) -> None:
-    stream, raw = _encode(events, eol, terminated)
-    complete = raw if terminated else raw[:-1]
-    partial = b"" if terminated or not raw else raw[-1]
-    assert split_events(*cut(stream, cuts)) == (complete, partial)
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    data=st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"\n\n"]), max_size=40).map(b"".join),
-    cuts=_cuts,
-)
-def test_splitter_arbitrary_bytes_split_invariant(data: bytes, cuts: list[int]) -> None:
-    events, tail = split_events(*cut(data, cuts))
-    assert (events, tail) == split_events(data)
-    assert b"".join(events) + tail == data
-
-
-# --- SSEEventSplitter: examples -------------------------------------------------------------------
-
-
-def test_splitter_keeps_partial_event() -> None:
-    splitter = SSEEventSplitter()
-    assert splitter.feed(b"data: a\n") == []
-    assert splitter.feed(b"\ndata: b") == [b"data: a\n\n"]
-    assert splitter.feed(b"\n") == []
-    assert splitter.feed(b"\n") == [b"data: b\n\n"]
-    assert splitter.close() == b""
-
-
-def test_splitter_several_events_in_one_chunk() -> None:
-    splitter = SSEEventSplitter()
-    assert splitter.feed(b"event: x\ndata: 1\n\ndata: 2\n\ndata: 3") == [b"event: x\ndata: 1\n\n", b"data: 2\n\n"]
-    assert splitter.close() == b"data: 3"
-    assert splitter.close() == b""
-
-
-@pytest.mark.parametrize(
-    "stream", [b"data: a\r\n\r\ndata: b\r\n\r\n", b"data: a\r\rdata: b\r\r", b"data: a\n\ndata: b\n\n"]
-)
-def test_splitter_line_endings_every_split(stream: bytes) -> None:
-    whole, tail = split_events(stream)
-    assert len(whole) == 2 and tail == b""
-    assert b"".join(whole) == stream
-    for i in range(len(stream) + 1):
-        assert split_events(stream[:i], stream[i:]) == (whole, b"")
 
 
 @settings(max_examples=200, deadline=None)

@@ -10,7 +10,6 @@ import msgspec
 
 from .._asgi import error_json
 from .._eventstream import FrameBoundary, encode_message
-from .._sse import SSEEventSplitter
 from ..errors import UpstreamError, UpstreamTimeout
 from ..state import Exchange
 from ..types import Receive, Send
@@ -175,7 +174,11 @@ async def upstream_error_body(response: UpstreamResponse, provider: str, limit: 
 
 
 class _UsageChunkFilter:
-    """Drops the usage-only chunk we asked for (the client did not), after letting accounting see it."""
+    """Drops the usage-only chunk we asked for (the client did not), after letting accounting see it.
+
+    Works on byte offsets with C-level searches only: under load one read holds many events (often the
+    whole stream), and splitting it into events in Python cost more than the rest of the relay.
+    """
 
     __slots__ = ("_exchange", "_tail")
 
@@ -186,38 +189,49 @@ class _UsageChunkFilter:
 
     def feed(self, chunk: bytes) -> bytes:
         buf = self._tail + chunk if self._tail else chunk
-        if b'"choices":[]' not in buf:
-            # No usage-only event here (every chunk carries "usage":null once usage is asked for; only the
-            # usage chunk has no choices): forward up to the last event end as one slice, without
-            # splitting it into events (under load a read holds several events and a part of one).
-            end = _last_event_end(buf)
-            self._tail = buf[end:]
-            return buf if end == len(buf) else buf[:end]
-        splitter = SSEEventSplitter()
-        events = splitter.feed(buf)
-        self._tail = splitter.close()
+        end = _last_event_end(buf, 0, len(buf))
+        self._tail = buf[end:]
+        whole = buf if end == len(buf) else buf[:end]
+        # Every chunk carries "usage":null once usage is asked for; only the usage chunk has no choices.
+        if b'"choices":[]' not in whole:
+            return whole
         kept = []
-        for event in events:
-            if b'"choices":[]' in event and b'"usage"' in event:
+        start = 0
+        while (marker := whole.find(b'"choices":[]', start)) >= 0:
+            begin = _last_event_end(whole, start, marker)
+            stop = _next_event_end(whole, marker)
+            if b'"usage"' in whole[begin:stop]:
                 observer = self._exchange.observer
                 if observer is not None:
-                    observer.feed(event, time.perf_counter_ns())
-            else:
-                kept.append(event)
-        return kept[0] if len(kept) == 1 else b"".join(kept)
+                    observer.feed(whole[begin:stop], time.perf_counter_ns())
+                kept.append(whole[start:begin])
+            else:  # e.g. Azure's prompt-filter chunk: no choices, no usage
+                kept.append(whole[start:stop])
+            start = stop
+        kept.append(whole[start:])
+        return b"".join(kept)
 
     def close(self) -> bytes:
         tail, self._tail = self._tail, b""
         return tail
 
 
-def _last_event_end(buf: bytes) -> int:
-    """Where the last complete SSE event of ``buf`` ends (0: none does)."""
-    found = buf.rfind(b"\n\n")
-    end = found + 2 if found >= 0 else 0
-    if b"\r" in buf:
-        for terminator in (b"\r\n\r\n", b"\r\r"):
-            found = buf.rfind(terminator)
-            if found >= 0:
-                end = max(end, found + len(terminator))
+_EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")  # what ends an SSE event (a blank line)
+
+
+def _last_event_end(buf: bytes, start: int, stop: int) -> int:
+    """Where the last event ending within ``buf[start:stop]`` ends (``start``: none does)."""
+    end = start
+    for terminator in _EVENT_ENDS:
+        found = buf.rfind(terminator, start, stop)
+        if found >= 0:
+            end = max(end, found + len(terminator))
+        if terminator == b"\n\n" and b"\r" not in buf:
+            break
     return end
+
+
+def _next_event_end(buf: bytes, start: int) -> int:
+    """Where the first event ending after ``start`` ends (``len(buf)`` when none does)."""
+    ends = [found + len(t) for t in _EVENT_ENDS if (found := buf.find(t, start)) >= 0]
+    return min(ends) if ends else len(buf)

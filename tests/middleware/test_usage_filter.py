@@ -74,3 +74,22 @@ def test_an_unended_last_event_is_forwarded_at_close() -> None:
     assert usage_filter.feed(EVENTS[0] + b"data: [DONE]") == EVENTS[0]
     assert usage_filter.close() == b"data: [DONE]"
     assert observer.fed == []
+
+
+@settings(max_examples=200)
+@given(
+    eol=st.sampled_from([b"\n", b"\r\n", b"\r"]),
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), unique=True, max_size=12),
+    prompt_filter=st.booleans(),
+)
+def test_every_line_ending_and_split(eol: bytes, cuts: list[int], prompt_filter: bool) -> None:
+    # Azure sends a prompt-filter chunk with no choices (and no usage) first: it is the client's to see.
+    preamble = [b'data: {"id":"","choices":[],"prompt_filter_results":[]}\n\n'] if prompt_filter else []
+    events = [event.replace(b"\r\n", b"\n").replace(b"\n", eol) for event in [*preamble, *EVENTS]]
+    usage, done = USAGE.replace(b"\n", eol), DONE.replace(b"\n", eol)
+    stream = b"".join(events) + usage + done
+    bounds = [0, *sorted({c % (len(stream) + 1) for c in cuts}), len(stream)]
+    usage_filter, observer = _filter()
+    forwarded = b"".join(usage_filter.feed(stream[a:b]) for a, b in itertools.pairwise(bounds))
+    assert forwarded + usage_filter.close() == b"".join(events) + done
+    assert observer.fed == [usage]
