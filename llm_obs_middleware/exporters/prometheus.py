@@ -115,6 +115,7 @@ class _Series:
     """The metric children of one (provider, model, operation), resolved once: ``labels()`` costs ~1 µs."""
 
     __slots__ = (
+        "components",
         "cost",
         "cost_estimated",
         "cost_unknown",
@@ -148,6 +149,8 @@ class _Series:
         self.cost_unknown = sink.cost_unknown.labels(provider, model)
         self.requests: dict[str, Counter] = {}
         self.errors: dict[str, Counter] = {}
+        # Cost component children, made on a component's first non-zero cost (no empty series).
+        self.components: dict[str, Counter] = {}
 
     def estimated(self, sink: PrometheusSink) -> tuple[tuple[Counter, ...], Counter]:
         """The token and cost children labelled ``estimated="true"``."""
@@ -430,7 +433,7 @@ class PrometheusSink:
         return series
 
     def _count_cost_components(self, series: _Series, cost: Cost) -> None:
-        provider, model, _ = series.labels
+        children = series.components
         for component, usd in (
             ("input", cost.input_usd),
             ("cache_read", cost.cache_read_usd),
@@ -439,7 +442,10 @@ class PrometheusSink:
             ("other", cost.other_usd),
         ):
             if usd:
-                self.cost_components.labels(provider, model, component).inc(usd)
+                child = children.get(component)
+                if child is None:
+                    child = children[component] = self.cost_components.labels(*series.labels[:2], component)
+                child.inc(usd)
 
     def _count_error(self, series: _Series, error_type: str) -> None:
         if self._labels.active:

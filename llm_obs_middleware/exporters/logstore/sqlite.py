@@ -23,6 +23,7 @@ from ._sql import COLUMNS, Dialect, parse_status, parse_time
 __all__ = ["SCHEMA_VERSION", "SQLiteLogStore", "parse_status", "parse_time", "sqlite_path"]
 
 _MEMORY: Final = ":memory:"
+_PAGE_SIZE: Final = 8192
 
 # Each entry migrates the schema from version i to i + 1; append, never edit a released one.
 _MIGRATIONS: Final[tuple[str, ...]] = (
@@ -146,6 +147,9 @@ class SQLiteLogStore(SQLLogStore):
         conn.text_factory = bytes
         try:
             conn.execute("PRAGMA busy_timeout = 5000")
+            # Only a new, empty file takes the page size (an existing one keeps its own). Rows hold
+            # ~2 KB of JSON: 8 KiB pages need half the page writes and reads of the 4 KiB default.
+            conn.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
             if self.path != _MEMORY:
                 # WAL lets readers run beside the writer; NORMAL sync is durable enough in WAL mode.
                 conn.execute("PRAGMA journal_mode = WAL")
