@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -87,6 +88,7 @@ class Gateway:
             Starlette(routes=routes), config=config, client=client, exporters=self.exporters, server_spans=server_spans
         )
         self._app: ASGIApp = self.stack
+        self._froze = False
 
     @property
     def pipeline(self) -> Any:
@@ -104,10 +106,18 @@ class Gateway:
         preload = getattr(self.exporters.price_source, "preload", None)
         if preload is not None:
             await asyncio.to_thread(preload)
+        if self.config.gc_freeze and not self._froze:
+            _freeze_startup_objects()
+            self._froze = True
 
     async def shutdown(self) -> None:
         """Flush queued records, close the sinks and the upstream client."""
-        await self.stack.aclose()
+        try:
+            await self.stack.aclose()
+        finally:
+            if self._froze:
+                self._froze = False
+                _thaw_startup_objects()
 
     @asynccontextmanager
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
@@ -155,6 +165,25 @@ class Gateway:
         assert self.exporters.prometheus is not None
         body, content_type = self.exporters.prometheus.render()
         return Response(body, media_type=content_type)
+
+
+_running_frozen = 0
+"""Gateways of this process started with ``gc_freeze`` and not shut down yet."""
+
+
+def _freeze_startup_objects() -> None:
+    # Full collections traverse every tracked object; the tens of thousands made at start-up live as long as
+    # the process, so scanning them again and again under load is pure cost (and a pause per collection).
+    global _running_frozen
+    gc.freeze()
+    _running_frozen += 1
+
+
+def _thaw_startup_objects() -> None:
+    global _running_frozen
+    _running_frozen -= 1
+    if _running_frozen == 0:
+        gc.unfreeze()  # collectable again (a process that starts gateways over and over leaks nothing)
 
 
 def create_gateway(
