@@ -25,7 +25,7 @@ line) an attribute it cannot encode.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -34,8 +34,6 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span, SpanFlag
 from opentelemetry.trace import SpanKind, StatusCode
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -84,13 +82,18 @@ class SpanEncoder:
         self._cache: dict[tuple[str, type, object], bytes] = {}
         self._cache_size = cache_size
 
-    def encode(self, spans: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
-        """The export request of ``spans`` (equal to ``encode_spans(spans)``)."""
+    def encode(
+        self, spans: Sequence[ReadableSpan], *, pause: Callable[[], object] | None = None, pause_every: int = 32
+    ) -> ExportTraceServiceRequest:
+        """The export request of ``spans`` (equal to ``encode_spans(spans)``); ``pause`` is called after
+        every ``pause_every`` spans (in a thread, to let the event loop have the GIL)."""
         request = ExportTraceServiceRequest()
         groups: dict[Resource, _Group] = {}
         last: tuple[Resource, InstrumentationScope | None] | None = None
         add_span: Callable[..., Span] | None = None
-        for span in spans:
+        for count, span in enumerate(spans, 1):
+            if pause is not None and count % pause_every == 0:
+                pause()
             resource, scope = span.resource, span.instrumentation_scope or None
             # The group is looked up again (hashing the resource) only when it changes from the last span's.
             if add_span is None or last is None or resource is not last[0] or scope is not last[1]:

@@ -132,6 +132,14 @@ async def test_the_sinks_spans_encode_as_the_stock_encoder_does(openinference: b
     assert_same_request(SpanEncoder(()), spans)
 
 
+async def test_encoding_in_the_export_thread_pauses_without_changing_the_request() -> None:
+    spans = (await sink_spans()) * 5
+    pauses: list[int] = []
+    paused = SpanEncoder(REPEATING_ATTRIBUTES).encode(spans, pause=lambda: pauses.append(1), pause_every=4)
+    assert len(pauses) == len(spans) // 4  # the sink hands the GIL to the event loop that often
+    assert paused == SpanEncoder(REPEATING_ATTRIBUTES).encode(spans) == encode_spans(spans)
+
+
 # -- any span, whatever it holds ------------------------------------------------------------------
 
 RESOURCE = Resource({"service.name": "a", "n": 1})
