@@ -20,6 +20,7 @@ import contextlib
 import logging
 import random
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -33,13 +34,32 @@ if TYPE_CHECKING:
     from ..schema import LLMRecord
     from ..state import Exchange
 
-__all__ = ["LOOP_SLICE", "ExportPipeline", "PipelineStats", "RecordTransform", "Sink"]
+__all__ = [
+    "LOOP_SLICE",
+    "THREAD_SLICE",
+    "ExportPipeline",
+    "PipelineStats",
+    "RecordTransform",
+    "Sink",
+    "give_way_to_the_loop",
+]
 
 logger = logging.getLogger("llm_obs_middleware.export")
 
 LOOP_SLICE = 32
 """Records the export worker handles on the event loop between two yields to it: a batch of 256 at
 ~10-20 µs per record per step would otherwise hold requests up for milliseconds (p99 at low concurrency)."""
+
+THREAD_SLICE = 32
+"""Records (or spans) an export thread handles between two calls of :func:`give_way_to_the_loop`."""
+
+
+def give_way_to_the_loop() -> None:
+    """Called from an export thread between slices of work. ``time.sleep(0)`` releases the GIL, and the
+    event loop, when it waits for it, runs first; otherwise requests wait for up to Python's 5 ms switch
+    interval at a time while a thread encodes or builds rows (p99 at low concurrency)."""
+    time.sleep(0)
+
 
 RecordTransform = Callable[["LLMRecord"], "LLMRecord"]
 """Applied to every record before any sink sees it (redaction)."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -36,7 +35,7 @@ from ._otlp_encoding import SpanEncoder
 from ._otlp_settings import build_resource, build_span_exporter, resolve_settings
 from ._otlp_transport import build_trace_transport
 from ._spans import REPEATING_ATTRIBUTES as SPAN_BUILDER_REPEATING, SpanBuilder
-from .base import LOOP_SLICE
+from .base import LOOP_SLICE, THREAD_SLICE, give_way_to_the_loop
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -170,9 +169,8 @@ class OTLPSink:
                 raise ExportError(f"the OTLP collector did not take {len(spans)} spans")
 
     def _send(self, transport: TraceTransport, spans: list[ReadableSpan]) -> None:
-        # This runs in a thread: encoding a batch takes ~10-20 ms of GIL, which requests would otherwise
-        # wait for up to the 5 ms switch interval at a time; a zero sleep every few spans hands it over.
-        request = self._encoder.encode(spans, pause=_give_way)
+        # In a thread: encoding a batch takes ~10-20 ms of GIL, handed to the event loop between slices.
+        request = self._encoder.encode(spans, pause=give_way_to_the_loop, pause_every=THREAD_SLICE)
         transport.send(request)  # raises ExportError: the pipeline retries
 
     def _llm_attributes(self, record: LLMRecord) -> dict[str, AttributeValue]:
@@ -196,10 +194,6 @@ class OTLPSink:
                 self._exporter.shutdown()
             if self._transport is not None:
                 self._transport.close()
-
-
-def _give_way() -> None:
-    time.sleep(0)  # releases the GIL: a thread waiting for it (the event loop) runs first
 
 
 def record_attributes(record: LLMRecord) -> dict[str, AttributeValue]:

@@ -222,12 +222,10 @@ _EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")  # what ends an SSE event (a blank
 def _last_event_end(buf: bytes, start: int, stop: int) -> int:
     """Where the last event ending within ``buf[start:stop]`` ends (``start``: none does)."""
     end = start
-    for terminator in _EVENT_ENDS:
+    for terminator in _EVENT_ENDS if b"\r" in buf else _EVENT_ENDS[:1]:
         found = buf.rfind(terminator, start, stop)
         if found >= 0:
             end = max(end, found + len(terminator))
-        if terminator == b"\n\n" and b"\r" not in buf:
-            break
     return end
 
 

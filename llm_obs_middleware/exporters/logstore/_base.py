@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from ..base import THREAD_SLICE, give_way_to_the_loop
 from ._sql import Filters, StatsRow, StatsWindow, record_row, session_sql, stats_payload, stats_row, stats_sql
 
 if TYPE_CHECKING:
@@ -29,8 +30,6 @@ logger = logging.getLogger("llm_obs_middleware.export")
 
 DEFAULT_PRUNE_INTERVAL_S: Final = 3600.0
 _DAY_NS: Final = 86_400 * 1_000_000_000
-_ROWS_PER_TURN: Final = 32
-"""Rows built in the export thread between two hand-overs of the GIL to the event loop."""
 
 
 class SQLLogStore(ABC):
@@ -91,14 +90,7 @@ class SQLLogStore(ABC):
         self._maybe_prune()
 
     def _export(self, records: Sequence[LLMRecord]) -> None:
-        # This runs in a thread: building a batch's rows holds the GIL for milliseconds, which requests
-        # would wait for up to the 5 ms switch interval at a time; a zero sleep per slice hands it over.
-        encode = self._encode
-        rows: list[tuple[Any, ...]] = []
-        for start in range(0, len(records), _ROWS_PER_TURN):
-            rows += [record_row(record, encode) for record in records[start : start + _ROWS_PER_TURN]]
-            time.sleep(0)  # releases the GIL: a thread waiting for it (the event loop) runs first
-        self._write_rows(rows)
+        self.write(records)
         self._maybe_prune()
 
     # -- synchronous API ----------------------------------------------------------------------
@@ -106,7 +98,12 @@ class SQLLogStore(ABC):
     def write(self, records: Sequence[LLMRecord]) -> None:
         """Insert ``records`` in one transaction; a record with a known request id replaces it (blocking)."""
         encode = self._encode
-        self._write_rows([record_row(record, encode) for record in records])
+        rows: list[tuple[Any, ...]] = []
+        # Run in the export thread, building a batch's rows holds the GIL for milliseconds: in slices.
+        for start in range(0, len(records), THREAD_SLICE):
+            rows += [record_row(record, encode) for record in records[start : start + THREAD_SLICE]]
+            give_way_to_the_loop()
+        self._write_rows(rows)
 
     def query(
         self,
