@@ -62,6 +62,11 @@ def build_record(
         error_type, error_message = response.error_type, response.error_message
         if outcome == "client_disconnected":
             outcome = "upstream_error"
+    elif outcome == "client_disconnected" and response.completed:
+        # The stream's own end (``[DONE]``, ``message_stop``...) had been sent: a client that closes
+        # then (the openai SDK stops reading at ``[DONE]``) got the whole answer, before the gateway
+        # could send the HTTP body's terminator.
+        outcome, error_type, error_message = "completed", None, None
     if error_type is None and ex.status >= 400:
         error_type = f"http_{ex.status}"
     return LLMRecord(

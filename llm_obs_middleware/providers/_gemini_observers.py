@@ -325,8 +325,8 @@ def error_status(body: bytes) -> Status | None:
     except msgspec.DecodeError:
         return None
     if isinstance(envelope, list):
-        envelope = envelope[0] if envelope else None
-    return envelope.error if envelope is not None else None
+        return envelope[0].error if envelope else None
+    return envelope.error
 
 
 def retry_delay(error: Status) -> float | None:
