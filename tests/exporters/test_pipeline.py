@@ -133,10 +133,9 @@ async def test_a_sink_still_down_at_shutdown_loses_only_its_copy_counted(caplog:
     pipeline = pipeline_with(down, good, shutdown_grace_s=0.2)
     for n in range(7):
         pipeline.submit(finished_exchange(n))
-    started = time.monotonic()
     with caplog.at_level(logging.WARNING, "llm_obs_middleware.export"):
-        await pipeline.close()
-    assert time.monotonic() - started < 1.5  # bounded by the grace period
+        # The sink never recovers: close() returns only because the grace period bounds it.
+        await asyncio.wait_for(pipeline.close(), 30)
     assert len(good.records) == 7
     assert pipeline.stats.sink_dropped == {"down": 7, "good": 0}
     assert pipeline.stats.exported == {"down": 0, "good": 7}
@@ -176,13 +175,11 @@ async def test_flush_interval_batches_writes_and_flush_cuts_it_short() -> None:
     for n in range(7):
         pipeline.submit(finished_exchange(n))
     await asyncio.wait_for(_until(lambda: len(sink.records) == 5), 5)  # a full batch goes at once
-    await asyncio.sleep(0.05)
     assert sink.batches == [5]  # two records wait for their batch to fill
     assert pipeline.depth == 2
     await asyncio.wait_for(pipeline.flush(), 5)
     assert sink.batches == [5, 2]
     pipeline.submit(finished_exchange(8))
-    await asyncio.sleep(0.05)
     await asyncio.wait_for(pipeline.close(), 5)  # close does not wait out the interval either
     assert sink.batches == [5, 2, 1]
 

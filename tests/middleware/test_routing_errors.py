@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -185,14 +184,13 @@ async def test_upstream_dropping_mid_stream_is_recorded(loopback_gateway: Gatewa
 
 
 async def test_client_disconnect_mid_stream_stops_the_relay_and_is_recorded(loopback_gateway: Gateway) -> None:
-    started = time.perf_counter()
     result = await drive(
         loopback_gateway,
         "/v1/chat/completions",
         STREAM,
         disconnect=lambda recorded: len([b for b in recorded.bodies if b[1]]) >= 2,
     )
-    assert time.perf_counter() - started < 0.4, "the relay kept reading after the client left"
+    # Every send is recorded: a relay that kept reading would have passed the rest on, [DONE] included.
     assert b"[DONE]" not in result.body
     [record] = await records(loopback_gateway)
     assert (record["outcome"], record["error_type"]) == ("client_disconnected", "client_disconnected")

@@ -133,7 +133,7 @@ async def test_retry_after_is_honoured_when_every_key_is_cooling(make_gateway: C
     elapsed = time.perf_counter() - started
     [record] = await finish(gateway)
     assert result.status == 200
-    assert 0.35 <= elapsed < 3, elapsed
+    assert elapsed >= 0.35, elapsed  # the retry waited for Retry-After (a wait never ends early)
     assert [a.get("status") for a in record["attempts"]] == [429, 200]
 
 
@@ -296,8 +296,10 @@ async def test_metrics_and_spans_show_the_routing(make_gateway: Callable[..., An
 async def test_timeout_override_cuts_a_slow_upstream(tmp_path: Path) -> None:
     import asyncio
 
+    never = asyncio.Event()
+
     async def slow(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(2)
+        await never.wait()  # answers only if the timeout did not cut it (the test then hangs and fails)
         return ok()
 
     routing = {"allow_request_overrides": True, "retries": 0}
@@ -306,8 +308,7 @@ async def test_timeout_override_cuts_a_slow_upstream(tmp_path: Path) -> None:
             config(tmp_path, routing=routing, models={"gpt-4o": {"provider": "openai"}}), client=client
         )
         await gateway.startup()
-        started = time.perf_counter()
-        result = await drive(gateway, "/v1/chat/completions", CHAT, headers=[(b"x-llm-obs-timeout", b"0.2")])
-        elapsed = time.perf_counter() - started
+        request = drive(gateway, "/v1/chat/completions", CHAT, headers=[(b"x-llm-obs-timeout", b"0.2")])
+        result = await asyncio.wait_for(request, 30)
         await gateway.shutdown()
-    assert result.status == 504 and elapsed < 1.5
+    assert result.status == 504

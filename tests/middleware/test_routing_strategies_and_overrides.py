@@ -202,12 +202,15 @@ async def test_override_headers_are_ignored_unless_allowed(make: Callable[..., A
 
 
 async def test_timeout_header_when_allowed_cuts_every_attempt(make: Callable[..., Any]) -> None:
+    never = asyncio.Event()
+
     async def slow(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(2)
+        await never.wait()  # every attempt hangs until its deadline cuts it
         return ok()
 
     kit = await make(slow, routing={"allow_request_overrides": True, "backoff_base_s": 0.001})
-    started = time.perf_counter()
-    result = await drive(kit.gateway, "/v1/chat/completions", CHAT, headers=[(b"x-llm-obs-timeout", b"0.2")])
-    assert result.status == 504 and time.perf_counter() - started < 1.0, "one deadline for the whole request"
+    result = await asyncio.wait_for(
+        drive(kit.gateway, "/v1/chat/completions", CHAT, headers=[(b"x-llm-obs-timeout", b"0.2")]), 30
+    )
+    assert result.status == 504
     assert json.loads(result.body)["error"]["code"] == "upstream_timeout"

@@ -572,10 +572,13 @@ async def test_fake_provider_server_from_async_code_keeps_keepalive_fast() -> No
     with FakeProviderServer() as fake:
         async with httpx.AsyncClient(base_url=fake.url, headers=AUTH) as client:
             await client.get("/models")
-            started = time.perf_counter()
+            took = []
             for _ in range(5):
+                started = time.perf_counter()
                 assert (await client.post("/chat/completions", json={"model": "m"})).status_code == 200
-            assert (time.perf_counter() - started) / 5 < 0.03
+                took.append(time.perf_counter() - started)
+            # Nagle's stall delays every request by ~40 ms; the quickest shows it even on a busy machine.
+            assert min(took) < 0.03
 
 
 def test_background_server_reports_startup_failure() -> None:
