@@ -43,7 +43,7 @@ LITELLM_VENV = HERE / ".litellm-venv"
 MODEL = "gpt-4o-mini"
 CHAT_PATH = "/v1/chat/completions"
 _TICKS = os.sysconf("SC_CLK_TCK")
-GATEWAY_FLAGS = frozenset({"httpx", "nospans", "nolinger", "granian"})
+GATEWAY_FLAGS = frozenset({"httpx", "nospans", "nolinger", "granian", "base"})
 
 
 @dataclass(frozen=True)
@@ -189,11 +189,27 @@ def _wait_ready(proc: Proc, url: str | None, timeout: float) -> None:
 
 
 def _serve(
-    target: str, port: int, pin: Pinning, logs: Path, *extra: str, core: str = "server", log_name: str | None = None
+    target: str,
+    port: int,
+    pin: Pinning,
+    logs: Path,
+    *extra: str,
+    core: str = "server",
+    log_name: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Proc:
     prefix = pin.server if core == "server" else pin.load
     command = [*prefix, sys.executable, str(HERE / "serve.py"), target, "--port", str(port), *extra]
-    return _spawn(log_name or target, command, port, logs)
+    return _spawn(log_name or target, command, port, logs, env=env)
+
+
+def _base_tree_env() -> dict[str, str]:
+    """The environment that makes a target import the package from ``LLM_OBS_BASE_TREE`` (a checkout of
+    an earlier commit), so before and after are measured side by side in one run."""
+    tree = os.environ.get("LLM_OBS_BASE_TREE")
+    if not tree or not (Path(tree) / "llm_obs_middleware" / "__init__.py").is_file():
+        raise ValueError("a -base target needs LLM_OBS_BASE_TREE set to a checkout with llm_obs_middleware/")
+    return {**os.environ, "PYTHONPATH": tree}
 
 
 def start_fake(pin: Pinning, logs: Path, chunks: int) -> Proc:
@@ -277,7 +293,7 @@ def start_target(
         # gw-off | gw-all, optionally with experiment suffixes that change the gateway's config, to measure
         # what a setting buys: -httpx (upstream_transport: httpx, httpx's own transport instead of aiohttp's),
         # -nospans (otlp.server_spans: false), -nolinger (queue.flush_interval_s: 0, a batch per record),
-        # -granian (served by granian instead of uvicorn).
+        # -granian (served by granian instead of uvicorn), -base (the package from LLM_OBS_BASE_TREE: before/after).
         base_name, *flags = name.split("-")[1:]
         unknown = set(flags) - GATEWAY_FLAGS
         if base_name not in ("off", "all") or unknown:
@@ -297,7 +313,8 @@ def start_target(
         path = work / f"{name}.json"
         path.write_text(json.dumps(config, indent=2))
         server = ["--server", "granian"] if "granian" in flags else []
-        proc = _serve("gateway", port, pin, logs, *server_args, *server, "--config", str(path), log_name=name)
+        env = _base_tree_env() if "base" in flags else None
+        proc = _serve("gateway", port, pin, logs, *server_args, *server, "--config", str(path), log_name=name, env=env)
         _wait_ready(proc, base + "/healthz", 60)
         label = "llm-obs gateway, every sink on" if sinks else "llm-obs gateway, sinks off"
         notes = {
@@ -305,6 +322,7 @@ def start_target(
             "nospans": "no SERVER spans",
             "nolinger": "a batch per record",
             "granian": "served by granian",
+            "base": "the package at LLM_OBS_BASE_TREE",
         }
         if flags:
             label += " (experiment: " + ", ".join(notes[f] for f in flags) + ")"
