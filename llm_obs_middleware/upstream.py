@@ -295,7 +295,9 @@ async def _send_direct(transport: Any, request: httpx.Request | DirectRequest) -
     response = await session.request(
         request.method,
         url,
-        headers=[(key.decode("latin-1"), value.decode("latin-1")) for key, value in raw_headers],
+        # aiohttp writes header text as UTF-8: decoding the bytes as UTF-8 sends them unchanged, as
+        # signed (latin-1 turned a UTF-8 value into other bytes and broke Bedrock's SigV4 signature).
+        headers=[(key.decode("latin-1"), value.decode("utf-8")) for key, value in raw_headers],
         data=request.content or None,
         allow_redirects=False,
         auto_decompress=False,

@@ -11,28 +11,12 @@ from .._asgi import BodyTooLarge, ClientGone, error_json, read_body, send_json
 from ..errors import UpstreamError, UpstreamTimeout
 from ..state import get_exchange
 from ..types import Receive, Scope, Send
-from ..upstream import HOP_BY_HOP, send_upstream
+from ..upstream import send_upstream
+from ._forwarding import NOT_FORWARDED, HeaderFilter
 from ._relay import relay
 from ._targets import ProviderTarget
 
 __all__ = ["NOT_FORWARDED", "proxy"]
-
-# Client headers never forwarded: credentials meant for us, hop-by-hop, and ones we set ourselves.
-NOT_FORWARDED = HOP_BY_HOP | {
-    b"host",
-    b"content-length",
-    b"authorization",
-    b"api-key",
-    b"x-api-key",
-    b"x-goog-api-key",
-    b"cookie",
-    b"accept-encoding",
-    b"traceparent",
-    b"tracestate",
-    b"x-llm-obs-provider",
-    b"x-llm-obs-no-fallbacks",
-    b"x-llm-obs-timeout",
-}
 
 
 async def proxy(
@@ -44,6 +28,7 @@ async def proxy(
     send: Send,
     max_request_bytes: int,
     rng: random.Random,
+    forward: HeaderFilter,
 ) -> None:
     """Forward a provider endpoint we do not observe, credentials replaced, nothing recorded."""
     exchange = get_exchange(scope)
@@ -56,7 +41,7 @@ async def proxy(
     except ClientGone:
         return
     key = provider.pool.pick(time.monotonic(), rng) or provider.pool.keys[0]
-    headers = [(k, v) for k, v in scope["headers"] if k not in NOT_FORWARDED]
+    headers = forward(scope["headers"])
     headers.extend(provider.headers)
     headers.extend(key.headers)
     url = provider.base_url + path

@@ -24,7 +24,8 @@ from ..translation import ClientRequest
 from ..types import ASGIApp, Receive, Scope, Send
 from ..upstream import DirectRequest, build_client, direct_request, send_upstream, upstream_request
 from ._failure import Failure, send_failure
-from ._passthrough import NOT_FORWARDED, proxy
+from ._forwarding import HeaderFilter
+from ._passthrough import proxy
 from ._relay import relay, upstream_error_body
 from ._request import load_request
 from ._targets import AliasRoute, Routes
@@ -44,9 +45,12 @@ class RouterMiddleware:
     propagates ``traceparent`` (our LLM span as parent) and streams the response back as it
     arrives. Connect errors, timeouts, 429, 5xx and 529 are retried (another key or deployment
     first, with backoff and ``Retry-After``), then the alias's fallbacks; a 400 never is, and a
-    stream is never retried once a byte reached the client. 401/403 retire the key. When every
-    attempt failed the client gets the last upstream error, or a 502/504 JSON error naming the
-    attempts. Every attempt is recorded. Unknown model: 404; malformed JSON: 400; oversized body: 413.
+    stream is never retried once a byte reached the client. 401/403 cool the key down for
+    ``routing.auth_cooldown_s``. Cooldowns steer requests, they never refuse one: when every deployment
+    and key is cooling down (and no fallback can serve), the one that recovers soonest is tried (a
+    half-open probe) and the client gets its real answer. When every attempt failed the client gets
+    the last upstream error, or a 502/504 JSON error naming the attempts. Every attempt is recorded.
+    Unknown model: 404; malformed JSON: 400; oversized body: 413.
 
     Args:
         app: the ASGI app for every other path.
@@ -63,7 +67,10 @@ class RouterMiddleware:
         self.max_request_bytes = config.max_request_bytes
         self.capture_content = config.capture_content
         self.policy = config.routing
-        self.client = client or build_client(transport_name=config.upstream_transport)
+        self.client = client or build_client(
+            transport_name=config.upstream_transport, max_connections=config.routing.max_connections
+        )
+        self.forward = HeaderFilter(config.routing.forward_headers)
         self.rng = rng or random.Random()
         self.routes = Routes(config)
         self.providers = self.routes.providers
@@ -95,7 +102,9 @@ class RouterMiddleware:
             native = native_provider(path, self.provider_kinds)
             if native is not None:  # a provider endpoint we do not observe (e.g. token counting): proxy it
                 provider, rest = self.providers[native[0]], native[1]
-                await proxy(self.client, provider, rest, scope, receive, send, self.max_request_bytes, self.rng)
+                await proxy(
+                    self.client, provider, rest, scope, receive, send, self.max_request_bytes, self.rng, self.forward
+                )
             elif scope["method"] == "GET" and path in ("/v1/models", "/models"):
                 await send_json(send, 200, self.models_body)
             elif prefix:
@@ -112,7 +121,7 @@ class RouterMiddleware:
         await self._route(exchange, matched, scope, receive, send)
 
     def health(self) -> dict[str, Any]:
-        """Every deployment and key: healthy, cooling down (for how long), dead, recent errors and latency."""
+        """Every deployment and key: healthy, cooling down (for how long, and why), recent errors and latency."""
         now = time.monotonic()
         return {"deployments": [deployment.snapshot(now) for deployment in self.routes.all_deployments()]}
 
@@ -210,7 +219,7 @@ class RouterMiddleware:
         receive: Receive,
         send: Send,
     ) -> None:
-        base_headers = [(k, v) for k, v in scope["headers"] if k not in NOT_FORWARDED]
+        base_headers = self.forward(scope["headers"])
         base_headers.append((b"traceparent", f"00-{ex.trace_id}-{ex.span_id}-{ex.trace_flags}".encode()))
         if ex.tracestate:
             base_headers.append((b"tracestate", ex.tracestate.encode()))
@@ -224,13 +233,16 @@ class RouterMiddleware:
             for retry in range(policy.retries + 1):
                 pick = self._pick(order, failed_keys)
                 if pick is None:
-                    wait = self._cooldown_wait(order)
-                    if wait is None or wait > policy.max_retry_after_s:
-                        break  # nothing usable soon enough: next fallback
-                    await asyncio.sleep(wait)  # honour Retry-After: every key of this alias is cooling down
-                    pick = self._pick(order, failed_keys)
+                    # A retry honours the Retry-After it was given (within max_retry_after_s); a new
+                    # request does not wait for the cooldowns others caused.
+                    wait = self._cooldown_wait(order) if retry else None
+                    if wait is not None and wait <= policy.max_retry_after_s:
+                        await asyncio.sleep(wait)
+                        pick = self._pick(order, failed_keys)
+                    if pick is None and not self._usable_after(chain, fallback_index):
+                        pick = self._probe(order, failed_keys)  # cooldowns alone never refuse a request
                     if pick is None:
-                        break
+                        break  # a fallback can serve now, or every key here answered this request already
                 elif retry:
                     await asyncio.sleep(backoff_delay(retry - 1, policy.backoff_base_s, policy.backoff_cap_s, self.rng))
                 deployment, key = pick
@@ -283,6 +295,26 @@ class RouterMiddleware:
                 if key is not None:
                     return deployment, key
         return None
+
+    @staticmethod
+    def _probe(order: list[DeploymentState], failed_keys: list[KeyState]) -> tuple[DeploymentState, KeyState] | None:
+        """The deployment and key (not tried by this request yet) whose cooldown ends first."""
+        best: tuple[DeploymentState, KeyState] | None = None
+        best_ready = 0.0
+        for deployment in order:
+            key = deployment.provider.pool.soonest(failed_keys)
+            if key is None:
+                continue
+            ready = max(deployment.cooldown_until, key.cooldown_until)
+            if best is None or ready < best_ready:
+                best, best_ready = (deployment, key), ready
+        return best
+
+    @staticmethod
+    def _usable_after(chain: list[AliasRoute], index: int) -> bool:
+        """Whether a fallback after ``chain[index]`` has a deployment that can take a request now."""
+        now = time.monotonic()
+        return any(deployment.usable(now) for route in chain[index + 1 :] for deployment in route.deployments)
 
     @staticmethod
     def _cooldown_wait(order: list[DeploymentState]) -> float | None:
@@ -410,8 +442,11 @@ class RouterMiddleware:
                 await response.aclose()
             first = ex.first_token_ns or ex.first_byte_ns
             ttft = (first * 1e-9 - started) if first else None
-            deployment.record(status < 400 and ex.outcome == "completed", time.perf_counter() - started, ttft)
+            served = status < 400 and ex.outcome == "completed"
+            deployment.record(served, time.perf_counter() - started, ttft)
             key.served += 1
+            if served and (key.cooldown_until or deployment.cooldown_until):
+                key.cooldown_until = deployment.cooldown_until = 0.0  # a probe that worked ends the cooldown
             return None
         finally:
             deployment.in_flight -= 1
@@ -464,12 +499,17 @@ class RouterMiddleware:
 
     def _key_failed(self, pool: KeyPool, key: KeyState, status: int, retry_after: str | None) -> None:
         key.failures += 1
+        policy = self.policy
         if status in (401, 403):
-            pool.retire(key)  # a rejected key stays out until the gateway restarts with a new config
+            # Longer than a 429's, never for good: the refusal may be one request's doing (a bad header).
+            pool.cool_down(key, time.monotonic() + policy.auth_cooldown_s, rejected=True)
         elif status == 429:
             seconds = retry_after_seconds(retry_after)
-            until = time.monotonic() + (seconds if seconds is not None else self.policy.cooldown_s)
-            pool.cool_down(key, until, retry_after=seconds is not None)
+            if seconds is None:
+                pool.cool_down(key, time.monotonic() + policy.cooldown_s)
+            else:  # clamped: a Retry-After of 1e9, inf or year 9999 must not cool the key forever
+                limit = policy.max_retry_after_s
+                pool.cool_down(key, time.monotonic() + min(seconds, limit), retry_after=seconds <= limit)
 
     def _deployment_failed(self, deployment: DeploymentState, latency_s: float | None) -> None:
         deployment.record(False, latency_s)
@@ -480,7 +520,8 @@ class RouterMiddleware:
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
     """``Retry-After`` as seconds from now: delta-seconds, or an HTTP date (RFC 9110 section 10.2.3);
-    ``None`` when absent or unreadable. ``now``: Unix time (tests)."""
+    ``None`` when absent or unreadable (``nan`` included; ``inf`` is returned for the caller to clamp).
+    ``now``: Unix time (tests)."""
     if value is None:
         return None
     try:
@@ -488,7 +529,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     except ValueError:
         try:
             when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
         if when.tzinfo is None:  # an HTTP date is always GMT
             when = when.replace(tzinfo=UTC)
