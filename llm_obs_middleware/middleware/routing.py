@@ -15,14 +15,15 @@ import msgspec
 from .._asgi import error_json, get_header, route_path, send_json
 from ..balancing import DeploymentState, KeyPool, KeyState, backoff_delay, is_retryable_status, order_deployments
 from ..config import Config
-from ..errors import UpstreamError, UpstreamTimeout
+from ..errors import UpstreamError, UpstreamPoolFull, UpstreamTimeout
 from ..providers.base import PreparedBody
 from ..providers.registry import RequestMatch, match_request, native_provider
 from ..schema import Attempt
 from ..state import Exchange, get_exchange
 from ..translation import ClientRequest
 from ..types import ASGIApp, Receive, Scope, Send
-from ..upstream import DirectRequest, build_client, direct_request, send_upstream, upstream_request
+from ..upstream import DirectRequest, build_client, direct_request, pool_size, send_upstream, upstream_request
+from ._capacity import UpstreamSlots, send_overloaded
 from ._failure import Failure, send_failure
 from ._forwarding import HeaderFilter
 from ._passthrough import proxy
@@ -71,6 +72,9 @@ class RouterMiddleware:
             transport_name=config.upstream_transport, max_connections=config.routing.max_connections
         )
         self.forward = HeaderFilter(config.routing.forward_headers)
+        # As many slots as the pool has connections: the transport itself then never waits for one.
+        capacity = min(config.routing.max_connections, pool_size(self.client) or config.routing.max_connections)
+        self.slots = UpstreamSlots(capacity, config.routing.pool_wait_s)
         self.rng = rng or random.Random()
         self.routes = Routes(config)
         self.providers = self.routes.providers
@@ -103,7 +107,16 @@ class RouterMiddleware:
             if native is not None:  # a provider endpoint we do not observe (e.g. token counting): proxy it
                 provider, rest = self.providers[native[0]], native[1]
                 await proxy(
-                    self.client, provider, rest, scope, receive, send, self.max_request_bytes, self.rng, self.forward
+                    self.client,
+                    provider,
+                    rest,
+                    scope,
+                    receive,
+                    send,
+                    self.max_request_bytes,
+                    self.rng,
+                    forward=self.forward,
+                    slots=self.slots,
                 )
             elif scope["method"] == "GET" and path in ("/v1/models", "/models"):
                 await send_json(send, 200, self.models_body)
@@ -263,19 +276,28 @@ class RouterMiddleware:
                             last = planned.failure  # the reason it cannot, unless a provider answered already
                         continue
                     translation = planned
-                outcome = await self._try(
-                    ex,
-                    matched,
-                    deployment,
-                    key,
-                    fallback_index,
-                    base_headers,
-                    query,
-                    deadline,
-                    translation,
-                    receive,
-                    send,
-                )
+                if not await self.slots.acquire():
+                    await send_overloaded(ex, send, self.slots.size)  # over capacity: shed, blame no one
+                    return
+                try:
+                    outcome = await self._try(
+                        ex,
+                        matched,
+                        deployment,
+                        key,
+                        fallback_index,
+                        base_headers,
+                        query,
+                        deadline,
+                        translation,
+                        receive,
+                        send,
+                    )
+                except UpstreamPoolFull:  # a client of the caller's own with a smaller pool
+                    await send_overloaded(ex, send, self.slots.size)
+                    return
+                finally:
+                    self.slots.release()
                 if outcome is None:
                     return  # the response went to the client
                 last = outcome
