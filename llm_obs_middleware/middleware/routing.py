@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 import msgspec
 
 from .._asgi import error_json, get_header, route_path, send_json
-from ..balancing import DeploymentState, KeyPool, KeyState, backoff_delay, is_retryable_status, order_deployments
+from ..balancing import DeploymentState, KeyState, backoff_delay, is_retryable_status, order_deployments
 from ..config import Config
 from ..errors import UpstreamError, UpstreamPoolFull, UpstreamTimeout
 from ..providers.base import PreparedBody
@@ -24,6 +22,7 @@ from ..translation import ClientRequest
 from ..types import ASGIApp, Receive, Scope, Send
 from ..upstream import DirectRequest, build_client, direct_request, pool_size, send_upstream, upstream_request
 from ._capacity import UpstreamSlots, send_overloaded
+from ._cooldowns import cooldown_wait, deployment_failed, key_failed, probe, retry_after_seconds, usable_after
 from ._failure import Failure, send_failure
 from ._forwarding import HeaderFilter
 from ._passthrough import proxy
@@ -32,9 +31,8 @@ from ._request import load_request
 from ._targets import AliasRoute, Routes
 from ._translated import Translation, Untranslatable, relay_translated, translate_request
 
-__all__ = ["RouterMiddleware"]
+__all__ = ["RouterMiddleware", "retry_after_seconds"]
 
-_CONSECUTIVE_FAILURES_TO_COOL = 3
 _encode = msgspec.json.Encoder().encode
 
 
@@ -248,12 +246,12 @@ class RouterMiddleware:
                 if pick is None:
                     # A retry honours the Retry-After it was given (within max_retry_after_s); a new
                     # request does not wait for the cooldowns others caused.
-                    wait = self._cooldown_wait(order) if retry else None
+                    wait = cooldown_wait(order) if retry else None
                     if wait is not None and wait <= policy.max_retry_after_s:
                         await asyncio.sleep(wait)
                         pick = self._pick(order, failed_keys)
-                    if pick is None and not self._usable_after(chain, fallback_index):
-                        pick = self._probe(order, failed_keys)  # cooldowns alone never refuse a request
+                    if pick is None and not usable_after(chain, fallback_index):
+                        pick = probe(order, failed_keys)  # cooldowns alone never refuse a request
                     if pick is None:
                         break  # a fallback can serve now, or every key here answered this request already
                 elif retry:
@@ -317,37 +315,6 @@ class RouterMiddleware:
                 if key is not None:
                     return deployment, key
         return None
-
-    @staticmethod
-    def _probe(order: list[DeploymentState], failed_keys: list[KeyState]) -> tuple[DeploymentState, KeyState] | None:
-        """The deployment and key (not tried by this request yet) whose cooldown ends first."""
-        best: tuple[DeploymentState, KeyState] | None = None
-        best_ready = 0.0
-        for deployment in order:
-            key = deployment.provider.pool.soonest(failed_keys)
-            if key is None:
-                continue
-            ready = max(deployment.cooldown_until, key.cooldown_until)
-            if best is None or ready < best_ready:
-                best, best_ready = (deployment, key), ready
-        return best
-
-    @staticmethod
-    def _usable_after(chain: list[AliasRoute], index: int) -> bool:
-        """Whether a fallback after ``chain[index]`` has a deployment that can take a request now."""
-        now = time.monotonic()
-        return any(deployment.usable(now) for route in chain[index + 1 :] for deployment in route.deployments)
-
-    @staticmethod
-    def _cooldown_wait(order: list[DeploymentState]) -> float | None:
-        """Seconds until a key the provider asked us to wait for (``Retry-After``) is usable again, if any."""
-        now = time.monotonic()
-        ends = []
-        for deployment in order:
-            end = deployment.provider.pool.earliest_retry_after_end()
-            if end is not None:
-                ends.append(max(end, deployment.cooldown_until))
-        return max(0.0, min(ends) - now) if ends else None
 
     async def _try(
         self,
@@ -413,7 +380,7 @@ class RouterMiddleware:
                 ex.attempts.append(
                     self._attempt_record(ex, deployment, key, fallback_index, started, error_type=error_type, api=api)
                 )
-                self._deployment_failed(deployment, None)
+                deployment_failed(self.policy, deployment, None)
                 key.failures += 1
                 return Failure(None, [], b"", exc)
             status = response.status_code
@@ -427,9 +394,9 @@ class RouterMiddleware:
                 ex.attempts.append(record)
                 # Gemini says when to retry in the body (RetryInfo) rather than in a header.
                 retry_after = response.headers.get("retry-after") or adapter.retry_after(status, body)
-                self._key_failed(provider.pool, key, status, retry_after)
+                key_failed(self.policy, provider.pool, key, status, retry_after)
                 if status >= 500:
-                    self._deployment_failed(deployment, None)
+                    deployment_failed(self.policy, deployment, None)
                 if translation is not None:
                     error = translation.translator.error(status, body, response.headers, retry_after)
                     return Failure(error.status, error.headers, error.body)
@@ -518,43 +485,3 @@ class RouterMiddleware:
             fallback_index=fallback_index,
             start_offset_s=max(0.0, started - ex.start_ns * 1e-9),
         )
-
-    def _key_failed(self, pool: KeyPool, key: KeyState, status: int, retry_after: str | None) -> None:
-        key.failures += 1
-        policy = self.policy
-        if status in (401, 403):
-            # Longer than a 429's, never for good: the refusal may be one request's doing (a bad header).
-            pool.cool_down(key, time.monotonic() + policy.auth_cooldown_s, rejected=True)
-        elif status == 429:
-            seconds = retry_after_seconds(retry_after)
-            if seconds is None:
-                pool.cool_down(key, time.monotonic() + policy.cooldown_s)
-            else:  # clamped: a Retry-After of 1e9, inf or year 9999 must not cool the key forever
-                limit = policy.max_retry_after_s
-                pool.cool_down(key, time.monotonic() + min(seconds, limit), retry_after=seconds <= limit)
-
-    def _deployment_failed(self, deployment: DeploymentState, latency_s: float | None) -> None:
-        deployment.record(False, latency_s)
-        recent = list(deployment.outcomes)[-_CONSECUTIVE_FAILURES_TO_COOL:]
-        if len(recent) == _CONSECUTIVE_FAILURES_TO_COOL and not any(recent):
-            deployment.cooldown_until = time.monotonic() + self.policy.cooldown_s
-
-
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds from now: delta-seconds, or an HTTP date (RFC 9110 section 10.2.3);
-    ``None`` when absent or unreadable (``nan`` included; ``inf`` is returned for the caller to clamp).
-    ``now``: Unix time (tests)."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, OverflowError):
-            return None
-        if when.tzinfo is None:  # an HTTP date is always GMT
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - (time.time() if now is None else now)
-        return max(0.0, seconds)
-    return seconds if seconds >= 0 else None
