@@ -117,6 +117,10 @@ async def test_streams_over_the_pool_size_are_shed_and_no_deployment_is_blamed(
             held.release.set()
             results = await asyncio.gather(*tasks)
             later = await http.post("/v1/chat/completions", json=STREAM)
+            deadline = time.monotonic() + 20
+            while len(records := (await http.get("/logs", params={"limit": 100})).json()["data"]) < STREAMS + 1:
+                assert time.monotonic() < deadline, records
+                await asyncio.sleep(0.02)
 
     assert started == POOL
     assert len(shed) == STREAMS - POOL
@@ -130,3 +134,5 @@ async def test_streams_over_the_pool_size_are_shed_and_no_deployment_is_blamed(
     assert deployment["healthy"] is True and deployment["recent_error_rate"] == 0.0
     assert [key["state"] for key in deployment["keys"]] == ["healthy"]
     assert later.status_code == 200, later.text
+    outcomes = sorted((record["outcome"], record["error_type"]) for record in records)
+    assert outcomes == [("completed", None)] * (POOL + 1) + [("rejected", "gateway_overloaded")] * (STREAMS - POOL)
