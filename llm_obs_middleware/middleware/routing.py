@@ -364,6 +364,8 @@ class RouterMiddleware:
                 self.client, ex.method, url, headers=headers, content=prepared.body, timeout=timeout
             )
             adapter.sign(request, provider.config)
+        now = time.monotonic()
+        probing = key.cooldown_until > now or deployment.cooldown_until > now  # a half-open probe
         started = time.perf_counter()
         deployment.in_flight += 1
         key.in_flight += 1
@@ -434,8 +436,8 @@ class RouterMiddleware:
             served = status < 400 and ex.outcome == "completed"
             deployment.record(served, time.perf_counter() - started, ttft)
             key.served += 1
-            if served and (key.cooldown_until or deployment.cooldown_until):
-                key.cooldown_until = deployment.cooldown_until = 0.0  # a probe that worked ends the cooldown
+            if served and probing:  # only a probe: a request begun before the cooldown says nothing after it
+                key.cooldown_until = deployment.cooldown_until = 0.0
             return None
         finally:
             deployment.in_flight -= 1
