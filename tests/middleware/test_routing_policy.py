@@ -322,3 +322,23 @@ async def test_timeout_override_cuts_a_slow_upstream(tmp_path: Path) -> None:
         elapsed = time.perf_counter() - started
         await gateway.shutdown()
     assert result.status == 504 and elapsed < 1.5
+
+
+async def test_when_everything_is_cooling_down_the_soonest_to_recover_is_probed(
+    make_gateway: Callable[..., Any],
+) -> None:
+    upstream = Upstream(lambda host, key, n: ok())
+    gateway = await make_gateway(upstream)
+    now = time.monotonic()
+    routes = gateway.stack.router.routes
+    openai, azure = routes.aliases["gpt-4o"].deployments
+    [backup] = routes.aliases["backup-model"].deployments
+    for index, key in enumerate(openai.provider.pool.keys):
+        openai.provider.pool.cool_down(key, now + 60 + index, retry_after=False)
+    azure.cooldown_until = now + 40  # the deployment cools down, its key does not
+    backup.cooldown_until = now + 5  # a fallback recovering sooner still does not serve the model first
+    result = await drive(gateway, "/v1/chat/completions", CHAT)
+    [record] = await finish(gateway)
+    assert result.status == 200
+    assert trail(record) == [("azure#0", 200)], "the model's own deployment that recovers soonest"
+    assert azure.cooldown_until == 0.0, "the probe worked: the deployment is healthy again"
