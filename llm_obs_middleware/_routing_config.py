@@ -135,7 +135,6 @@ class RoutingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     unsupported_params: Literal["drop", "error"] = "drop"
     """Translated requests: ``drop`` or reject (``error``) an OpenAI parameter the provider lacks
     (``models.*.unsupported_params`` overrides it per alias)."""
-
     auth_cooldown_s: float = 300.0
     """How long a key the provider refused (401/403) is skipped before it is tried again. Longer than a
     429's cooldown, never for good: a refusal caused by one request must not take the key away."""
