@@ -11,6 +11,8 @@ from .errors import ConfigurationError
 
 __all__ = ["ApiKey", "Deployment", "ModelRoute", "RoutingConfig", "decode_api_key"]
 
+_MAX_AUTH_COOLDOWN_S = 86_400.0  # a refused key is retried at least daily
+
 
 class ApiKey:
     """A provider key: a secret that never shows itself, its weight in the pool and a stable name.
@@ -123,7 +125,9 @@ class RoutingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     backoff_cap_s: float = 8.0
     """Longest backoff between two attempts."""
     max_retry_after_s: float = 30.0
-    """A ``Retry-After`` longer than this is not waited for: the next key, deployment or fallback is tried."""
+    """The longest cooldown a provider's ``Retry-After`` sets on a key (longer values, ``inf`` and far-off
+    dates are clamped to it), and the longest a request waits for one; a longer ``Retry-After`` is not
+    waited for: the next key, deployment or fallback is tried, else the client gets the provider's answer."""
     cooldown_s: float = 30.0
     """How long a key or deployment is skipped after a 429 without ``Retry-After`` or repeated failures."""
     allow_request_overrides: bool = False
@@ -131,7 +135,28 @@ class RoutingConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     unsupported_params: Literal["drop", "error"] = "drop"
     """Translated requests: ``drop`` or reject (``error``) an OpenAI parameter the provider lacks
     (``models.*.unsupported_params`` overrides it per alias)."""
+    auth_cooldown_s: float = 300.0
+    """How long a key the provider refused (401/403) is skipped before it is tried again. Longer than a
+    429's cooldown, never for good: a refusal caused by one request must not take the key away."""
+    forward_headers: list[str] = []
+    """Client headers that would change the upstream identity or routing, withheld by default, to forward
+    anyway: ``OpenAI-Organization``, ``OpenAI-Project``, ``X-Forwarded-*``, ``Forwarded``, ``X-Real-IP``,
+    ``X-Amz-Security-Token`` (credentials, ``Proxy-Authorization`` and hop-by-hop headers never are)."""
+    max_connections: int = 4096
+    """Upstream requests in flight at once (the size of the shared connection pool): one per streaming
+    response for as long as it lasts."""
+    pool_wait_s: float = 1.0
+    """How long a request waits for a free upstream connection when all ``max_connections`` are busy,
+    before the gateway sheds it with ``503`` and ``Retry-After`` (no deployment or key is blamed)."""
 
     def __post_init__(self) -> None:
-        if self.retries < 0 or min(self.backoff_base_s, self.backoff_cap_s, self.max_retry_after_s) < 0:
+        durations = (self.backoff_base_s, self.backoff_cap_s, self.max_retry_after_s, self.pool_wait_s)
+        if self.retries < 0 or min(durations) < 0:
             raise ConfigurationError("routing: retries and durations must be >= 0")
+        if not 0 <= self.cooldown_s <= self.auth_cooldown_s <= _MAX_AUTH_COOLDOWN_S:
+            raise ConfigurationError(
+                f"routing: need 0 <= cooldown_s <= auth_cooldown_s <= {_MAX_AUTH_COOLDOWN_S:g} "
+                f"(got {self.cooldown_s:g} and {self.auth_cooldown_s:g})"
+            )
+        if self.max_connections < 1:
+            raise ConfigurationError("routing.max_connections: must be at least 1")

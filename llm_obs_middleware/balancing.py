@@ -18,7 +18,7 @@ __all__ = ["DeploymentState", "KeyPool", "KeyState", "backoff_delay", "is_retrya
 _EWMA_ALPHA = 0.3
 _WINDOW = 50  # recent outcomes kept per deployment for its error rate
 # Statuses worth another attempt (elsewhere or later): rate limits, overload, upstream trouble.
-# 529 is Anthropic's "overloaded"; 401/403 are retried on another key after this one is retired.
+# 529 is Anthropic's "overloaded"; 401/403 are retried on another key while this one cools down.
 _RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
 
@@ -37,11 +37,11 @@ class KeyState:
     __slots__ = (
         "cooldown_until",
         "cooldowns",
-        "dead",
         "failures",
         "headers",
         "in_flight",
         "name",
+        "rejected",
         "retry_after",
         "served",
         "weight",
@@ -53,17 +53,17 @@ class KeyState:
         self.weight = weight
         self.cooldown_until = 0.0
         self.retry_after = False  # the cooldown came from the provider's own Retry-After
+        self.rejected = False  # the cooldown came from a 401/403: the provider refused the key
         self.cooldowns = 0
-        self.dead = False
         self.in_flight = 0
         self.served = 0
         self.failures = 0
 
     def usable(self, now: float) -> bool:
-        return not self.dead and self.cooldown_until <= now
+        return self.cooldown_until <= now
 
     def snapshot(self, now: float) -> dict[str, Any]:
-        state = "dead" if self.dead else "cooling_down" if self.cooldown_until > now else "healthy"
+        state = "healthy" if self.cooldown_until <= now else "rejected" if self.rejected else "cooling_down"
         return {
             "key": self.name,
             "state": state,
@@ -79,43 +79,39 @@ class KeyState:
 class KeyPool:
     """A provider's keys, picked by ``weighted`` random, ``round_robin`` or ``least_busy``.
 
-    Key health changes go through :meth:`cool_down` and :meth:`retire`, so the common case (every key
-    healthy) is known without looking at each key: a pick is then O(log n) whatever the pool size.
+    Key health changes go through :meth:`cool_down`, so the common case (every key healthy) is known
+    without looking at each key: a pick is then O(log n) whatever the pool size. No key is out for
+    good: a key the provider refused (401/403) cools down too, longer, and is then tried again.
     """
 
-    __slots__ = ("_cum_weights", "_healthy_after", "_next", "_retired", "keys", "strategy")
+    __slots__ = ("_cum_weights", "_healthy_after", "_next", "keys", "strategy")
 
     def __init__(self, keys: Sequence[KeyState], strategy: str = "weighted") -> None:
         self.keys = list(keys)
         self.strategy = strategy
         self._next = 0
         self._healthy_after = 0.0  # after this instant no key is cooling down
-        self._retired = 0
         total = 0.0
         self._cum_weights = []
         for key in self.keys:
             total += key.weight
             self._cum_weights.append(total)
 
-    def cool_down(self, key: KeyState, until: float, *, retry_after: bool) -> None:
+    def cool_down(self, key: KeyState, until: float, *, retry_after: bool = False, rejected: bool = False) -> None:
         key.cooldown_until = until
         key.retry_after = retry_after
+        key.rejected = rejected
         key.cooldowns += 1
         self._healthy_after = max(self._healthy_after, until)
 
-    def retire(self, key: KeyState) -> None:
-        if not key.dead:
-            key.dead = True
-            self._retired += 1
-
     def any_usable(self, now: float) -> bool:
-        if self._retired == 0 and now >= self._healthy_after:
+        if now >= self._healthy_after:
             return True
         return any(key.usable(now) for key in self.keys)
 
     def pick(self, now: float, rng: random.Random, exclude: Sequence[KeyState] = ()) -> KeyState | None:
-        """A usable key not in ``exclude`` (``None``: every key is dead, cooling down or excluded)."""
-        if not exclude and self._retired == 0 and now >= self._healthy_after:
+        """A usable key not in ``exclude`` (``None``: every key is cooling down or excluded)."""
+        if not exclude and now >= self._healthy_after:
             if len(self.keys) == 1:  # the common pool: no draw to make
                 return self.keys[0]
             if self.strategy == "weighted":
@@ -135,10 +131,19 @@ class KeyPool:
             return min(usable, key=lambda key: key.in_flight)
         return rng.choices(usable, weights=[key.weight for key in usable])[0]
 
+    def soonest(self, exclude: Sequence[KeyState] = ()) -> KeyState | None:
+        """The key not in ``exclude`` whose cooldown ends first (the half-open probe when none is usable)."""
+        candidates = [key for key in self.keys if key not in exclude]
+        return min(candidates, key=_cooldown_end) if candidates else None
+
     def earliest_retry_after_end(self) -> float | None:
         """When the first key cooling down on the provider's ``Retry-After`` may be used again."""
-        ends = [key.cooldown_until for key in self.keys if not key.dead and key.retry_after]
+        ends = [key.cooldown_until for key in self.keys if key.retry_after]
         return min(ends) if ends else None
+
+
+def _cooldown_end(key: KeyState) -> float:
+    return key.cooldown_until
 
 
 class DeploymentState:
@@ -261,10 +266,17 @@ def _cumulative(deployments: Sequence[DeploymentState]) -> list[float]:
 
 
 def _wall_clock(until: float, now: float) -> str | None:
-    """A monotonic instant still ahead of ``now`` as UTC ISO 8601 (``None`` when already past)."""
+    """A monotonic instant still ahead of ``now`` as UTC ISO 8601 (``None`` when already past).
+
+    Cooldowns are clamped when set (``routing.max_retry_after_s``); an instant no calendar can show
+    still reads ``None`` rather than failing ``/metrics`` and ``/health/deployments``.
+    """
     if until <= now:
         return None
-    return datetime.fromtimestamp(time.time() + (until - now), UTC).isoformat(timespec="milliseconds")
+    try:
+        return datetime.fromtimestamp(time.time() + (until - now), UTC).isoformat(timespec="milliseconds")
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _ewma(previous: float | None, value: float) -> float:

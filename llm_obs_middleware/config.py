@@ -101,7 +101,7 @@ class ProviderConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     api_keys: list[ApiKey] = []
     """Keys sent upstream in place of the client's own credentials: strings or ``{key, weight, name}``."""
     key_strategy: Literal["weighted", "round_robin", "least_busy"] = "weighted"
-    """How a key is picked per request among those not cooling down or dead."""
+    """How a key is picked per request among those not cooling down."""
     headers: dict[str, str] = {}
     """Extra headers sent upstream on every request."""
     timeout: TimeoutConfig = TimeoutConfig()

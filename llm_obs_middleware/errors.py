@@ -7,6 +7,8 @@ Hierarchy::
     ├── MissingDependencyError (ImportError)   an optional extra is not installed
     ├── ProviderError
     │   ├── UnknownProviderError
+    │   ├── UpstreamPoolFull              no free upstream connection in time: the gateway's
+    │   │                                 capacity, not the provider's failure
     │   └── UpstreamError                 carries provider and status
     │       ├── UpstreamTimeout
     │       └── UpstreamConnectError
@@ -27,6 +29,7 @@ __all__ = [
     "UnknownProviderError",
     "UpstreamConnectError",
     "UpstreamError",
+    "UpstreamPoolFull",
     "UpstreamTimeout",
 ]
 
@@ -49,6 +52,14 @@ class ProviderError(LLMObsError):
 
 class UnknownProviderError(ProviderError):
     """A route names a provider that is not configured."""
+
+
+class UpstreamPoolFull(ProviderError):
+    """Every connection of the upstream pool stayed busy: the gateway is at capacity (no provider failed)."""
+
+    def __init__(self, message: str, *, provider: str) -> None:
+        super().__init__(message)
+        self.provider = provider
 
 
 class UpstreamError(ProviderError):

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import httpx
 
-from .errors import ConfigurationError, UpstreamConnectError, UpstreamError, UpstreamTimeout
+from .errors import ConfigurationError, UpstreamConnectError, UpstreamError, UpstreamPoolFull, UpstreamTimeout
 
 try:
     import aiohttp
@@ -39,6 +39,7 @@ __all__ = [
     "UpstreamResponse",
     "build_client",
     "iter_body",
+    "pool_size",
     "send_upstream",
     "upstream_request",
 ]
@@ -76,6 +77,8 @@ class _UpstreamClient(httpx.AsyncClient):
     _no_cookies = _NoCookies()
     direct: Any = None
     """The aiohttp transport when requests go to its session directly (see :func:`send_upstream`)."""
+    max_connections: int | None = None
+    """The size of its connection pool (see :func:`pool_size`)."""
 
     @property
     def cookies(self) -> httpx.Cookies:
@@ -90,7 +93,7 @@ def build_client(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     transport_name: TransportName = "auto",
-    max_connections: int = 512,
+    max_connections: int = 4096,
     max_keepalive_connections: int = 128,
     keepalive_expiry: float = 30.0,
 ) -> httpx.AsyncClient:
@@ -116,7 +119,13 @@ def build_client(
     )
     if direct and AiohttpTransport is not None and isinstance(transport, AiohttpTransport):
         client.direct = transport
+    client.max_connections = max_connections
     return client
+
+
+def pool_size(client: httpx.AsyncClient) -> int | None:
+    """How many connections a client built here may hold at once (``None``: a client of the caller's own)."""
+    return client.max_connections if type(client) is _UpstreamClient else None
 
 
 _URL_CACHE_SIZE = 1024
@@ -295,7 +304,9 @@ async def _send_direct(transport: Any, request: httpx.Request | DirectRequest) -
     response = await session.request(
         request.method,
         url,
-        headers=[(key.decode("latin-1"), value.decode("latin-1")) for key, value in raw_headers],
+        # aiohttp writes header text as UTF-8: decoding the bytes as UTF-8 sends them unchanged, as
+        # signed (latin-1 turned a UTF-8 value into other bytes and broke Bedrock's SigV4 signature).
+        headers=[(key.decode("latin-1"), value.decode("utf-8")) for key, value in raw_headers],
         data=request.content or None,
         allow_redirects=False,
         auto_decompress=False,
@@ -327,6 +338,9 @@ async def send_upstream(
 ) -> UpstreamResponse:
     """Send and return once the response headers arrived; the body is read with :func:`iter_body`.
 
+    Raises :class:`UpstreamPoolFull` when the client's connection pool had no free connection in time
+    (a client of the caller's own with smaller limits), an :class:`UpstreamError` when the provider failed.
+
     ``deadline_s`` bounds the wait for the headers whatever the transport (httpx's own timeouts are
     enforced by the transport, and a custom or mock one may not).
     """
@@ -336,6 +350,8 @@ async def send_upstream(
         async with asyncio.timeout(deadline_s):
             return await _send(client, request)
     except _TRANSPORT_ERRORS as exc:  # before TimeoutError: aiohttp's own timeouts are both
+        if isinstance(_origin(exc), httpx.PoolTimeout):  # waiting for our own pool is not the provider's fault
+            raise UpstreamPoolFull(f"no free connection to provider {provider!r} in time", provider=provider) from exc
         phase = _timeout_phase(exc)
         if phase is not None:
             what = "connect" if phase == "connect" else "first byte"

@@ -1,4 +1,4 @@
-"""Key and deployment selection: strategies, cooldowns, retirement, backoff."""
+"""Key and deployment selection: strategies, cooldowns, half-open probes, backoff."""
 
 from __future__ import annotations
 
@@ -39,17 +39,19 @@ def test_round_robin_alternates_and_least_busy_prefers_idle_keys() -> None:
     assert busy.pick(0.0, rng) is busy.keys[1]
 
 
-def test_cooling_and_retired_keys_are_skipped_until_they_recover() -> None:
+def test_cooling_and_rejected_keys_are_skipped_until_they_recover() -> None:
     pool = KeyPool(keys(1, 1))
     rng = random.Random(1)
     first, second = pool.keys
     pool.cool_down(first, until=10.0, retry_after=True)
     assert {pool.pick(5.0, rng) for _ in range(20)} == {second}
     assert pool.earliest_retry_after_end() == 10.0
-    pool.retire(second)
+    pool.cool_down(second, until=300.0, rejected=True)  # a 401/403: longer, but not for good
     assert pool.pick(5.0, rng) is None and not pool.any_usable(5.0)
+    assert pool.soonest() is first and pool.soonest([first]) is second, "the half-open probe's choice"
     assert pool.pick(10.0, rng) is first, "the cooldown ends on time"
-    assert second.snapshot(10.0)["state"] == "dead" and first.snapshot(5.0)["state"] == "cooling_down"
+    assert second.snapshot(10.0)["state"] == "rejected" and first.snapshot(5.0)["state"] == "cooling_down"
+    assert pool.pick(300.0, rng) in (first, second) and second.snapshot(300.0)["state"] == "healthy"
 
 
 def test_latency_strategy_prefers_untried_then_fastest() -> None:
@@ -90,11 +92,11 @@ def test_weighted_first_choice_skips_a_cooling_deployment_and_keeps_the_others_s
     assert 0.72 <= firsts["h"] / 4000 <= 0.78, firsts  # 30 / (30 + 10)
 
 
-def test_a_dead_pool_sends_the_best_deployment_back() -> None:
+def test_a_cooling_pool_sends_the_best_deployment_back() -> None:
     fast, slow = deployment("fast", KeyPool(keys(1))), deployment("slow", KeyPool(keys(1)))
     fast.record(True, 0.1, ttft_s=0.05)
     slow.record(True, 1.0, ttft_s=0.9)
-    fast.provider.pool.retire(fast.provider.pool.keys[0])
+    fast.provider.pool.cool_down(fast.provider.pool.keys[0], 100.0, rejected=True)
     assert [d.name for d in order_deployments([fast, slow], "latency", random.Random(0), now=1.0)] == ["slow", "fast"]
 
 
@@ -116,6 +118,9 @@ def test_health_snapshot_says_until_when_a_key_and_a_deployment_cool_down() -> N
         ("Wed, 21 Oct 2015 07:28:30 GMT", 30.0),  # an HTTP date: 30 s after "now" below
         ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # already past: usable now
         ("-3", None),
+        ("nan", None),
+        ("inf", float("inf")),  # the router clamps it (routing.max_retry_after_s)
+        ("Fri, 31 Dec 9999 23:59:59 GMT", datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp() - 1445412480.0),
         ("soon", None),
         (None, None),
     ],
@@ -123,3 +128,10 @@ def test_health_snapshot_says_until_when_a_key_and_a_deployment_cool_down() -> N
 def test_retry_after_takes_seconds_or_an_http_date(value: str | None, seconds: float | None) -> None:
     now = datetime(2015, 10, 21, 7, 28, 0, tzinfo=UTC).timestamp()
     assert retry_after_seconds(value, now=now) == seconds
+
+
+def test_a_cooldown_past_any_calendar_still_reads_as_a_snapshot() -> None:
+    pool = KeyPool(keys(1))
+    pool.cool_down(pool.keys[0], until=time.monotonic() + 1e12)
+    snapshot = deployment("d", pool).snapshot(time.monotonic())
+    assert snapshot["keys"][0]["state"] == "cooling_down" and snapshot["keys"][0]["cooling_down_until"] is None

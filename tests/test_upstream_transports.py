@@ -9,7 +9,13 @@ import httpx
 import pytest
 
 from llm_obs_middleware import Config
-from llm_obs_middleware.errors import ConfigurationError, UpstreamConnectError, UpstreamError, UpstreamTimeout
+from llm_obs_middleware.errors import (
+    ConfigurationError,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamPoolFull,
+    UpstreamTimeout,
+)
 from llm_obs_middleware.middleware.stack import LLMObservability
 from llm_obs_middleware.upstream import (
     build_client,
@@ -317,3 +323,59 @@ async def test_request_deadline_bounds_the_wait_for_headers(name: str) -> None:
                 await send_upstream(client, request, provider="p", deadline_s=0.2)
         finally:
             await client.aclose()
+
+
+async def test_waiting_for_a_callers_pool_is_not_a_provider_timeout() -> None:
+    # A client of the caller's own with a small pool: the wait for a connection is the gateway's
+    # capacity (UpstreamPoolFull), never the provider's connect timeout that would cool it down.
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        await writer.drain()
+        await release.wait()
+        writer.write(b"{}")
+        await writer.drain()
+
+    async for url in _serve(handler):
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=1)) as client:
+            timeout = httpx.Timeout(5.0, pool=0.05)
+            held = await send_upstream(client, client.build_request("POST", url, timeout=timeout), provider="p")
+            with pytest.raises(UpstreamPoolFull, match="no free connection") as raised:
+                await send_upstream(client, client.build_request("POST", url, timeout=timeout), provider="p")
+            assert not isinstance(raised.value, UpstreamError)
+            release.set()
+            assert [chunk async for chunk in iter_body(held, provider="p")] == [b"{}"]
+            await held.aclose()
+
+
+@pytest.mark.parametrize("name", TRANSPORTS)
+async def test_header_bytes_arrive_exactly_as_given(name: str) -> None:
+    # What a signer (Bedrock's SigV4) signed is what the provider gets: aiohttp re-encoded latin-1 text.
+    heads: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:  # keep-alive: both requests may come on one connection
+            heads.append(await reader.readuntil(b"\r\n\r\n"))
+            await reader.readexactly(2)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+            await writer.drain()
+
+    value = "application/json; charset=ünïcode".encode()
+    timeout = httpx.Timeout(5.0, connect=2.0)
+    async for url in _serve(handler):
+        client = build_client(transport_name=name)  # type: ignore[arg-type]
+        try:
+            headers = [(b"content-type", value)]
+            request = direct_request(client, "POST", url, headers=headers, content=b"{}", timeout=timeout)
+            built = upstream_request(client, "POST", url, headers=headers, content=b"{}", timeout=timeout)
+            for sent in (request, built):
+                if sent is None:
+                    continue
+                response = await send_upstream(client, sent, provider="p")
+                await response.aclose()
+        finally:
+            await client.aclose()
+    assert len(heads) == (2 if name == "aiohttp" else 1)
+    assert all(b"\r\ncontent-type: " + value + b"\r\n" in head.lower() for head in heads), heads

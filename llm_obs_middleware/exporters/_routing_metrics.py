@@ -14,7 +14,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 __all__ = ["HealthSource", "RoutingCollector"]
 
 HealthSource = Callable[[], dict[str, Any]]
-_KEY_STATES = ("healthy", "cooling_down", "dead")
+_KEY_STATES = ("healthy", "cooling_down", "rejected")  # rejected: cooling down after a 401/403
 
 
 class RoutingCollector:
@@ -41,7 +41,7 @@ class RoutingCollector:
             "llm_obs_key_state", "1 for the key's current state.", labels=("provider", "key", "state")
         )
         cooldowns = CounterMetricFamily(
-            "llm_obs_key_cooldowns", "Times a key was put in cooldown (429).", labels=("provider", "key")
+            "llm_obs_key_cooldowns", "Times a key was put in cooldown (429, or 401/403).", labels=("provider", "key")
         )
         seen_keys: set[tuple[str, str]] = set()
         for deployment in self.source()["deployments"]:

@@ -8,31 +8,16 @@ import time
 import httpx
 
 from .._asgi import BodyTooLarge, ClientGone, error_json, read_body, send_json
-from ..errors import UpstreamError, UpstreamTimeout
-from ..state import get_exchange
+from ..errors import UpstreamError, UpstreamPoolFull, UpstreamTimeout
+from ..state import Exchange, get_exchange
 from ..types import Receive, Scope, Send
-from ..upstream import HOP_BY_HOP, send_upstream
+from ..upstream import send_upstream
+from ._capacity import UpstreamSlots, send_overloaded
+from ._forwarding import NOT_FORWARDED, HeaderFilter
 from ._relay import relay
 from ._targets import ProviderTarget
 
 __all__ = ["NOT_FORWARDED", "proxy"]
-
-# Client headers never forwarded: credentials meant for us, hop-by-hop, and ones we set ourselves.
-NOT_FORWARDED = HOP_BY_HOP | {
-    b"host",
-    b"content-length",
-    b"authorization",
-    b"api-key",
-    b"x-api-key",
-    b"x-goog-api-key",
-    b"cookie",
-    b"accept-encoding",
-    b"traceparent",
-    b"tracestate",
-    b"x-llm-obs-provider",
-    b"x-llm-obs-no-fallbacks",
-    b"x-llm-obs-timeout",
-}
 
 
 async def proxy(
@@ -44,6 +29,9 @@ async def proxy(
     send: Send,
     max_request_bytes: int,
     rng: random.Random,
+    *,
+    forward: HeaderFilter,
+    slots: UpstreamSlots,
 ) -> None:
     """Forward a provider endpoint we do not observe, credentials replaced, nothing recorded."""
     exchange = get_exchange(scope)
@@ -56,7 +44,7 @@ async def proxy(
     except ClientGone:
         return
     key = provider.pool.pick(time.monotonic(), rng) or provider.pool.keys[0]
-    headers = [(k, v) for k, v in scope["headers"] if k not in NOT_FORWARDED]
+    headers = forward(scope["headers"])
     headers.extend(provider.headers)
     headers.extend(key.headers)
     url = provider.base_url + path
@@ -64,6 +52,25 @@ async def proxy(
         url += "?" + scope["query_string"].decode("latin-1")
     request = client.build_request(scope["method"], url, headers=headers, content=body, timeout=provider.timeout)
     provider.adapter.sign(request, provider.config)
+    if not await slots.acquire():
+        await send_overloaded(None, send, slots.size)
+        return
+    try:
+        await _forward(client, request, provider, exchange, receive, send)
+    except UpstreamPoolFull:
+        await send_overloaded(None, send, slots.size)
+    finally:
+        slots.release()
+
+
+async def _forward(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    provider: ProviderTarget,
+    exchange: Exchange,
+    receive: Receive,
+    send: Send,
+) -> None:
     try:
         response = await send_upstream(client, request, provider=provider.name)
     except UpstreamError as exc:

@@ -5,34 +5,34 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 import msgspec
 
 from .._asgi import error_json, get_header, route_path, send_json
-from ..balancing import DeploymentState, KeyPool, KeyState, backoff_delay, is_retryable_status, order_deployments
+from ..balancing import DeploymentState, KeyState, backoff_delay, is_retryable_status, order_deployments
 from ..config import Config
-from ..errors import UpstreamError, UpstreamTimeout
+from ..errors import UpstreamError, UpstreamPoolFull, UpstreamTimeout
 from ..providers.base import PreparedBody
 from ..providers.registry import RequestMatch, match_request, native_provider
 from ..schema import Attempt
 from ..state import Exchange, get_exchange
 from ..translation import ClientRequest
 from ..types import ASGIApp, Receive, Scope, Send
-from ..upstream import DirectRequest, build_client, direct_request, send_upstream, upstream_request
+from ..upstream import DirectRequest, build_client, direct_request, pool_size, send_upstream, upstream_request
+from ._capacity import UpstreamSlots, send_overloaded
+from ._cooldowns import cooldown_wait, deployment_failed, key_failed, probe, retry_after_seconds, usable_after
 from ._failure import Failure, send_failure
-from ._passthrough import NOT_FORWARDED, proxy
+from ._forwarding import HeaderFilter
+from ._passthrough import proxy
 from ._relay import relay, upstream_error_body
 from ._request import load_request
 from ._targets import AliasRoute, Routes
 from ._translated import Translation, Untranslatable, relay_translated, translate_request
 
-__all__ = ["RouterMiddleware"]
+__all__ = ["RouterMiddleware", "retry_after_seconds"]
 
-_CONSECUTIVE_FAILURES_TO_COOL = 3
 _encode = msgspec.json.Encoder().encode
 
 
@@ -44,9 +44,12 @@ class RouterMiddleware:
     propagates ``traceparent`` (our LLM span as parent) and streams the response back as it
     arrives. Connect errors, timeouts, 429, 5xx and 529 are retried (another key or deployment
     first, with backoff and ``Retry-After``), then the alias's fallbacks; a 400 never is, and a
-    stream is never retried once a byte reached the client. 401/403 retire the key. When every
-    attempt failed the client gets the last upstream error, or a 502/504 JSON error naming the
-    attempts. Every attempt is recorded. Unknown model: 404; malformed JSON: 400; oversized body: 413.
+    stream is never retried once a byte reached the client. 401/403 cool the key down for
+    ``routing.auth_cooldown_s``. Cooldowns steer requests, they never refuse one: when every deployment
+    and key is cooling down (and no fallback can serve), the one that recovers soonest is tried (a
+    half-open probe) and the client gets its real answer. When every attempt failed the client gets
+    the last upstream error, or a 502/504 JSON error naming the attempts. Every attempt is recorded.
+    Unknown model: 404; malformed JSON: 400; oversized body: 413.
 
     Args:
         app: the ASGI app for every other path.
@@ -63,7 +66,13 @@ class RouterMiddleware:
         self.max_request_bytes = config.max_request_bytes
         self.capture_content = config.capture_content
         self.policy = config.routing
-        self.client = client or build_client(transport_name=config.upstream_transport)
+        self.client = client or build_client(
+            transport_name=config.upstream_transport, max_connections=config.routing.max_connections
+        )
+        self.forward = HeaderFilter(config.routing.forward_headers)
+        # As many slots as the pool has connections: the transport itself then never waits for one.
+        capacity = min(config.routing.max_connections, pool_size(self.client) or config.routing.max_connections)
+        self.slots = UpstreamSlots(capacity, config.routing.pool_wait_s)
         self.rng = rng or random.Random()
         self.routes = Routes(config)
         self.providers = self.routes.providers
@@ -95,7 +104,18 @@ class RouterMiddleware:
             native = native_provider(path, self.provider_kinds)
             if native is not None:  # a provider endpoint we do not observe (e.g. token counting): proxy it
                 provider, rest = self.providers[native[0]], native[1]
-                await proxy(self.client, provider, rest, scope, receive, send, self.max_request_bytes, self.rng)
+                await proxy(
+                    self.client,
+                    provider,
+                    rest,
+                    scope,
+                    receive,
+                    send,
+                    self.max_request_bytes,
+                    self.rng,
+                    forward=self.forward,
+                    slots=self.slots,
+                )
             elif scope["method"] == "GET" and path in ("/v1/models", "/models"):
                 await send_json(send, 200, self.models_body)
             elif prefix:
@@ -112,7 +132,7 @@ class RouterMiddleware:
         await self._route(exchange, matched, scope, receive, send)
 
     def health(self) -> dict[str, Any]:
-        """Every deployment and key: healthy, cooling down (for how long), dead, recent errors and latency."""
+        """Every deployment and key: healthy, cooling down (for how long, and why), recent errors and latency."""
         now = time.monotonic()
         return {"deployments": [deployment.snapshot(now) for deployment in self.routes.all_deployments()]}
 
@@ -210,7 +230,7 @@ class RouterMiddleware:
         receive: Receive,
         send: Send,
     ) -> None:
-        base_headers = [(k, v) for k, v in scope["headers"] if k not in NOT_FORWARDED]
+        base_headers = self.forward(scope["headers"])
         base_headers.append((b"traceparent", f"00-{ex.trace_id}-{ex.span_id}-{ex.trace_flags}".encode()))
         if ex.tracestate:
             base_headers.append((b"tracestate", ex.tracestate.encode()))
@@ -224,13 +244,16 @@ class RouterMiddleware:
             for retry in range(policy.retries + 1):
                 pick = self._pick(order, failed_keys)
                 if pick is None:
-                    wait = self._cooldown_wait(order)
-                    if wait is None or wait > policy.max_retry_after_s:
-                        break  # nothing usable soon enough: next fallback
-                    await asyncio.sleep(wait)  # honour Retry-After: every key of this alias is cooling down
-                    pick = self._pick(order, failed_keys)
+                    # A retry honours the Retry-After it was given (within max_retry_after_s); a new
+                    # request does not wait for the cooldowns others caused.
+                    wait = cooldown_wait(order) if retry else None
+                    if wait is not None and wait <= policy.max_retry_after_s:
+                        await asyncio.sleep(wait)
+                        pick = self._pick(order, failed_keys)
+                    if pick is None and not usable_after(chain, fallback_index):
+                        pick = probe(order, failed_keys)  # cooldowns alone never refuse a request
                     if pick is None:
-                        break
+                        break  # a fallback can serve now, or every key here answered this request already
                 elif retry:
                     await asyncio.sleep(backoff_delay(retry - 1, policy.backoff_base_s, policy.backoff_cap_s, self.rng))
                 deployment, key = pick
@@ -251,19 +274,28 @@ class RouterMiddleware:
                             last = planned.failure  # the reason it cannot, unless a provider answered already
                         continue
                     translation = planned
-                outcome = await self._try(
-                    ex,
-                    matched,
-                    deployment,
-                    key,
-                    fallback_index,
-                    base_headers,
-                    query,
-                    deadline,
-                    translation,
-                    receive,
-                    send,
-                )
+                if not await self.slots.acquire():
+                    await send_overloaded(ex, send, self.slots.size)  # over capacity: shed, blame no one
+                    return
+                try:
+                    outcome = await self._try(
+                        ex,
+                        matched,
+                        deployment,
+                        key,
+                        fallback_index,
+                        base_headers,
+                        query,
+                        deadline,
+                        translation,
+                        receive,
+                        send,
+                    )
+                except UpstreamPoolFull:  # a client of the caller's own with a smaller pool
+                    await send_overloaded(ex, send, self.slots.size)
+                    return
+                finally:
+                    self.slots.release()
                 if outcome is None:
                     return  # the response went to the client
                 last = outcome
@@ -283,17 +315,6 @@ class RouterMiddleware:
                 if key is not None:
                     return deployment, key
         return None
-
-    @staticmethod
-    def _cooldown_wait(order: list[DeploymentState]) -> float | None:
-        """Seconds until a key the provider asked us to wait for (``Retry-After``) is usable again, if any."""
-        now = time.monotonic()
-        ends = []
-        for deployment in order:
-            end = deployment.provider.pool.earliest_retry_after_end()
-            if end is not None:
-                ends.append(max(end, deployment.cooldown_until))
-        return max(0.0, min(ends) - now) if ends else None
 
     async def _try(
         self,
@@ -343,6 +364,8 @@ class RouterMiddleware:
                 self.client, ex.method, url, headers=headers, content=prepared.body, timeout=timeout
             )
             adapter.sign(request, provider.config)
+        now = time.monotonic()
+        probing = key.cooldown_until > now or deployment.cooldown_until > now  # a half-open probe
         started = time.perf_counter()
         deployment.in_flight += 1
         key.in_flight += 1
@@ -359,7 +382,7 @@ class RouterMiddleware:
                 ex.attempts.append(
                     self._attempt_record(ex, deployment, key, fallback_index, started, error_type=error_type, api=api)
                 )
-                self._deployment_failed(deployment, None)
+                deployment_failed(self.policy, deployment, None)
                 key.failures += 1
                 return Failure(None, [], b"", exc)
             status = response.status_code
@@ -373,9 +396,9 @@ class RouterMiddleware:
                 ex.attempts.append(record)
                 # Gemini says when to retry in the body (RetryInfo) rather than in a header.
                 retry_after = response.headers.get("retry-after") or adapter.retry_after(status, body)
-                self._key_failed(provider.pool, key, status, retry_after)
+                key_failed(self.policy, provider.pool, key, status, retry_after)
                 if status >= 500:
-                    self._deployment_failed(deployment, None)
+                    deployment_failed(self.policy, deployment, None)
                 if translation is not None:
                     error = translation.translator.error(status, body, response.headers, retry_after)
                     return Failure(error.status, error.headers, error.body)
@@ -410,8 +433,11 @@ class RouterMiddleware:
                 await response.aclose()
             first = ex.first_token_ns or ex.first_byte_ns
             ttft = (first * 1e-9 - started) if first else None
-            deployment.record(status < 400 and ex.outcome == "completed", time.perf_counter() - started, ttft)
+            served = status < 400 and ex.outcome == "completed"
+            deployment.record(served, time.perf_counter() - started, ttft)
             key.served += 1
+            if served and probing:  # only a probe: a request begun before the cooldown says nothing after it
+                key.cooldown_until = deployment.cooldown_until = 0.0
             return None
         finally:
             deployment.in_flight -= 1
@@ -461,37 +487,3 @@ class RouterMiddleware:
             fallback_index=fallback_index,
             start_offset_s=max(0.0, started - ex.start_ns * 1e-9),
         )
-
-    def _key_failed(self, pool: KeyPool, key: KeyState, status: int, retry_after: str | None) -> None:
-        key.failures += 1
-        if status in (401, 403):
-            pool.retire(key)  # a rejected key stays out until the gateway restarts with a new config
-        elif status == 429:
-            seconds = retry_after_seconds(retry_after)
-            until = time.monotonic() + (seconds if seconds is not None else self.policy.cooldown_s)
-            pool.cool_down(key, until, retry_after=seconds is not None)
-
-    def _deployment_failed(self, deployment: DeploymentState, latency_s: float | None) -> None:
-        deployment.record(False, latency_s)
-        recent = list(deployment.outcomes)[-_CONSECUTIVE_FAILURES_TO_COOL:]
-        if len(recent) == _CONSECUTIVE_FAILURES_TO_COOL and not any(recent):
-            deployment.cooldown_until = time.monotonic() + self.policy.cooldown_s
-
-
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds from now: delta-seconds, or an HTTP date (RFC 9110 section 10.2.3);
-    ``None`` when absent or unreadable. ``now``: Unix time (tests)."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:  # an HTTP date is always GMT
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - (time.time() if now is None else now)
-        return max(0.0, seconds)
-    return seconds if seconds >= 0 else None

@@ -59,7 +59,9 @@ class LLMObservability:
         server_spans: bool = False,
     ) -> None:
         self.config = config
-        self.client = client or build_client(transport_name=config.upstream_transport)
+        self.client = client or build_client(
+            transport_name=config.upstream_transport, max_connections=config.routing.max_connections
+        )
         self._owns_client = client is None
         self.exporters = exporters or build_exporters(
             config,

@@ -377,7 +377,18 @@ def _expected_signature(
     url = f"http://{headers['host']}{raw_path.partition(b'?')[0].decode('latin-1')}"
     if scope.get("query_string"):
         url += "?" + scope["query_string"].decode("latin-1")
-    request = AWSRequest(method=scope["method"], url=url, headers={name: headers[name] for name in signed}, data=body)
+    # The canonical request holds the header bytes as they arrived: botocore hashes text as UTF-8.
+    arrived = {name: _as_signed(headers[name]) for name in signed}
+    request = AWSRequest(method=scope["method"], url=url, headers=arrived, data=body)
     request.context["timestamp"] = amz_date
     signer = SigV4Auth(Credentials(access_key, secret, headers.get("x-amz-security-token")), "bedrock", region)
     return str(signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request))
+
+
+def _as_signed(value: str) -> str:
+    """A header value (decoded as latin-1) as the text whose UTF-8 bytes are the bytes that arrived."""
+    raw = value.encode("latin-1")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return value  # not UTF-8: no text hashes to these bytes, so no signature over them can match

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -149,17 +150,27 @@ async def test_5xx_exhausts_retries_then_the_fallback_serves(make_gateway: Calla
     assert (record["retries"], record["fallback_index"], record["route"]) == (3, 1, "backup")
 
 
-async def test_401_retires_the_key_for_good(make_gateway: Callable[..., Any]) -> None:
-    upstream = Upstream(lambda host, key, n: error(401) if key == "k-one" else ok())
-    gateway = await make_gateway(upstream, models={"gpt-4o": {"provider": "openai"}})
+async def test_401_cools_the_key_down_longer_and_it_is_tried_again(make_gateway: Callable[..., Any]) -> None:
+    refusing = [True]
+    upstream = Upstream(lambda host, key, n: error(401) if key == "k-one" and refusing[0] else ok())
+    routing = {"retries": 2, "backoff_base_s": 0.001, "backoff_cap_s": 0.002, "cooldown_s": 0.01}
+    gateway = await make_gateway(
+        upstream, models={"gpt-4o": {"provider": "openai"}}, routing={**routing, "auth_cooldown_s": 0.2}
+    )
     for _ in range(10):
         assert (await drive(gateway, "/v1/chat/completions", CHAT)).status == 200
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://g") as client:
         health = (await client.get("/health/deployments")).json()
-    await finish(gateway)
-    assert upstream.calls.count(("openai.test", "k-one")) == 1
+    assert upstream.calls.count(("openai.test", "k-one")) == 1, "skipped while it cools down"
     [deployment] = health["deployments"]
-    assert {k["key"]: k["state"] for k in deployment["keys"]} == {"one": "dead", "two": "healthy"}
+    assert {k["key"]: k["state"] for k in deployment["keys"]} == {"one": "rejected", "two": "healthy"}
+    refusing[0] = False  # the provider takes the key again (the refusal was one request's doing)
+    deadline = time.monotonic() + 10
+    while upstream.calls.count(("openai.test", "k-one")) < 2 and time.monotonic() < deadline:
+        assert (await drive(gateway, "/v1/chat/completions", CHAT)).status == 200
+        await asyncio.sleep(0.01)
+    await finish(gateway)
+    assert upstream.calls.count(("openai.test", "k-one")) >= 2, "once its cooldown is over the key serves again"
 
 
 async def test_connect_refused_and_first_byte_timeout_fall_through(make_gateway: Callable[..., Any]) -> None:
@@ -280,8 +291,8 @@ async def test_metrics_and_spans_show_the_routing(make_gateway: Callable[..., An
     assert sorted(trail(record)) == [("azure#0", 503), ("backup#0", 200), ("one", 429), ("two", 401)]
     assert 'llm_obs_key_cooldowns_total{key="one",provider="openai"} 1.0' in metrics
     assert 'llm_obs_key_state{key="one",provider="openai",state="cooling_down"} 1.0' in metrics
-    assert 'llm_obs_key_state{key="two",provider="openai",state="dead"} 1.0' in metrics
-    # Every openai key is cooling down or dead: its deployment is reported unhealthy.
+    assert 'llm_obs_key_state{key="two",provider="openai",state="rejected"} 1.0' in metrics
+    # Every openai key is cooling down: its deployment is reported unhealthy.
     assert 'llm_obs_deployment_healthy{deployment="gpt-4o/openai/gpt-4o",provider="openai"} 0.0' in metrics
     assert 'llm_obs_deployment_healthy{deployment="backup-model/backup/backup-model",provider="backup"} 1.0' in metrics
     [llm] = [span for span in spans.get_finished_spans() if span.kind == SpanKind.CLIENT]
@@ -312,3 +323,23 @@ async def test_timeout_override_cuts_a_slow_upstream(tmp_path: Path) -> None:
         result = await asyncio.wait_for(request, 30)
         await gateway.shutdown()
     assert result.status == 504
+
+
+async def test_when_everything_is_cooling_down_the_soonest_to_recover_is_probed(
+    make_gateway: Callable[..., Any],
+) -> None:
+    upstream = Upstream(lambda host, key, n: ok())
+    gateway = await make_gateway(upstream)
+    now = time.monotonic()
+    routes = gateway.stack.router.routes
+    openai, azure = routes.aliases["gpt-4o"].deployments
+    [backup] = routes.aliases["backup-model"].deployments
+    for index, key in enumerate(openai.provider.pool.keys):
+        openai.provider.pool.cool_down(key, now + 60 + index, retry_after=False)
+    azure.cooldown_until = now + 40  # the deployment cools down, its key does not
+    backup.cooldown_until = now + 5  # a fallback recovering sooner still does not serve the model first
+    result = await drive(gateway, "/v1/chat/completions", CHAT)
+    [record] = await finish(gateway)
+    assert result.status == 200
+    assert trail(record) == [("azure#0", 200)], "the model's own deployment that recovers soonest"
+    assert azure.cooldown_until == 0.0, "the probe worked: the deployment is healthy again"

@@ -722,3 +722,35 @@ def test_fake_failures(fake: FakeProviderServer, path: str, body: bytes, status:
     assert (response.status_code, response.headers["x-amzn-errortype"].partition(":")[0]) == (status, error_type)
     assert response.json()["message"]
     assert httpx.get(url).status_code == 405
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json; charset=ünïcode".encode(), b"application/json; x=\xfc"],
+    ids=["utf-8", "not-utf-8"],
+)
+def test_header_bytes_go_upstream_as_signed_by_the_default_transport(
+    fake: FakeProviderServer, tmp_path: Path, content_type: bytes
+) -> None:
+    """A non-ASCII client Content-Type once broke the signature (aiohttp re-encoded the header after
+    signing): the provider answered 403 and the key was out for good. Now every client is served."""
+    config = Config.from_dict(
+        {
+            "providers": {
+                "bedrock": {
+                    "kind": "bedrock",
+                    "base_url": fake.base_url,
+                    "aws_access_key_id": TEST_ACCESS_KEY_ID,
+                    "aws_secret_access_key": TEST_SECRET_ACCESS_KEY,
+                    "aws_region": "us-east-1",
+                }
+            },
+            "exporters": {"log_store": {"url": f"sqlite:///{tmp_path / 'log.db'}"}},
+        }
+    )
+    body = json.dumps({"messages": MESSAGES}).encode()
+    with BackgroundServer(create_gateway(config)) as server, httpx.Client(base_url=server.url) as client:
+        odd = client.post(gateway_path("converse"), content=body, headers=[(b"content-type", content_type)])
+        assert odd.status_code == 200, odd.text
+        assert_signed_by_gateway(fake)
+        assert client.post(gateway_path("converse"), json={"messages": MESSAGES}).status_code == 200
