@@ -21,7 +21,7 @@ import logging
 import random
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ExportError, PermanentExportError
 from ._queue import Buffer
@@ -210,7 +210,7 @@ class SinkWorker:
             await self.sink.export(part)
             return
         loop = asyncio.get_running_loop()
-        after = self.pipeline.queue.spool_after_s
+        after, buffer = self.pipeline.queue.spool_after_s, self.buffer
         task = asyncio.ensure_future(self.sink.export(part))
         try:
             while True:
@@ -218,17 +218,23 @@ class SinkWorker:
                 wake = now + after
                 if not self.held:
                     wake = min(wake, since + after)
-                if len(self.buffer):
+                if len(buffer):
                     wake = min(wake, self.oldest_at + after)
-                done, _ = await asyncio.wait((task,), timeout=max(0.0, wake - now))
-                if done:
+                    waits: tuple[asyncio.Future[Any], ...] = (task,)
+                else:  # also woken by the first record to arrive, to time its stay
+                    buffer.ready.clear()
+                    waits = (task, asyncio.ensure_future(buffer.ready.wait()))
+                done, _ = await asyncio.wait(waits, timeout=max(0.0, wake - now), return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waits[1:]:
+                    waiter.cancel()
+                if task in done:
                     break
                 now = loop.time()
                 if not self.held and now >= since + after:
                     await asyncio.to_thread(self.spool.hold, self.batch)
                     self.held = True
-                if len(self.buffer) and now >= self.oldest_at + after:
-                    await self._spill(self.buffer.take(len(self.buffer)))
+                if len(buffer) and now >= self.oldest_at + after:
+                    await self._spill(buffer.take(len(buffer)))
         finally:
             if not task.done():  # the worker was cancelled (shutdown)
                 task.cancel()
@@ -271,13 +277,17 @@ class SinkWorker:
         pipeline, buffer = self.pipeline, self.buffer
         loop = asyncio.get_running_loop()
         after, closing = pipeline.queue.spool_after_s, pipeline.closing.is_set()
-        buffer.wake_at = pipeline.spill_at  # woken early if the queue fills up meanwhile
         try:
             while (remaining := self.retry_at - loop.time()) > 0:
                 if len(buffer) and (loop.time() >= self.oldest_at + after or len(buffer) >= pipeline.spill_at):
                     await self._spill(buffer.take(len(buffer)))
                     continue
-                await buffer.wait(min(remaining, self.oldest_at + after - loop.time()) if len(buffer) else remaining)
+                if len(buffer):  # woken when it is time to spool them, or early if the queue fills up
+                    buffer.wake_at = pipeline.spill_at
+                    await buffer.wait(min(remaining, self.oldest_at + after - loop.time()))
+                else:  # woken by the first record to arrive, to time its stay
+                    buffer.wake_at = 1
+                    await buffer.wait(remaining)
                 if pipeline.closing.is_set() and not closing:
                     self.retry_at = 0.0  # cut short by close(): a sink that came back gets one more try
                     return
