@@ -120,7 +120,8 @@ async def wait_until(condition: Any, what: str) -> None:
     """Poll ``condition`` until it holds (the spool is written from worker threads); fail after 10 s."""
     try:
         async with asyncio.timeout(10):
-            while not condition():
+            # Files written by worker threads: no event tells us, so poll (with a generous deadline).
+            while not condition():  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
     except TimeoutError:
         raise AssertionError(f"not within 10 s: {what}") from None
