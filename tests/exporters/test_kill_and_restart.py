@@ -4,6 +4,7 @@ spool, and SIGTERM with a long stream in flight ends within the graceful-shutdow
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import sqlite3
@@ -152,7 +153,7 @@ exporters:
                 "--timeout-graceful-shutdown",
                 "1",
             ],
-            env={**_environ(), "LLM_OBS_CONFIG": str(config)},
+            env={**os.environ, "LLM_OBS_CONFIG": str(config)},
             stderr=subprocess.PIPE,
         )
         first_chunk = threading.Event()
@@ -177,6 +178,7 @@ exporters:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)  # the stream had 10 minutes left
         reader.join(10)
+    assert b"Application shutdown complete" in stderr  # the pipeline flushed after the stream was cut
     with sqlite3.connect(db) as conn:
         records = [json.loads(row[0]) for row in conn.execute("SELECT record FROM llm_records")]
     [record] = records  # the cut stream is recorded, as an error, with what it had streamed so far
@@ -191,9 +193,3 @@ def _healthy(port: int, process: subprocess.Popen[bytes]) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
     except httpx.TransportError:
         return False
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
