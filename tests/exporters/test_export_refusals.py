@@ -226,3 +226,71 @@ def _answer(status: int) -> Any:
         self.end_headers()
 
     return do_POST
+
+
+@pytest.fixture
+def grpc_collector() -> Iterator[tuple[str, list[tuple[Any, bool]]]]:
+    """An OTLP/gRPC endpoint that fails every export with the next (status code, with RetryInfo) given."""
+    from concurrent import futures
+
+    import grpc  # type: ignore[import-untyped]
+    from google.protobuf import any_pb2, duration_pb2
+    from google.rpc import error_details_pb2, status_pb2
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    answers: list[tuple[Any, bool]] = []
+
+    class Refusing(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+        def Export(self, request: Any, context: Any) -> Any:
+            code, retry_info = answers.pop(0)
+            if retry_info:
+                detail = any_pb2.Any()
+                detail.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=1)))
+                status = status_pb2.Status(code=code.value[0], message="slow down", details=[detail])
+                context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
+            context.abort(code, "refused")
+
+    executor = futures.ThreadPoolExecutor(2)
+    server = grpc.server(executor)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Refusing(), server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}", answers
+    finally:
+        server.stop(0).wait(5)
+        executor.shutdown(wait=True)
+
+
+@pytest.mark.parametrize(
+    ("code", "retry_info", "error", "whole_batch"),
+    [
+        ("UNAVAILABLE", False, RetryableExportError, None),
+        ("DEADLINE_EXCEEDED", False, RetryableExportError, None),
+        ("RESOURCE_EXHAUSTED", True, RetryableExportError, None),  # the server asks to retry later
+        ("RESOURCE_EXHAUSTED", False, PermanentExportError, True),  # a quota: retrying cannot help
+        ("INVALID_ARGUMENT", False, PermanentExportError, False),
+        ("UNAUTHENTICATED", False, PermanentExportError, True),
+    ],
+)
+async def test_otlp_grpc_status_classification(
+    grpc_collector: tuple[str, list[tuple[Any, bool]]],
+    record_factory: RecordFactory,
+    code: str,
+    retry_info: bool,
+    error: type[Exception],
+    whole_batch: bool | None,
+) -> None:
+    import grpc
+
+    endpoint, answers = grpc_collector
+    answers.append((getattr(grpc.StatusCode, code), retry_info))
+    sink = OTLPSink(OTLPConfig(endpoint=endpoint, protocol="grpc", timeout=5))
+    try:
+        with pytest.raises(error) as raised:
+            await sink.export([record_factory()])
+    finally:
+        await sink.close()
+    assert code in str(raised.value)
+    if whole_batch is not None:
+        assert isinstance(raised.value, PermanentExportError) and raised.value.whole_batch is whole_batch
