@@ -61,6 +61,9 @@ def give_way_to_the_loop() -> None:
     time.sleep(0)
 
 
+_CLOSE_AT_LEAST_S = 2.0
+"""Time each sink gets to close (flush, disconnect) even when the shutdown grace is over."""
+
 RecordTransform = Callable[["LLMRecord"], "LLMRecord"]
 """Applied to every record before any sink sees it (redaction)."""
 
@@ -236,7 +239,11 @@ class ExportPipeline:
                         await worker.abandon()
         for sink in self.sinks:
             try:
-                await sink.close()
+                # Bounded, so a sink that hangs (a locked database) cannot hold the shutdown forever.
+                async with asyncio.timeout(max(_CLOSE_AT_LEAST_S, self.deadline - loop.time())):
+                    await sink.close()
+            except TimeoutError:
+                logger.error("closing sink %s did not finish within the shutdown grace", sink.name)
             except Exception:
                 logger.exception("closing sink %s failed", sink.name)
 
