@@ -12,7 +12,8 @@ and counts it. :meth:`ExportPipeline.close` exports everything queued within
 ``queue.shutdown_grace_s``; what a sink still holds after that is spooled, or dropped and counted.
 
 Delivery is at least once per sink, and exactly once as long as a sink reports a failed batch as
-failed: the log stores upsert by request id, and OTLP spans keep their ids across retries.
+failed: the log stores upsert by request id, and OTLP spans keep their ids across retries. With a
+spool, a crash can send one batch per sink again (the one being exported or replayed when it happened).
 """
 
 from __future__ import annotations
