@@ -285,11 +285,21 @@ class QueueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     back, also by the next process; ``null``: no spool, such records are dropped and counted."""
     spool_max_bytes: int = 256 * 1024 * 1024
     """Most bytes each sink's spool holds; records beyond it are dropped and counted."""
+    spool_after_s: float = 1.0
+    """With ``spool_dir``: longest a record waits in memory for a sink that has not written it (down,
+    backing off, or slow to write its batch) before it is also on disk, so ``kill -9`` loses at most
+    this much (plus the dispatcher's few milliseconds)."""
 
     def __post_init__(self) -> None:
         if self.max_records <= 0 or self.batch_size <= 0 or self.spool_max_bytes <= 0:
             raise ConfigurationError("queue.max_records, queue.batch_size and queue.spool_max_bytes: must be positive")
-        waits = (self.flush_interval_s, self.retry_initial_backoff_s, self.retry_max_backoff_s, self.shutdown_grace_s)
+        waits = (
+            self.flush_interval_s,
+            self.retry_initial_backoff_s,
+            self.retry_max_backoff_s,
+            self.shutdown_grace_s,
+            self.spool_after_s,
+        )
         if not all(value >= 0 for value in waits):
             raise ConfigurationError("queue: durations must be >= 0")
 

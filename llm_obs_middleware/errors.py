@@ -14,6 +14,8 @@ Hierarchy::
     │       └── UpstreamConnectError
     ├── SchemaError                       wraps msgspec decode/validation errors
     └── ExportError                       a sink failed; never reaches a request
+        ├── RetryableExportError          the sink is down or busy: the same records are tried again later
+        └── PermanentExportError          the sink refused the records: retrying cannot help
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ __all__ = [
     "LLMObsDeprecationWarning",
     "LLMObsError",
     "MissingDependencyError",
+    "PermanentExportError",
     "ProviderError",
+    "RetryableExportError",
     "SchemaError",
     "UnknownProviderError",
     "UpstreamConnectError",
@@ -85,6 +89,30 @@ class SchemaError(LLMObsError):
 
 class ExportError(LLMObsError):
     """A sink failed to export; logged and counted, never raised into a request."""
+
+
+class RetryableExportError(ExportError):
+    """The sink could not take the records now (unreachable, overloaded, timed out): they are retried.
+
+    Any exception a sink raises that is not a :class:`PermanentExportError` is handled the same way.
+    """
+
+
+class PermanentExportError(ExportError):
+    """The sink refused the records and would refuse them again (invalid data, a rejected request).
+
+    The export pipeline splits a refused batch in halves until the record(s) it cannot write are
+    alone, drops those (counted as ``rejected``, one log line each) and exports the rest.
+
+    Args:
+        message: what was refused and why, naming no record content and no secret.
+        whole_batch: the refusal does not depend on the records (e.g. the collector answers 401 to
+            everything): the batch is dropped without splitting it.
+    """
+
+    def __init__(self, message: str, *, whole_batch: bool = False) -> None:
+        super().__init__(message)
+        self.whole_batch = whole_batch
 
 
 class LLMObsDeprecationWarning(UserWarning):

@@ -152,6 +152,7 @@ class Gateway:
                 "exported": stats.exported[name],
                 "failed": stats.failed[name],
                 "dropped": stats.sink_dropped[name],
+                "rejected": stats.rejected[name],
                 "spooled": stats.spooled[name],
             }
             for name, queued in stats.sink_depth.items()

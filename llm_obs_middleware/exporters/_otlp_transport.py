@@ -6,6 +6,12 @@ when the collector did not take the spans; the export pipeline retries the batch
 own retry loops would hold a worker thread for up to their whole timeout instead). Calls are
 blocking: the sink runs them in a thread, one at a time.
 
+What the spec says may be retried raises :class:`~..errors.RetryableExportError`: no answer at all,
+HTTP 429/502/503/504, gRPC UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, CANCELLED, OUT_OF_RANGE,
+DATA_LOSS, and RESOURCE_EXHAUSTED when the server sent a ``RetryInfo``. Every other refusal raises
+:class:`~..errors.PermanentExportError`: 400/413 and gRPC INVALID_ARGUMENT may be one bad span (the
+pipeline splits the batch to find it), the rest (401, 404, UNIMPLEMENTED...) refuse any batch.
+
 Error messages name the endpoint (without any user info) and the status, never a header value.
 https://opentelemetry.io/docs/specs/otlp/#otlphttp and https://opentelemetry.io/docs/specs/otlp/#otlpgrpc
 """
@@ -16,12 +22,12 @@ import gzip
 import ssl
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import ExportError
+from ..errors import PermanentExportError, RetryableExportError
 
 if TYPE_CHECKING:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -29,6 +35,17 @@ if TYPE_CHECKING:
     from ._otlp_settings import OTLPSettings
 
 __all__ = ["GRPCTraceTransport", "HTTPTraceTransport", "TraceTransport", "build_trace_transport"]
+
+# https://opentelemetry.io/docs/specs/otlp/#failures-1 (HTTP) and #failures (gRPC)
+_RETRYABLE_STATUS: Final = frozenset({429, 502, 503, 504})
+_CONTENT_STATUS: Final = frozenset({400, 413, 422})
+"""Refusals that may be caused by one record or by the batch's size: worth splitting the batch."""
+_RETRYABLE_CODES: Final = frozenset(
+    {"UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "CANCELLED", "OUT_OF_RANGE", "DATA_LOSS"}
+)
+_CONTENT_CODES: Final = frozenset({"INVALID_ARGUMENT"})
+_RETRY_INFO: Final = b"google.rpc.RetryInfo"
+"""In a ``grpc-status-details-bin`` trailer: the server asks to retry (RESOURCE_EXHAUSTED is then retryable)."""
 
 
 def _user_agent() -> str:
@@ -38,7 +55,8 @@ def _user_agent() -> str:
 
 
 class TraceTransport(Protocol):
-    """Delivers one export request; raises :class:`~..errors.ExportError` when it was not taken."""
+    """Delivers one export request; raises :class:`~..errors.ExportError` (retryable or permanent) when it was
+    not taken."""
 
     def send(self, request: ExportTraceServiceRequest) -> None: ...
 
@@ -87,9 +105,14 @@ class HTTPTraceTransport:
         try:
             response = self._client.post(self._url, content=body)
         except httpx.HTTPError as exc:  # connection refused, TLS failure, timeout...
-            raise ExportError(f"OTLP/HTTP export to {self._where} failed: {type(exc).__name__}") from exc
-        if not 200 <= response.status_code < 300:
-            raise ExportError(f"OTLP/HTTP export to {self._where} answered {response.status_code}")
+            raise RetryableExportError(f"OTLP/HTTP export to {self._where} failed: {type(exc).__name__}") from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        message = f"OTLP/HTTP export to {self._where} answered {status}"
+        if status in _RETRYABLE_STATUS:
+            raise RetryableExportError(message)
+        raise PermanentExportError(message, whole_batch=status not in _CONTENT_STATUS)
 
     def close(self) -> None:
         self._client.close()
@@ -142,9 +165,21 @@ class GRPCTraceTransport:
                 # (up to minutes) after a collector restart. The stock exporter does the same.
                 self.close()
             name = code.name if code is not None else type(exc).__name__
-            raise ExportError(f"OTLP/gRPC export to {self._where} failed: {name}") from exc
+            message = f"OTLP/gRPC export to {self._where} failed: {name}"
+            if code is None or name in _RETRYABLE_CODES or (name == "RESOURCE_EXHAUSTED" and _asks_retry(exc)):
+                raise RetryableExportError(message) from exc
+            raise PermanentExportError(message, whole_batch=name not in _CONTENT_CODES) from exc
 
     def close(self) -> None:
         channel, self._channel, self._stub = self._channel, None, None
         if channel is not None:
             channel.close()
+
+
+def _asks_retry(exc: Any) -> bool:
+    """The call's trailers carry a ``google.rpc.RetryInfo`` detail."""
+    trailers = exc.trailing_metadata() if callable(getattr(exc, "trailing_metadata", None)) else None
+    return any(
+        key == "grpc-status-details-bin" and isinstance(value, bytes) and _RETRY_INFO in value
+        for key, value in trailers or ()
+    )

@@ -20,6 +20,8 @@ from typing import IO, TYPE_CHECKING, Final
 
 import msgspec
 
+from ..errors import PermanentExportError
+
 if TYPE_CHECKING:
     from ..config import JSONLConfig
     from ..schema import LLMRecord
@@ -54,8 +56,18 @@ class JSONLSink:
         await asyncio.to_thread(self._open_locked)
 
     async def export(self, records: Sequence[LLMRecord]) -> None:
-        if records:
+        """Append ``records`` (in a thread).
+
+        Raises:
+            PermanentExportError: a record cannot be encoded (nothing of the batch was written).
+            OSError: the file cannot be written (the disk is full...): the pipeline retries.
+        """
+        if not records:
+            return
+        try:
             await asyncio.to_thread(self.write, records)
+        except (msgspec.EncodeError, UnicodeError) as exc:
+            raise PermanentExportError(f"encoding a record failed: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
         await asyncio.to_thread(self.close_sync)

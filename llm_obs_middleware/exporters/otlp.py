@@ -29,7 +29,7 @@ import msgspec
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-from ..errors import ExportError
+from ..errors import PermanentExportError, RetryableExportError
 from ._openinference import openinference_attributes
 from ._otlp_encoding import SpanEncoder
 from ._otlp_settings import build_resource, build_span_exporter, resolve_settings
@@ -146,14 +146,18 @@ class OTLPSink:
         """Build the records' spans and export them in a thread.
 
         Raises:
-            ExportError: the collector did not take the spans (the pipeline retries the records).
+            RetryableExportError: the collector could not take the spans now (the pipeline retries them).
+            PermanentExportError: the collector refused them, or a record cannot become a span.
         """
         if self._closed or self._disabled:
             return
         spans: list[ReadableSpan] = []
         for start in range(0, len(records), LOOP_SLICE):
-            for record in records[start : start + LOOP_SLICE]:
-                spans += self._spans.spans(record)
+            try:
+                for record in records[start : start + LOOP_SLICE]:
+                    spans += self._spans.spans(record)
+            except Exception as exc:  # a record no retry can turn into a span (the pipeline isolates it)
+                raise PermanentExportError(f"building spans failed: {type(exc).__name__}") from exc
             await asyncio.sleep(0)
         if self._processor is not None:
             for span in spans:
@@ -166,12 +170,15 @@ class OTLPSink:
         elif self._exporter is not None:
             result = await asyncio.to_thread(self._exporter.export, spans)
             if result is not SpanExportResult.SUCCESS:
-                raise ExportError(f"the OTLP collector did not take {len(spans)} spans")
+                raise RetryableExportError(f"the OTLP collector did not take {len(spans)} spans")
 
     def _send(self, transport: TraceTransport, spans: list[ReadableSpan]) -> None:
         # In a thread: encoding a batch takes ~10-20 ms of GIL, handed to the event loop between slices.
-        request = self._encoder.encode(spans, pause=give_way_to_the_loop, pause_every=THREAD_SLICE)
-        transport.send(request)  # raises ExportError: the pipeline retries
+        try:
+            request = self._encoder.encode(spans, pause=give_way_to_the_loop, pause_every=THREAD_SLICE)
+        except Exception as exc:  # e.g. a string that is not valid UTF-8: the same on every attempt
+            raise PermanentExportError(f"encoding spans failed: {type(exc).__name__}") from exc
+        transport.send(request)  # raises RetryableExportError or PermanentExportError
 
     def _llm_attributes(self, record: LLMRecord) -> dict[str, AttributeValue]:
         attributes = record_attributes(record)

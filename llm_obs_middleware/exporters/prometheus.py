@@ -181,6 +181,7 @@ class _PipelineCollector:
             ("exported", stats.exported),
             ("failed", stats.failed),
             ("dropped", stats.sink_dropped),
+            ("rejected", stats.rejected),
             ("spooled", stats.spooled),
         ):
             for sink, count in sorted(counts.items()):
@@ -200,7 +201,8 @@ class _PipelineCollector:
             CounterMetricFamily(
                 "llm_obs_export_records",
                 "Records per sink by result: exported; failed (an attempt, retried); dropped (sink queue full, "
-                "or unexported when the shutdown grace ended); spooled (parked on disk while the sink was down).",
+                "or unexported when the shutdown grace ended); rejected (refused by the sink for good, dropped); "
+                "spooled (parked on disk while the sink was down or slow).",
                 labels=("sink", "result"),
             ),
             GaugeMetricFamily("llm_obs_export_sink_queue_depth", "Records waiting for each sink.", labels=("sink",)),

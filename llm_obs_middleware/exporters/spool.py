@@ -8,6 +8,11 @@ is refused and the caller counts it as dropped. Records spooled before a restart
 next process. A replay cut short (a crash between export and offset write) sends at most one batch
 again; the log stores upsert and OTLP spans keep their ids, so that batch is not stored twice.
 
+A batch a sink is still exporting after ``queue.spool_after_s`` is copied to ``<sink>.held.jsonl``
+(:meth:`Spool.hold`) and that file removed once the export ended (:meth:`Spool.release`): after a
+crash, the next process moves what it finds there to the spool, so a slow sink loses nothing to
+``kill -9`` either (at worst that one batch is exported twice).
+
 Every method blocks on the disk: the pipeline calls them in a worker thread.
 """
 
@@ -42,6 +47,7 @@ class Spool:
     def __init__(self, directory: str | os.PathLike[str], name: str, max_bytes: int) -> None:
         self.path = Path(directory) / f"{name}.jsonl"
         self._offset_path = self.path.with_suffix(".offset")
+        self._held_path = self.path.with_suffix(".held.jsonl")
         self.max_bytes = max_bytes
         self._encoder = msgspec.json.Encoder()
         self._buffer = bytearray()
@@ -62,24 +68,50 @@ class Spool:
         """Append as many of ``records`` as fit; return how many did not (the caller drops them)."""
         with self._lock:
             self._load()
-            buffer, encode_into = self._buffer, self._encoder.encode_into
-            end, kept = 0, 0
-            room = self.max_bytes - (self._size - self._offset)
-            for record in records:
-                encode_into(record, buffer, end)
-                buffer.extend(b"\n")
-                if len(buffer) > room:
-                    del buffer[end:]
-                    break
-                end, kept = len(buffer), kept + 1
-            if end:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                with open(self.path, "ab") as file:
-                    file.write(memoryview(buffer)[:end])
-                    file.flush()
-                    os.fsync(file.fileno())
-                self._size += end
+            end, kept = self._encode(records, self.max_bytes - (self._size - self._offset))
+            self._append_locked(memoryview(self._buffer)[:end])
             return len(records) - kept
+
+    def hold(self, records: Sequence[LLMRecord]) -> None:
+        """Keep a copy of a batch being exported until :meth:`release`; a crash meanwhile spools it."""
+        with self._lock:
+            self._load()  # first: a copy a crashed process left must reach the spool before this one replaces it
+            end, _ = self._encode(records, self.max_bytes)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._held_path.with_suffix(".tmp")
+            with open(tmp, "wb") as file:
+                file.write(memoryview(self._buffer)[:end])
+                file.flush()
+                os.fsync(file.fileno())
+            tmp.replace(self._held_path)
+
+    def release(self) -> None:
+        """The batch of the last :meth:`hold` is exported (or spooled): forget the copy."""
+        with self._lock:
+            self._held_path.unlink(missing_ok=True)
+
+    def _encode(self, records: Sequence[LLMRecord], room: int) -> tuple[int, int]:
+        """JSON lines of ``records`` into the reused buffer, as many as fit in ``room`` bytes: (bytes, records)."""
+        buffer, encode_into = self._buffer, self._encoder.encode_into
+        end, kept = 0, 0
+        for record in records:
+            encode_into(record, buffer, end)
+            buffer.extend(b"\n")
+            if len(buffer) > room:
+                del buffer[end:]
+                break
+            end, kept = len(buffer), kept + 1
+        return end, kept
+
+    def _append_locked(self, data: bytes | memoryview) -> None:
+        if not data:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "ab") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        self._size += len(data)
 
     def peek(self, count: int) -> list[LLMRecord]:
         """The next ``count`` records at most, from the oldest; :meth:`commit` once they are exported."""
@@ -144,3 +176,12 @@ class Spool:
         except (FileNotFoundError, ValueError):
             self._offset = 0
         self._pending_offset = self._offset
+        try:
+            held = self._held_path.read_bytes()
+        except FileNotFoundError:
+            return
+        # The previous process died while exporting this batch: it may not have been written.
+        held = held[: held.rfind(b"\n") + 1]
+        logger.warning("spool %s: re-queueing %d records whose export was cut short", self.path, held.count(b"\n"))
+        self._append_locked(held)
+        self._held_path.unlink()

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from llm_obs_middleware.errors import PermanentExportError
 from llm_obs_middleware.exporters.logstore import SQLiteLogStore, SQLLogStore
 from llm_obs_middleware.schema import Cost, LLMRecord, Usage
 
@@ -129,8 +130,9 @@ async def test_rewriting_a_request_id_replaces_it(empty_store: SQLLogStore, reco
 async def test_a_failed_batch_is_rolled_back(empty_store: SQLLogStore, record_factory: RecordFactory) -> None:
     await empty_store.export([record_factory(n=1)])
     bad = record_factory(n=2, provider=None)  # violates NOT NULL after the first row of the batch
-    with pytest.raises(Exception, match=r"(?i)null"):
+    with pytest.raises(PermanentExportError) as refused:  # the same rows would fail again: not retried
         await empty_store.export([record_factory(n=3), bad])
+    assert "null" in str(refused.value.__cause__).lower()
     assert ids(await empty_store.aquery()) == ["req-1"]
     await empty_store.export([record_factory(n=4)])  # the store still works after the failure
     assert ids(await empty_store.aquery()) == ["req-4", "req-1"]

@@ -268,3 +268,16 @@ async def test_a_big_batch_is_built_in_slices_so_requests_run_in_between() -> No
     await pipeline.close()
     assert len(sink.records) == 256
     assert len(set(seen)) >= 256 // 32, f"the loop got {len(set(seen))} turns while 256 records were built"
+
+
+async def test_a_sink_that_hangs_closing_does_not_hold_the_shutdown(caplog: pytest.LogCaptureFixture) -> None:
+    class HangsClosing(GatedSink):
+        async def close(self) -> None:
+            await asyncio.Event().wait()  # a database that never answers
+
+    hangs, other = HangsClosing("hangs", open_gate=True), GatedSink("other", open_gate=True)
+    pipeline = pipeline_with(hangs, other, shutdown_grace_s=0.1)
+    pipeline.submit(finished_exchange(1))
+    await asyncio.wait_for(pipeline.close(), 30)  # before: never returned
+    assert other.closed and other.models == ["m1"]
+    assert "closing sink hangs did not finish" in caplog.text

@@ -109,3 +109,67 @@ async def test_records_left_at_shutdown_are_replayed_by_the_next_process(tmp_pat
 def test_config() -> None:
     with pytest.raises(ValueError, match="spool_max_bytes"):
         QueueConfig(spool_max_bytes=0)
+
+
+def spooled_lines(folder: Path, name: str) -> int:
+    path = folder / name
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+async def wait_until(condition: Any, what: str) -> None:
+    """Poll ``condition`` until it holds (the spool is written from worker threads); fail after 10 s."""
+    try:
+        async with asyncio.timeout(10):
+            # Files written by worker threads: no event tells us, so poll (with a generous deadline).
+            while not condition():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"not within 10 s: {what}") from None
+
+
+async def test_records_for_a_failing_sink_are_on_disk_soon_not_when_the_queue_is_half_full(tmp_path: Path) -> None:
+    """A sink backing off: what it holds is on disk within ``spool_after_s``, however few records that is
+    (before: only once its queue held ``max_records / 2``, 5,000 by default, so ``kill -9`` lost them all)."""
+    down = FlakySink(failures=10**6, name="otlp")
+    queue = QueueConfig(spool_dir=str(tmp_path), spool_after_s=0.05, retry_initial_backoff_s=30, flush_interval_s=0)
+    pipeline = ExportPipeline([down], queue=queue)
+    try:
+        for n in range(3):
+            pipeline.submit(finished_exchange(n))
+        await wait_until(lambda: spooled_lines(tmp_path, "otlp.jsonl") == 3, "the first records spooled")
+        for n in range(3, 10):  # more while the sink backs off (30 s): spooled without waiting for it
+            pipeline.submit(finished_exchange(n))
+        await wait_until(lambda: spooled_lines(tmp_path, "otlp.jsonl") == 10, "the later records spooled")
+    finally:
+        await pipeline.close()
+    assert pipeline.stats.spooled == {"otlp": 10}
+
+
+async def test_a_batch_a_slow_sink_has_not_written_is_on_disk_and_survives_a_crash(tmp_path: Path) -> None:
+    stuck = GatedSink("log_store")  # takes the batch and never finishes writing it
+    queue = QueueConfig(spool_dir=str(tmp_path), spool_after_s=0.05, flush_interval_s=0)
+    crashed = ExportPipeline([stuck], queue=queue)
+    for n in range(4):
+        crashed.submit(finished_exchange(n))
+    await wait_until(lambda: spooled_lines(tmp_path, "log_store.held.jsonl") == 4, "the batch held on disk")
+    # The process dies here (kill -9): nothing of `crashed` runs again. The next one exports the batch.
+    back = GatedSink("log_store", open_gate=True)
+    second = ExportPipeline([back], queue=queue)
+    await second.start()
+    await wait_until(lambda: len(back.records) == 4, "the held batch replayed")
+    await second.close()
+    assert sorted(back.models) == ["m0", "m1", "m2", "m3"]
+    assert listing(tmp_path) == []  # replayed, then forgotten
+    stuck.gate.set()  # let the abandoned pipeline's task end (the test's loop outlives it)
+    await crashed.close()
+
+
+async def test_a_batch_written_in_time_is_not_copied_to_disk(tmp_path: Path) -> None:
+    sink = GatedSink("jsonl", open_gate=True)
+    pipeline = ExportPipeline([sink], queue=QueueConfig(spool_dir=str(tmp_path), spool_after_s=60, flush_interval_s=0))
+    for n in range(5):
+        pipeline.submit(finished_exchange(n))
+    await asyncio.wait_for(pipeline.flush(), 5)
+    await pipeline.close()
+    assert len(sink.records) == 5 and pipeline.stats.spooled == {"jsonl": 0}
+    assert listing(tmp_path) == []

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from ...errors import PermanentExportError
 from ..base import THREAD_SLICE, give_way_to_the_loop
 from ._sql import Filters, StatsRow, StatsWindow, record_row, session_sql, stats_payload, stats_row, stats_sql
 
@@ -43,6 +44,9 @@ class SQLLogStore(ABC):
 
     name = "log_store"
     dialect: Dialect
+    refusals: tuple[type[Exception], ...] = (msgspec.EncodeError, UnicodeError)
+    """Errors that say the records themselves cannot be written (a retry fails the same way): raised
+    as :class:`~...errors.PermanentExportError`. Anything else is retried."""
 
     def __init__(self, *, retention_days: float | None = None, prune_interval_s: float = DEFAULT_PRUNE_INTERVAL_S):
         self.retention_days = retention_days
@@ -90,7 +94,13 @@ class SQLLogStore(ABC):
         self._maybe_prune()
 
     def _export(self, records: Sequence[LLMRecord]) -> None:
-        self.write(records)
+        try:
+            self.write(records)
+        except self.refusals as exc:
+            # Named by class and SQLSTATE only: the driver's text may quote the values.
+            state = getattr(exc, "sqlstate", None)
+            detail = f"{type(exc).__name__} (SQLSTATE {state})" if state else type(exc).__name__
+            raise PermanentExportError(f"the log store refused the records: {detail}") from exc
         self._maybe_prune()
 
     # -- synchronous API ----------------------------------------------------------------------

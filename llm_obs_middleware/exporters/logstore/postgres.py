@@ -123,6 +123,9 @@ class PostgresLogStore(SQLLogStore):
         import psycopg
 
         self._operational_error = psycopg.OperationalError
+        # Bad values (a NUL in a text field, a number out of range) and constraint violations: the
+        # same rows fail again. A missing table or a lost connection is retried.
+        self.refusals = (*SQLLogStore.refusals, psycopg.DataError, psycopg.IntegrityError)
         super().__init__(retention_days=retention_days, prune_interval_s=prune_interval_s)
         self.url = url
         self.connect_timeout = connect_timeout

@@ -93,6 +93,8 @@ class SQLiteLogStore(SQLLogStore):
     """
 
     dialect = Dialect("?", "rowid")
+    # Values SQLite cannot store (an integer beyond 64 bits) and constraint violations: the same rows fail again.
+    refusals = (*SQLLogStore.refusals, sqlite3.DataError, sqlite3.IntegrityError, OverflowError)
 
     def __init__(
         self,
