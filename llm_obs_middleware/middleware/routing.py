@@ -24,7 +24,7 @@ from ..translation import ClientRequest
 from ..types import ASGIApp, Receive, Scope, Send
 from ..upstream import DirectRequest, build_client, direct_request, send_upstream, upstream_request
 from ._failure import Failure, send_failure
-from ._passthrough import NOT_FORWARDED, proxy
+from ._passthrough import NOT_FORWARDED, proxy, refuse_path
 from ._relay import relay, upstream_error_body
 from ._request import load_request
 from ._targets import AliasRoute, Routes
@@ -317,7 +317,8 @@ class RouterMiddleware:
         headers = [*base_headers, *provider.headers, *key.headers]
         if translation is not None:
             prepared = PreparedBody(translation.upstream.body, False)
-            url = provider.base_url + translation.upstream.path
+            path, _, own_query = translation.upstream.path.partition("?")  # translators encode what they put in
+            url = provider.url(path, own_query)
             headers += translation.upstream.headers
         else:
             prepared = adapter.prepare_body(endpoint, ex.request, ex.body, deployment.model)
@@ -325,7 +326,10 @@ class RouterMiddleware:
                 path = adapter.upstream_path(endpoint, matched.path, deployment.model)
             else:
                 path = endpoint.upstream_path
-            url = provider.base_url + path + ("?" + query.decode("latin-1") if query else "")
+            url = provider.url(path, query.decode("latin-1"))
+        if url is None:
+            await refuse_path(ex, send)
+            return None
         timeout = provider.timeout
         if deadline is not None:
             remaining = max(0.001, deadline - time.perf_counter())
@@ -399,6 +403,7 @@ class RouterMiddleware:
                     await relay(
                         ex,
                         response,
+                        adapter=adapter,
                         provider=provider.name,
                         streamed=adapter.is_stream(response.headers.get("content-type", "").encode("latin-1")),
                         hide_usage=prepared.hide_usage_chunk,
