@@ -46,7 +46,10 @@ class RouterMiddleware:
     first, with backoff and ``Retry-After``), then the alias's fallbacks; a 400 never is, and a
     stream is never retried once a byte reached the client. 401/403 retire the key. When every
     attempt failed the client gets the last upstream error, or a 502/504 JSON error naming the
-    attempts. Every attempt is recorded. Unknown model: 404; malformed JSON: 400; oversized body: 413.
+    attempts. Every attempt is recorded. Unknown model: 404; malformed JSON: 400; oversized body: 413;
+    an upstream path that would leave the provider's base path: 400. Other endpoints of a provider's
+    API under ``/{provider}/`` are forwarded as its ``passthrough_endpoints`` allow (404/405 otherwise)
+    and recorded as ``http`` operations.
 
     Args:
         app: the ASGI app for every other path.

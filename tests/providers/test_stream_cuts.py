@@ -205,7 +205,7 @@ def asgi_client(gateway: Gateway) -> httpx.AsyncClient:
         pytest.param([CLAUDE_EVENTS, CLAUDE_DELTA[:-1]], id="mid_event"),
     ],
 )
-async def test_anthropic_sdk_raises_when_the_stream_is_cut(make_gateway: Callable[..., Any], parts: list[bytes]) -> None:
+async def test_anthropic_sdk_raises_on_a_cut_stream(make_gateway: Callable[..., Any], parts: list[bytes]) -> None:
     gateway = await make_gateway(parts, SSE)
     http_client = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=gateway))  # the SDK's own httpx
     client = anthropic.AsyncAnthropic(
