@@ -138,10 +138,13 @@ def send_raw(served: Served, method: str, target: str, body: bytes = b"") -> int
 
 
 def assert_under_base(upstream: Upstream) -> None:
-    name = upstream.host.removesuffix(".test")
-    base = PROVIDERS[name]
-    path, _, query = upstream.raw_path.decode("ascii").partition("?")
-    assert "evil" not in query and "#" not in upstream.raw_path.decode("ascii"), upstream
+    assert_path_under(upstream.raw_path, PROVIDERS[upstream.host.removesuffix(".test")])
+
+
+def assert_path_under(raw_path: bytes, base: str) -> None:
+    upstream = raw_path.decode("ascii")
+    path, _, query = upstream.partition("?")
+    assert "evil" not in query and "#" not in upstream, upstream
     # However often a server behind decodes it, with "\" taken as "/", the path stays under the base.
     decoded = path
     for _ in range(4):
@@ -245,3 +248,43 @@ async def test_encoded_question_marks_and_hashes_stay_in_the_path(tmp_path: Path
         assert paths == [b"/openai-base/v1/files/file-1%3Fpurpose=x%23y%25"]
     finally:
         await gateway.shutdown()
+
+
+class RawPathRecorder:
+    """An upstream that keeps each request's path exactly as it came off the wire."""
+
+    def __init__(self) -> None:
+        self.raw_paths: list[bytes] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        self.raw_paths.append(scope["raw_path"] + (b"?" + scope["query_string"] if scope["query_string"] else b""))
+        body = b'{"ok": true}'
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def test_the_default_transport_sends_the_contained_path_byte_for_byte(tmp_path: Path) -> None:
+    recorder = RawPathRecorder()
+    with BackgroundServer(recorder, lifespan="off") as upstream:
+        providers = {
+            "openai": {"kind": "openai", "base_url": f"{upstream.url}/openai-base/v1", "api_keys": [KEY]},
+            "anthropic": {"kind": "anthropic", "base_url": f"{upstream.url}/anthropic-base", "api_keys": [KEY]},
+        }
+        everything = {"passthrough_endpoints": ["GET /**"]}
+        config = Config.from_dict(
+            {
+                "providers": {name: {**provider, **everything} for name, provider in providers.items()},
+                "exporters": {"log_store": {"enabled": False}},
+            }
+        )
+        with BackgroundServer(create_gateway(config)) as gateway:
+            served = Served(gateway, [], threading.Lock())
+            statuses = [send_raw(served, "GET", f"/{name}{target}") for name in providers for target in ATTACKS]
+            assert send_raw(served, "GET", "/openai/files/a%3Fb%23c%25d") == 200
+    # Refused: every target with a dot segment (15 of 20); the others reach the upstream, contained.
+    assert (statuses.count(400), statuses.count(200)) == (2 * 15, 2 * 5)
+    assert len(recorder.raw_paths) == 2 * 5 + 1
+    assert recorder.raw_paths[-1] == b"/openai-base/v1/files/a%3Fb%23c%25d"
+    for raw in recorder.raw_paths:
+        assert_path_under(raw, "/openai-base/v1" if raw.startswith(b"/openai-base/") else "/anthropic-base")
