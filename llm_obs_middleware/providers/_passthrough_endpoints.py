@@ -13,7 +13,8 @@ __all__ = ["ANTHROPIC", "AZURE_OPENAI", "BEDROCK", "COHERE", "GEMINI", "OLLAMA",
 _ANY = "GET,POST,DELETE"
 
 # https://platform.openai.com/docs/api-reference (base_url ends in /v1), plus what OpenAI-compatible
-# servers (vLLM, Mistral, Groq...) commonly add.
+# servers (vLLM, Mistral, Groq...) commonly add. Not the admin API (/organization/..., projects, keys):
+# a gateway's key has no business there.
 OPENAI = (
     "GET /models",
     "GET,DELETE /models/*",
@@ -47,8 +48,12 @@ OPENAI = (
     f"{_ANY} /vector_stores/**",
     f"{_ANY} /assistants/**",
     f"{_ANY} /threads/**",
-    "POST /realtime/sessions",
-    "POST /realtime/client_secrets",
+    f"{_ANY} /evals/**",
+    f"{_ANY} /containers/**",
+    f"{_ANY} /videos/**",
+    f"{_ANY} /skills/**",
+    f"{_ANY} /chatkit/**",
+    "POST /realtime/**",
     "POST /fim/completions",
     "POST /rerank",
     "POST /score",
@@ -59,7 +64,7 @@ OPENAI = (
 # Azure OpenAI's data plane lives under /openai (deployments, the v1 API, files, batches...).
 AZURE_OPENAI = (f"{_ANY} /openai/**",)
 
-# https://docs.anthropic.com/en/api (base_url is the host).
+# https://docs.anthropic.com/en/api (base_url is the host). Not the Admin API (/v1/organizations/...).
 ANTHROPIC = (
     "POST /v1/messages/count_tokens",
     "POST /v1/complete",
@@ -72,6 +77,12 @@ ANTHROPIC = (
     "GET,POST /v1/files",
     "GET,DELETE /v1/files/*",
     "GET /v1/files/*/content",
+    f"{_ANY} /v1/skills/**",
+    f"{_ANY} /v1/agents/**",
+    f"{_ANY} /v1/sessions/**",
+    f"{_ANY} /v1/environments/**",
+    f"{_ANY} /v1/memory_stores/**",
+    f"{_ANY} /v1/vaults/**",
 )
 
 # https://ai.google.dev/api (v1, v1beta, v1alpha).
@@ -90,6 +101,7 @@ GEMINI = (
     "GET,POST,PATCH,DELETE /v1*/tunedModels/**",
     f"{_ANY} /v1*/batches/**",
     "GET,DELETE /v1*/operations/**",
+    f"{_ANY} /v1*/fileSearchStores/**",
 )
 
 # https://docs.aws.amazon.com/bedrock/latest/APIReference/API_Operations_Amazon_Bedrock_Runtime.html
@@ -110,6 +122,7 @@ COHERE = (
     "POST /v1/rerank",
     "POST /v2/rerank",
     "POST /v1/classify",
+    "POST /v1/summarize",
     "POST /v1/tokenize",
     "POST /v1/detokenize",
     "GET /v1/models",
