@@ -179,10 +179,8 @@ class BedrockAdapter(AdapterDefaults):
 
     def upstream_path(self, endpoint: Endpoint, path: str, model: str) -> str:
         found = _PATH.match(path)
-        if found is None:
-            return path
         # Encoded as botocore encodes a URI label: everything but unreserved characters.
-        return f"/model/{quote(model, safe='')}/{found.group(2)}"
+        return f"/model/{quote(model, safe='')}/{found.group(2)}" if found else encode_path(path)
 
     def passthrough_path(self, path: str) -> str:
         found = _LABELLED.match(path)  # the model id encoded as upstream_path does
