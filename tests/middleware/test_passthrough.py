@@ -15,6 +15,7 @@ import pytest
 from llm_obs_middleware import Config, create_gateway
 from llm_obs_middleware.errors import ConfigurationError
 from llm_obs_middleware.gateway import Gateway
+from llm_obs_middleware.middleware._passthrough_rules import PassthroughRules
 from llm_obs_middleware.testing import BackgroundServer, FakeProviderServer
 
 from ..conftest import drive
@@ -116,6 +117,27 @@ async def test_the_list_is_configurable_per_provider(make_gateway: Callable[...,
     nothing = await make_gateway(upstream, passthrough_endpoints=[])
     assert (await drive(nothing, "/openai/models", method="GET")).status == 404
     assert len(upstream.sent) == 2
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "methods"),
+    [
+        ("GET /models", "/models", {"GET"}),
+        ("GET /models", "/models/x", set()),
+        ("GET,DELETE /files/*", "/files/file-1", {"GET", "DELETE"}),
+        ("GET,DELETE /files/*", "/files/a/b", set()),
+        ("GET,DELETE /files/*", "/files", set()),
+        ("POST /v1*/models/*:countTokens", "/v1beta/models/gemini-2.5-flash:countTokens", {"POST"}),
+        ("POST /v1*/models/*:countTokens", "/v1beta/models/x/y:countTokens", set()),
+        ("GET,POST /batches/**", "/batches", {"GET", "POST"}),
+        ("GET,POST /batches/**", "/batches/b1/cancel", {"GET", "POST"}),
+        ("GET,POST /batches/**", "/batchesX", set()),
+        ("POST /model/**/invoke", "/model/arn:aws:x/us.m/invoke", {"POST"}),
+        ("GET /a.b", "/aXb", set()),  # literal characters are literal
+    ],
+)
+def test_patterns(pattern: str, path: str, methods: set[str]) -> None:
+    assert PassthroughRules([pattern], where="test").allowed_methods(path) == methods
 
 
 @pytest.mark.parametrize("pattern", ["models", "get /models", "GET models", "GET,/models"])
