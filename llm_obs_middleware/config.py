@@ -114,6 +114,11 @@ class ProviderConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Bedrock: session token of temporary credentials (unset: ``AWS_SESSION_TOKEN`` with env credentials)."""
     aws_region: str | None = None
     """Bedrock: signing region (unset: from a ``bedrock-runtime.<region>`` base_url, else ``AWS_REGION``)."""
+    passthrough_endpoints: list[str] | None = None
+    """Endpoints a native route forwards besides the LLM ones it observes, each call recorded (operation
+    ``http``: method, path, status, latency): ``"METHOD[,METHOD] /path"`` relative to ``base_url``, where
+    ``*`` is part of one path segment and ``/**`` any rest, e.g. ``["GET /models", "GET,DELETE /files/*"]``.
+    Unset: the endpoints the provider's API offers; ``[]``: none. Others get 404 (405 for another method)."""
 
     def __post_init__(self) -> None:
         if (self.aws_access_key_id is None) != (self.aws_secret_access_key is None):

@@ -6,11 +6,9 @@ import asyncio
 import time
 from typing import Protocol
 
-import msgspec
-
-from .._asgi import error_json
-from .._eventstream import FrameBoundary, encode_message
+from .._eventstream import FrameBoundary
 from ..errors import UpstreamError, UpstreamTimeout
+from ..providers.base import ProviderAdapter
 from ..state import Exchange
 from ..types import Receive, Send
 from ..upstream import HOP_BY_HOP, SERVER_SET, UpstreamResponse, iter_body
@@ -19,10 +17,7 @@ __all__ = ["ChunkTransform", "relay", "relay_stream", "upstream_error_body"]
 
 _NOT_RETURNED = HOP_BY_HOP | SERVER_SET
 _NOT_RETURNED_STREAMED = _NOT_RETURNED | {b"content-length"}
-_EVENT_STREAM = "application/vnd.amazon.eventstream"
-# Bedrock's exception event for a stream that failed after it started (botocore raises it as an
-# EventStreamError with this code; "retry your request").
-_STREAM_EXCEPTION = "modelStreamErrorException"
+_EVENT_STREAM = b"application/vnd.amazon.eventstream"
 
 
 class ChunkTransform(Protocol):
@@ -37,6 +32,7 @@ async def relay(
     ex: Exchange,
     response: UpstreamResponse,
     *,
+    adapter: ProviderAdapter,
     provider: str,
     streamed: bool,
     hide_usage: bool,
@@ -61,9 +57,9 @@ async def relay(
             held = chunk
         await send({"type": "http.response.body", "body": held, "more_body": False})
         return
-    sse = response.headers.get("content-type", "").startswith("text/event-stream")
     transform = _UsageChunkFilter(ex) if hide_usage and status < 400 else None
-    await relay_stream(ex, response, provider, transform, sse, deadline, receive, send)
+    content_type = response.headers.get("content-type", "").encode("latin-1")
+    await relay_stream(ex, response, provider, transform, adapter, content_type, deadline, receive, send)
 
 
 async def relay_stream(
@@ -71,12 +67,15 @@ async def relay_stream(
     response: UpstreamResponse,
     provider: str,
     transform: ChunkTransform | None,
-    sse: bool,
+    adapter: ProviderAdapter,
+    content_type: bytes,
     deadline: float,
     receive: Receive,
     send: Send,
 ) -> None:
-    """Stream the body to the client (through ``transform``), ending it cleanly on upstream errors and disconnects."""
+    """Stream the body to the client (through ``transform``), ending it cleanly on upstream errors and
+    disconnects. ``adapter`` and ``content_type``: the format the client receives, which says how a
+    stream the gateway cuts reports it."""
     # uvicorn drops sends after a disconnect silently, so watch receive() and cancel ourselves.
     task = asyncio.current_task()
     assert task is not None
@@ -92,7 +91,7 @@ async def relay_stream(
     watcher = asyncio.get_running_loop().create_task(watch_disconnect())
     chunk = b""
     # An event-stream exception message may only follow a whole message: track where messages end.
-    frames = FrameBoundary() if transform is None and _content_type(response).startswith(_EVENT_STREAM) else None
+    frames = FrameBoundary() if content_type.startswith(_EVENT_STREAM) else None
     try:
         try:
             async for chunk in iter_body(response, provider=provider):
@@ -111,7 +110,7 @@ async def relay_stream(
         except UpstreamError as exc:
             error_type = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_disconnected"
             ex.fail("upstream_error", error_type, str(exc))
-            event = _final_error(response, sse, transform is not None, chunk, frames, str(exc), error_type)
+            event = _final_error(adapter, content_type, chunk, frames, str(exc), error_type)
             state["done"] = True
             await send({"type": "http.response.body", "body": event, "more_body": False})
     except asyncio.CancelledError:
@@ -124,38 +123,24 @@ async def relay_stream(
         watcher.cancel()
 
 
-def _content_type(response: UpstreamResponse) -> str:
-    return str(response.headers.get("content-type", ""))
-
-
 def _final_error(
-    response: UpstreamResponse,
-    sse: bool,
-    transformed: bool,
+    adapter: ProviderAdapter,
+    content_type: bytes,
     last: bytes,
     frames: FrameBoundary | None,
     message: str,
     error_type: str,
 ) -> bytes:
     """The stream's last bytes when the gateway cuts it: the status is gone already, so the failure is
-    said in-band, each framing the way its provider does: an SSE ``data: {"error": ...}`` event (as
-    OpenAI), an NDJSON ``{"error": ...}`` line (as Ollama), an event-stream exception message (as
-    Bedrock; only after a whole message). Anything else just ends."""
-    if sse:
-        return b"data: " + error_json(message, error_type, code=error_type) + b"\n\n"
-    if transformed:
+    said in-band, in the shape the adapter's provider uses (``ProviderAdapter.stream_error``). A binary
+    framing takes it only after a whole message; a line cut short is ended first, so the error stands on
+    a line of its own (an SSE event cut mid-line becomes the error event)."""
+    if frames is not None and not frames.at_boundary:
         return b""
-    if _content_type(response).startswith("application/x-ndjson"):
-        # A line cut short is ended first, so the error stands on a line of its own.
-        return (b"" if not last or last.endswith(b"\n") else b"\n") + msgspec.json.encode({"error": message}) + b"\n"
-    if frames is not None and frames.at_boundary:
-        headers = {
-            ":message-type": "exception",
-            ":exception-type": _STREAM_EXCEPTION,
-            ":content-type": "application/json",
-        }
-        return encode_message(headers, msgspec.json.encode({"message": message}))
-    return b""
+    frame = adapter.stream_error(content_type, message, error_type)
+    if frame and frames is None and last and not last.endswith((b"\n", b"\r")):
+        return b"\n" + frame
+    return frame
 
 
 async def upstream_error_body(response: UpstreamResponse, provider: str, limit: int = 65536) -> bytes:

@@ -6,11 +6,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from .._upstream_path import contained_path
 from ..balancing import DeploymentState, KeyPool, KeyState
 from ..config import Config, ProviderConfig
 from ..providers.base import AdapterDefaults, ProviderAdapter
 from ..providers.registry import PROVIDER_NAMES, adapter_for_kind
 from ..translation import UnsupportedRule
+from ._passthrough_rules import PassthroughRules
 
 __all__ = ["AliasRoute", "ProviderTarget", "Routes", "build_routes"]
 
@@ -29,6 +31,7 @@ class ProviderTarget:
         "host",
         "kind",
         "name",
+        "passthrough",
         "pool",
         "port",
         "signs",
@@ -64,6 +67,21 @@ class ProviderTarget:
             connect=timeout.connect, read=timeout.read, write=timeout.read, pool=timeout.connect
         )
         self.total_timeout = timeout.total
+        endpoints = config.passthrough_endpoints
+        self.passthrough = PassthroughRules(
+            self.adapter.passthrough_endpoints if endpoints is None else endpoints,
+            where=f"providers.{name}.passthrough_endpoints",
+        )
+
+    def url(self, path: str, query: str = "") -> str | None:
+        """The upstream URL of ``path`` (percent-encoded, relative to ``base_url``) and ``query``; ``None``
+        when the path would leave the base path (dot segments, however encoded) or start a query itself.
+        Every URL sent with this provider's credentials is built here."""
+        if not contained_path(path):
+            return None
+        if not query:
+            return self.base_url + path
+        return self.base_url + path + "?" + (query.replace("#", "%23") if "#" in query else query)
 
 
 class AliasRoute:

@@ -16,6 +16,7 @@ import msgspec
 
 from .._asgi import error_json, send_json
 from ..errors import UpstreamError
+from ..providers.openai import OpenAIAdapter
 from ..translation import (
     ClientRequest,
     ResponseContext,
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from ..types import Receive, Send
 
 __all__ = ["DROPPED_HEADER", "Translation", "Untranslatable", "relay_translated", "translate_request"]
+
+_CLIENT_FORMAT = OpenAIAdapter()  # what a translated answer is: its in-band stream error too
+_SSE_TYPE = b"text/event-stream"
 
 DROPPED_HEADER = b"x-llm-obs-dropped-params"
 """Response header naming the OpenAI parameters a translated request left out (``unsupported_params: drop``)."""
@@ -165,7 +169,8 @@ async def relay_translated(
         await send({"type": "http.response.start", "status": status, "headers": [*_SSE, *extra]})
         observed = _observe_natively(ex, native)
         stream = translator.stream(context)
-        await relay_stream(ex, response, provider, _TranslatingStream(stream, observed), True, deadline, receive, send)
+        translating = _TranslatingStream(stream, observed)
+        await relay_stream(ex, response, provider, translating, _CLIENT_FORMAT, _SSE_TYPE, deadline, receive, send)
         return
     try:
         body = b"".join([chunk async for chunk in iter_body(response, provider=provider)])

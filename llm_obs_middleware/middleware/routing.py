@@ -25,7 +25,7 @@ from ._capacity import UpstreamSlots, send_overloaded
 from ._cooldowns import cooldown_wait, deployment_failed, key_failed, probe, retry_after_seconds, usable_after
 from ._failure import Failure, send_failure
 from ._forwarding import HeaderFilter
-from ._passthrough import proxy
+from ._passthrough import proxy, refuse_path
 from ._relay import relay, upstream_error_body
 from ._request import load_request
 from ._targets import AliasRoute, Routes
@@ -49,7 +49,10 @@ class RouterMiddleware:
     and key is cooling down (and no fallback can serve), the one that recovers soonest is tried (a
     half-open probe) and the client gets its real answer. When every attempt failed the client gets
     the last upstream error, or a 502/504 JSON error naming the attempts. Every attempt is recorded.
-    Unknown model: 404; malformed JSON: 400; oversized body: 413.
+    Unknown model: 404; malformed JSON: 400; oversized body: 413; an upstream path that would leave
+    the provider's base path: 400. Other endpoints of a provider's API under ``/{provider}/`` are
+    forwarded as its ``passthrough_endpoints`` allow (404/405 otherwise) and recorded as ``http``
+    operations.
 
     Args:
         app: the ASGI app for every other path.
@@ -338,7 +341,8 @@ class RouterMiddleware:
         headers = [*base_headers, *provider.headers, *key.headers]
         if translation is not None:
             prepared = PreparedBody(translation.upstream.body, False)
-            url = provider.base_url + translation.upstream.path
+            path, _, own_query = translation.upstream.path.partition("?")  # translators encode what they put in
+            url = provider.url(path, own_query)
             headers += translation.upstream.headers
         else:
             prepared = adapter.prepare_body(endpoint, ex.request, ex.body, deployment.model)
@@ -346,7 +350,10 @@ class RouterMiddleware:
                 path = adapter.upstream_path(endpoint, matched.path, deployment.model)
             else:
                 path = endpoint.upstream_path
-            url = provider.base_url + path + ("?" + query.decode("latin-1") if query else "")
+            url = provider.url(path, query.decode("latin-1"))
+        if url is None:
+            await refuse_path(ex, send)
+            return None
         timeout = provider.timeout
         if deadline is not None:
             remaining = max(0.001, deadline - time.perf_counter())
@@ -422,6 +429,7 @@ class RouterMiddleware:
                     await relay(
                         ex,
                         response,
+                        adapter=adapter,
                         provider=provider.name,
                         streamed=adapter.is_stream(response.headers.get("content-type", "").encode("latin-1")),
                         hide_usage=prepared.hide_usage_chunk,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from .._eventstream import EventStreamDecoder, EventStreamMessage
+from .._eventstream import EventStreamDecoder, EventStreamMessage, encode_message
 from ..schema import ExtraValue, NormalizedResponse, ToolCall, Usage
 from ._bedrock_wire import ConverseResponse, ErrorBody, Metrics, StreamEvent, TokenUsage, compact_json
 from ._buffered import BufferedBody
@@ -27,12 +27,20 @@ __all__ = [
     "converse_usage",
     "error_type_name",
     "finish_reason",
+    "stream_exception",
 ]
 
 _decode_response = msgspec.json.Decoder(ConverseResponse).decode
 _decode_event = msgspec.json.Decoder(StreamEvent).decode
 _decode_error = msgspec.json.Decoder(ErrorBody).decode
 _MAX_NOTES = 5
+# ConverseStream's exception for a stream that failed after it started; botocore raises it as an
+# EventStreamError with this code ("retry your request").
+_STREAM_EXCEPTION = {
+    ":message-type": "exception",
+    ":exception-type": "modelStreamErrorException",
+    ":content-type": "application/json",
+}
 _INVALID = "invalid_response"
 # Stop reasons the shared vocabulary does not know by name (botocore bedrock-runtime StopReason enum).
 _STOP_REASONS = {
@@ -335,3 +343,8 @@ class ErrorObserver(BufferedBody):
             error_type=error_type or _STATUS_ERRORS.get(self._status) or f"http_{self._status}",
             error_message=message,
         )
+
+
+def stream_exception(message: str) -> bytes:
+    """The event-stream exception message that ends a stream the gateway had to cut."""
+    return encode_message(_STREAM_EXCEPTION, msgspec.json.encode({"message": message}))

@@ -15,6 +15,7 @@ import msgspec
 
 from ..errors import SchemaError
 from ..schema import ExtraValue, ImageRef, Message, NormalizedRequest, RequestParams, ToolCall
+from . import _passthrough_endpoints
 from ._anthropic_observers import MessagesErrorObserver, MessagesJSONObserver, MessagesStreamObserver
 from ._anthropic_wire import CapturedMessage, ImageSource, MessagesRequest, TextPart
 from ._media import inline_image, url_image
@@ -105,6 +106,7 @@ class AnthropicAdapter(AdapterDefaults):
 
     provider_name = "anthropic"
     response_header_extras: Mapping[bytes, str] = {b"request-id": "anthropic.request_id"}
+    passthrough_endpoints: Sequence[str] = _passthrough_endpoints.ANTHROPIC
 
     def match(self, method: str, path: str) -> Endpoint | None:
         return MESSAGES if method == "POST" and path in _PATHS else None
@@ -151,6 +153,15 @@ class AnthropicAdapter(AdapterDefaults):
 
     def auth_headers(self, api_key: str) -> list[tuple[bytes, bytes]]:
         return [(b"x-api-key", api_key.encode())]
+
+    def stream_error(self, content_type: bytes, message: str, error_type: str) -> bytes:
+        # Anthropic's own mid-stream error event; its SDK raises an APIStatusError for "event: error"
+        # and skips unnamed data events.
+        if not content_type.startswith(b"text/event-stream"):
+            return b""
+        kind = "timeout_error" if error_type == "upstream_timeout" else "api_error"
+        body = _encode({"type": "error", "error": {"type": kind, "message": message}})
+        return b"event: error\ndata: " + body + b"\n\n"
 
 
 ADAPTERS: dict[str, ProviderAdapter] = {"anthropic": AnthropicAdapter()}

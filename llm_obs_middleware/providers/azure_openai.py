@@ -9,7 +9,11 @@ receives OpenAI-shaped requests unchanged.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from urllib.parse import quote
 
+from .._upstream_path import encode_path
+from . import _passthrough_endpoints
 from .base import Endpoint
 from .openai import CHAT, EMBEDDINGS, RESPONSES, OpenAIAdapter
 
@@ -27,6 +31,8 @@ _BY_OPERATION = {"chat/completions": CHAT, "embeddings": EMBEDDINGS, "responses"
 
 class AzureOpenAIAdapter(OpenAIAdapter):
     """OpenAI payloads at Azure's paths; the key goes in ``api-key``."""
+
+    passthrough_endpoints: Sequence[str] = _passthrough_endpoints.AZURE_OPENAI
 
     def __init__(self) -> None:
         super().__init__("azure.ai.openai")
@@ -46,8 +52,11 @@ class AzureOpenAIAdapter(OpenAIAdapter):
     def upstream_path(self, endpoint: Endpoint, path: str, model: str) -> str:
         found = _DEPLOYMENT.match(path)
         if found is None or found.group(1) == model:
-            return path
-        return f"/openai/deployments/{model}/{found.group(2)}"
+            return encode_path(path)
+        return f"/openai/deployments/{quote(model, safe='')}/{found.group(2)}"
+
+    def passthrough_path(self, path: str) -> str:
+        return encode_path(path)  # Azure paths carry no /v1 of the base_url's
 
     def auth_headers(self, api_key: str) -> list[tuple[bytes, bytes]]:
         return [(b"api-key", api_key.encode())]

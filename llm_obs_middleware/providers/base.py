@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+from .._upstream_path import encode_path
 
 if TYPE_CHECKING:
     import httpx
@@ -50,6 +52,10 @@ class ProviderAdapter(Protocol):
     """Default ``gen_ai.provider.name`` for traffic recognised by this adapter."""
     openai_compatible: bool
     """Whether the adapter speaks the OpenAI API (so ``/v1/...`` requests can be routed to it by model)."""
+    passthrough_endpoints: Sequence[str]
+    """The provider API's other endpoints a native route forwards (recorded, not observed) unless the
+    provider's config names its own: ``"METHOD[,METHOD] /path"`` relative to ``base_url``, as encoded
+    upstream; ``*`` is any run of characters but ``/``, ``/**`` any rest (see ``_passthrough_rules``)."""
 
     @property
     def response_header_extras(self) -> Mapping[bytes, str]:
@@ -75,7 +81,17 @@ class ProviderAdapter(Protocol):
         """The model named in the path (Gemini, Bedrock, Azure deployments), if any."""
 
     def upstream_path(self, endpoint: Endpoint, path: str, model: str) -> str:
-        """The native path sent upstream, with the model in it replaced when it was aliased."""
+        """The native path sent upstream (percent-encoded), with the model in it replaced when it was
+        aliased; ``path`` is decoded, as matched."""
+
+    def passthrough_path(self, path: str) -> str:
+        """The upstream path (percent-encoded, relative to ``base_url``) of an endpoint forwarded without
+        being observed; ``path`` is the decoded path after ``/{provider}``."""
+
+    def stream_error(self, content_type: bytes, message: str, error_type: str) -> bytes:
+        """The in-band error a stream of ``content_type`` ends with when the gateway cuts it (the status
+        has left already), shaped as the provider sends its own so the provider's SDK raises it; ``b""``
+        when the format has no such frame. The relay places it (after a whole line or message)."""
 
     def is_stream(self, content_type: bytes) -> bool:
         """Whether a response with this content type is a stream this adapter parses incrementally."""
@@ -97,12 +113,19 @@ class AdapterDefaults:
 
     openai_compatible = False
     response_header_extras: Mapping[bytes, str] = {}
+    passthrough_endpoints: Sequence[str] = ()
 
     def path_model(self, endpoint: Endpoint, path: str) -> str | None:
         return None
 
     def upstream_path(self, endpoint: Endpoint, path: str, model: str) -> str:
-        return path
+        return encode_path(path)
+
+    def passthrough_path(self, path: str) -> str:
+        return encode_path(path)
+
+    def stream_error(self, content_type: bytes, message: str, error_type: str) -> bytes:
+        return b""
 
     def is_stream(self, content_type: bytes) -> bool:
         return content_type.startswith(b"text/event-stream")

@@ -20,12 +20,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import msgspec
 
+from .._upstream_path import encode_path
 from ..errors import ConfigurationError, MissingDependencyError, SchemaError
 from ..schema import (
     ExtraValue,
@@ -37,7 +38,8 @@ from ..schema import (
     ToolCall,
     Usage,
 )
-from ._bedrock_observers import ConverseJSONObserver, ConverseStreamObserver, ErrorObserver
+from . import _passthrough_endpoints
+from ._bedrock_observers import ConverseJSONObserver, ConverseStreamObserver, ErrorObserver, stream_exception
 from ._bedrock_wire import CapturedImage, CapturedMessage, ConverseRequest, SystemBlock, compact_json
 from ._buffered import BufferedBody
 from ._media import inline_image, url_image
@@ -60,6 +62,7 @@ CONVERSE_STREAM = "bedrock.converse_stream"
 INVOKE_EMBEDDINGS = "bedrock.invoke_model"
 """``Endpoint.api`` of ``/model/{modelId}/invoke`` for an embedding model."""
 _PATH = re.compile(r"^/model/(.+)/(converse|converse-stream|invoke)$")
+_LABELLED = re.compile(r"^/model/(.+)/([a-z-]+)$")  # any runtime operation on a model
 _API = {"converse": CONVERSE, "converse-stream": CONVERSE_STREAM, "invoke": INVOKE_EMBEDDINGS}
 # Model ids may carry a cross-region prefix (us.cohere.embed-v4:0) or be URL-encoded: match the family.
 _EMBEDDING_FAMILY = re.compile(r"(?:^|[./%])(amazon\.titan-embed|cohere\.embed)-")
@@ -151,6 +154,7 @@ class BedrockAdapter(AdapterDefaults):
 
     provider_name = "aws.bedrock"
     response_header_extras: Mapping[bytes, str] = {b"x-amzn-requestid": "bedrock.request_id"}
+    passthrough_endpoints: Sequence[str] = _passthrough_endpoints.BEDROCK
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = environ
@@ -175,13 +179,18 @@ class BedrockAdapter(AdapterDefaults):
 
     def upstream_path(self, endpoint: Endpoint, path: str, model: str) -> str:
         found = _PATH.match(path)
-        if found is None:
-            return path
         # Encoded as botocore encodes a URI label: everything but unreserved characters.
-        return f"/model/{quote(model, safe='')}/{found.group(2)}"
+        return f"/model/{quote(model, safe='')}/{found.group(2)}" if found else encode_path(path)
+
+    def passthrough_path(self, path: str) -> str:
+        found = _LABELLED.match(path)  # the model id encoded as upstream_path does
+        return f"/model/{quote(found.group(1), safe='')}/{found.group(2)}" if found else encode_path(path)
 
     def is_stream(self, content_type: bytes) -> bool:
         return content_type.startswith(_STREAM_TYPE)
+
+    def stream_error(self, content_type: bytes, message: str, error_type: str) -> bytes:
+        return stream_exception(message) if content_type.startswith(_STREAM_TYPE) else b""
 
     def decode_request(self, endpoint: Endpoint, body: bytes, *, capture_content: bool) -> NormalizedRequest:
         if endpoint.api == INVOKE_EMBEDDINGS:

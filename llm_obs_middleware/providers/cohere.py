@@ -8,12 +8,14 @@ e.g. ``https://api.cohere.com``, as for the SDK), ``/v2/embed`` likewise. The ke
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from ..errors import SchemaError
 from ..schema import ImageRef, Message, NormalizedRequest, NormalizedResponse, RequestParams, ToolCall, Usage
+from . import _passthrough_endpoints
 from ._buffered import BufferedBody
 from ._cohere_observers import ChatErrorObserver, ChatJSONObserver, ChatStreamObserver
 from ._cohere_wire import CapturedMessage, ChatRequest
@@ -84,6 +86,7 @@ class CohereAdapter(AdapterDefaults):
     """Recognises ``POST /v2/chat`` and ``POST /v2/embed``; decodes their requests and observes their responses."""
 
     provider_name = "cohere"
+    passthrough_endpoints: Sequence[str] = _passthrough_endpoints.COHERE
 
     def match(self, method: str, path: str) -> Endpoint | None:
         return _ENDPOINTS.get(path) if method == "POST" else None
@@ -139,6 +142,14 @@ class CohereAdapter(AdapterDefaults):
 
     def auth_headers(self, api_key: str) -> list[tuple[bytes, bytes]]:
         return [(b"authorization", b"Bearer " + api_key.encode())]
+
+    def stream_error(self, content_type: bytes, message: str, error_type: str) -> bytes:
+        # Cohere reports a failed generation in its last event: message-end with finish_reason ERROR
+        # and the error text (its SDK skips events it cannot parse, so nothing else would reach a client).
+        if not content_type.startswith(b"text/event-stream"):
+            return b""
+        body = _encode({"type": "message-end", "delta": {"finish_reason": "ERROR", "error": message}})
+        return b"event: message-end\ndata: " + body + b"\n\n"
 
 
 class _EmbedObserver(BufferedBody):

@@ -11,12 +11,16 @@ https://ai.google.dev/api/generate-content
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import msgspec
 
+from .._upstream_path import encode_path
 from ..errors import SchemaError
 from ..schema import ImageRef, Message, NormalizedRequest, RequestParams, ToolCall
+from . import _passthrough_endpoints
 from ._gemini_observers import (
     EmbedObserver,
     ErrorObserver,
@@ -122,6 +126,7 @@ class GeminiAdapter(AdapterDefaults):
     """Recognises Gemini's ``models/{model}:method`` paths; the key travels in ``x-goog-api-key``."""
 
     provider_name = "gcp.gemini"
+    passthrough_endpoints: Sequence[str] = _passthrough_endpoints.GEMINI
 
     def match(self, method: str, path: str) -> Endpoint | None:
         if method != "POST":
@@ -136,8 +141,8 @@ class GeminiAdapter(AdapterDefaults):
     def upstream_path(self, endpoint: Endpoint, path: str, model: str) -> str:
         found = _PATH.match(path)
         if found is None or found.group(2) == model:
-            return path
-        return f"/{found.group(1)}/models/{model}:{found.group(3)}"
+            return encode_path(path)
+        return f"/{found.group(1)}/models/{quote(model, safe='')}:{found.group(3)}"
 
     def decode_request(self, endpoint: Endpoint, body: bytes, *, capture_content: bool) -> NormalizedRequest:
         try:
@@ -215,6 +220,15 @@ class GeminiAdapter(AdapterDefaults):
 
     def auth_headers(self, api_key: str) -> list[tuple[bytes, bytes]]:
         return [(_API_KEY.encode(), api_key.encode())]
+
+    def stream_error(self, content_type: bytes, message: str, error_type: str) -> bytes:
+        # A google.rpc.Status as Gemini streams its own errors; google-genai raises it as an APIError
+        # by its numeric code.
+        if not content_type.startswith(b"text/event-stream"):
+            return b""  # a JSON-array stream (no alt=sse) has no place for one
+        timeout = error_type == "upstream_timeout"
+        status = {"code": 504, "status": "DEADLINE_EXCEEDED"} if timeout else {"code": 502, "status": "UNAVAILABLE"}
+        return b"data: " + _encode({"error": {**status, "message": message}}) + b"\n\n"
 
     def retry_after(self, status: int, body: bytes) -> str | None:
         """Gemini's 429s say when to retry in the body (``google.rpc.RetryInfo``), not in a header."""

@@ -10,12 +10,14 @@ without ``"stream"`` streams. Ollama needs no key; a configured one is sent as a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from ..errors import SchemaError
 from ..schema import ImageRef, Message, NormalizedRequest, RequestParams, ToolCall
+from . import _passthrough_endpoints
 from ._media import inline_image
 from ._ollama_observers import EmbedObserver, ErrorObserver, ReplyJSONObserver, ReplyStreamObserver
 from ._ollama_wire import CapturedMessage, ChatRequest, EmbedRequest, GenerateRequest, Options
@@ -96,6 +98,7 @@ class OllamaAdapter(AdapterDefaults):
     """Recognises Ollama's ``/api/...`` endpoints and its OpenAI-compatible ``/v1/...`` ones."""
 
     provider_name = "ollama"
+    passthrough_endpoints: Sequence[str] = _passthrough_endpoints.OLLAMA
 
     def __init__(self) -> None:
         self._openai = OpenAIAdapter("ollama")
@@ -174,6 +177,13 @@ class OllamaAdapter(AdapterDefaults):
 
     def is_stream(self, content_type: bytes) -> bool:
         return content_type.startswith((b"application/x-ndjson", b"text/event-stream"))
+
+    def stream_error(self, content_type: bytes, message: str, error_type: str) -> bytes:
+        # An {"error": ...} line, as Ollama ends a failed stream (its SDK raises a ResponseError);
+        # its OpenAI-compatible API streams SSE, with OpenAI's error event.
+        if content_type.startswith(b"application/x-ndjson"):
+            return _encode({"error": message}) + b"\n"
+        return self._openai.stream_error(content_type, message, error_type)
 
 
 ADAPTERS: dict[str, ProviderAdapter] = {"ollama": OllamaAdapter()}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from .._asgi import error_json
+from .._upstream_path import encode_path
 from ..errors import SchemaError
 from ..schema import ExtraValue, ImageRef, Message, NormalizedRequest, RequestParams, ToolCall
+from . import _passthrough_endpoints
 from ._media import url_image
 from ._openai_observers import (
     ChatJSONObserver,
@@ -133,6 +136,7 @@ class OpenAIAdapter(AdapterDefaults):
 
     openai_compatible = True
     response_header_extras: Mapping[bytes, str] = {b"x-request-id": "openai.request_id"}
+    passthrough_endpoints: Sequence[str] = _passthrough_endpoints.OPENAI
 
     def __init__(self, provider_name: str = "openai") -> None:
         self.provider_name = provider_name
@@ -146,6 +150,18 @@ class OpenAIAdapter(AdapterDefaults):
         # base_url carries the version prefix (as an SDK's base_url does): /groq/v1/chat/completions
         # goes to {base_url}/chat/completions.
         return endpoint.upstream_path
+
+    def passthrough_path(self, path: str) -> str:
+        # As upstream_path: base_url carries /v1, so the SDK's /v1/models goes to {base_url}/models.
+        if path == "/v1" or path.startswith("/v1/"):
+            path = path[3:]
+        return encode_path(path)
+
+    def stream_error(self, content_type: bytes, message: str, error_type: str) -> bytes:
+        # The openai SDK raises an APIError for a data event with an "error" member.
+        if not content_type.startswith(b"text/event-stream"):
+            return b""
+        return b"data: " + error_json(message, error_type, code=error_type) + b"\n\n"
 
     def decode_request(self, endpoint: Endpoint, body: bytes, *, capture_content: bool) -> NormalizedRequest:
         try:

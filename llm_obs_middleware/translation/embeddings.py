@@ -19,6 +19,7 @@ import base64
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 
@@ -110,7 +111,8 @@ class GeminiEmbeddings(EmbeddingsDecoding):
         if client.dimensions is not None:
             one["outputDimensionality"] = client.dimensions
         requests = [{**one, "content": {"parts": [{"text": text}]}} for text in texts(client)]
-        return UpstreamRequest(f"/v1beta/models/{name}:batchEmbedContents", encode({"requests": requests}), [], ())
+        path = f"/v1beta/models/{quote(name, safe='')}:batchEmbedContents"  # the name stays one path segment
+        return UpstreamRequest(path, encode({"requests": requests}), [], ())
 
     def response(self, body: bytes, context: ResponseContext) -> bytes:
         vectors = [item.values for item in _decode_gemini(body).embeddings]

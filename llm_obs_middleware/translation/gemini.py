@@ -16,6 +16,7 @@ from __future__ import annotations
 import mimetypes
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 
@@ -281,7 +282,7 @@ class GeminiTranslator(ChatDecoding):
         if calling is not None:
             body["toolConfig"] = {"functionCallingConfig": calling}
         dropped = skipped.resolve(unsupported)
-        name = model.removeprefix("models/")
+        name = quote(model.removeprefix("models/"), safe="")  # a client's model name stays one path segment
         method = "streamGenerateContent?alt=sse" if chat.stream else "generateContent"
         path = f"/v1beta/models/{name}:{method}"
         return UpstreamRequest(path, encode(body), [], dropped)

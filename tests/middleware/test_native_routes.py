@@ -103,11 +103,20 @@ async def test_openai_compatible_provider_under_its_own_prefix(setup: tuple[Gate
     assert (row["provider"], row["route"], row["response_model"]) == ("groq", "groq", "llama-3.3-70b")
 
 
-async def test_other_provider_endpoints_are_proxied_without_a_record(setup: tuple[Gateway, FakeProvider]) -> None:
+async def test_other_provider_endpoints_are_proxied_and_recorded(setup: tuple[Gateway, FakeProvider]) -> None:
     gateway, fake = setup
     async with http(gateway) as client:
         response = await client.get("http://gateway.test/openai/models", headers={"authorization": "Bearer client"})
     assert response.status_code == 200
     assert {m["id"] for m in response.json()["data"]} >= {"gpt-4o-mini"}
     assert fake.requests[-1].headers["authorization"] == "Bearer openai-key"
-    assert await records(gateway) == []
+    [row] = await records(gateway)
+    assert (row["operation"], row["method"], row["path"], row["status"], row["outcome"]) == (
+        "http",
+        "GET",
+        "/openai/models",
+        200,
+        "completed",
+    )
+    assert (row["route"], row["key_id"], row["usage"], row["estimated"]) == ("openai", "openai#0", None, False)
+    assert row["timing"]["duration_s"] > 0 and row["attempts"][0]["status"] == 200

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from llm_obs_middleware.middleware._relay import relay
+from llm_obs_middleware.providers.openai import OpenAIAdapter
 from llm_obs_middleware.state import Exchange
 from llm_obs_middleware.types import Message
 from llm_obs_middleware.upstream import UpstreamResponse
@@ -39,6 +40,7 @@ async def _relayed(chunks: list[bytes]) -> list[Message]:
     await relay(
         exchange,
         _upstream(chunks),
+        adapter=OpenAIAdapter(),
         provider="p",
         streamed=False,
         hide_usage=False,

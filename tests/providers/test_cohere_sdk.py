@@ -254,12 +254,16 @@ def test_upstream_errors(served: Served, client: cohere.ClientV2, status: int, e
 def test_upstream_drop_mid_stream_is_recorded(served: Served, client: cohere.ClientV2) -> None:
     headers = {"x-fake-drop-after": "3"}
     events = list(client.chat_stream(model=MODEL, messages=HELLO, request_options={"additional_headers": headers}))
-    assert "message-end" not in [event.type for event in events]
+    # Cohere's SDK raises nothing in-band: the gateway ends the stream as Cohere reports a failed
+    # generation, a message-end event with finish_reason ERROR and the error text.
+    end = events[-1]
+    assert end.type == "message-end" and end.delta is not None
+    assert end.delta.finish_reason == "ERROR" and "closed the connection mid-response" in str(end.delta.error)
     [record] = logs(served, 1)
     assert (record["outcome"], record["error_type"], record["finish_reason"]) == (
         "upstream_error",
         "upstream_disconnected",
-        None,
+        "error",
     )
     # Cohere reports usage only in message-end: none was seen, so any usage recorded is an estimate.
     assert record["usage"] is None or record["estimated"] is True

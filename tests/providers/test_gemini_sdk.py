@@ -7,6 +7,7 @@ CLIENT span recorded.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -263,7 +264,9 @@ def test_upstream_drop_mid_stream(kit: Kit) -> None:
     with httpx.stream("POST", url, json={"contents": []}, headers={"x-fake-drop-after": "1"}) as response:
         body = response.read()
     assert response.status_code == 200
-    assert body.startswith(b"data: {") and b'"upstream_disconnected"' in body
+    # Gemini's own error shape (a google.rpc.Status), so google-genai raises it: see the test below.
+    last = body.rstrip().rsplit(b"\n", 1)[-1]
+    assert last.startswith(b"data: ") and json.loads(last[6:])["error"]["status"] == "UNAVAILABLE"
     [record] = kit.records(1)
     assert (record["outcome"], record["error_type"], record["streamed"]) == (
         "upstream_error",
@@ -271,6 +274,15 @@ def test_upstream_drop_mid_stream(kit: Kit) -> None:
         True,
     )
     assert record["usage"]["input_tokens"] == 23  # the usage the first chunk carried
+
+
+def test_sdk_raises_when_the_gateway_cuts_the_stream(kit: Kit) -> None:
+    chunks = []
+    with kit.client(**{"x-fake-drop-after": "1"}) as client, pytest.raises(genai_errors.ServerError) as raised:
+        chunks.extend(client.models.generate_content_stream(model=MODEL, contents="hi"))
+    assert len(chunks) == 1  # what arrived before the cut
+    assert raised.value.code == 502 and "closed the connection mid-response" in str(raised.value.message)
+    assert kit.records(1)[0]["error_type"] == "upstream_disconnected"
 
 
 # --- exact bytes and credentials ------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""A stream the gateway has to cut (upstream drop) ends the way its framing reports failures.
+"""A stream the gateway has to cut (upstream drop) ends the way its provider reports failures, so the
+provider's SDK raises (each adapter shapes its in-band error frame; the relay only places it).
 
 NDJSON (Ollama) gets an ``{"error": ...}`` line, as Ollama itself sends, so its SDK raises it as a
 ``ResponseError`` (tested over real HTTP in test_ollama_sdk.py). A line cut short by the upstream is
@@ -14,7 +15,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
+import httpx2
+import openai
 import pytest
 
 from llm_obs_middleware import Config, create_gateway
@@ -48,6 +52,8 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
             {
                 "providers": {
                     "ollama": {"kind": "ollama", "base_url": "http://ollama.test"},
+                    "anthropic": {"kind": "anthropic", "base_url": "http://anthropic.test", "api_keys": ["k"]},
+                    "openai": {"kind": "openai", "base_url": "http://openai.test/v1", "api_keys": ["k"]},
                     "bedrock": {
                         "kind": "bedrock",
                         "base_url": "http://bedrock.test",
@@ -168,3 +174,82 @@ def test_frame_boundary_gives_up_on_an_impossible_length() -> None:
     frames = FrameBoundary()
     frames.feed(b"\x00\x00\x00\x03" + DELTA)  # shorter than any message: the framing is lost
     assert frames.broken and not frames.at_boundary
+
+
+# --- SSE: each provider's own error event, raised by its SDK -----------------------------------------
+
+CLAUDE_EVENTS = (
+    b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
+    b'"role":"assistant","model":"claude-sonnet-4-6","content":[],"stop_reason":null,'
+    b'"usage":{"input_tokens":12,"output_tokens":1}}}\n\n'
+    b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+    b'"content_block":{"type":"text","text":""}}\n\n'
+)
+CLAUDE_DELTA = (
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+    b'"delta":{"type":"text_delta","text":"Hi"}}\n\n'
+)
+SSE = "text/event-stream"
+HI = [{"role": "user", "content": "hi"}]
+
+
+def asgi_client(gateway: Gateway) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway))
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        pytest.param([CLAUDE_EVENTS, CLAUDE_DELTA], id="after_a_whole_event"),
+        pytest.param([CLAUDE_EVENTS, CLAUDE_DELTA[:40]], id="mid_line"),
+        pytest.param([CLAUDE_EVENTS, CLAUDE_DELTA[:-1]], id="mid_event"),
+    ],
+)
+async def test_anthropic_sdk_raises_on_a_cut_stream(make_gateway: Callable[..., Any], parts: list[bytes]) -> None:
+    gateway = await make_gateway(parts, SSE)
+    http_client = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=gateway))  # the SDK's own httpx
+    client = anthropic.AsyncAnthropic(
+        base_url="http://gw/anthropic", api_key="client", http_client=http_client, max_retries=0
+    )
+    received: list[str] = []
+    with pytest.raises(anthropic.APIStatusError, match="closed the connection mid-response"):
+        stream = await client.messages.create(model="claude-sonnet-4-6", max_tokens=8, messages=HI, stream=True)
+        async for event in stream:
+            received.append(event.type)
+    assert received[:2] == ["message_start", "content_block_start"]
+    found = await record(gateway)
+    assert (found["outcome"], found["error_type"]) == ("upstream_error", "upstream_disconnected")
+
+
+OPENAI_CHUNK = (
+    b'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o",'
+    b'"choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"},"finish_reason":null}]}\n\n'
+)
+
+
+async def test_openai_error_event_is_unchanged_and_raised_by_the_sdk(make_gateway: Callable[..., Any]) -> None:
+    gateway = await make_gateway([OPENAI_CHUNK], SSE)
+    body = {"model": "gpt-4o", "messages": HI, "stream": True}
+    async with asgi_client(gateway) as http:
+        raw = (await http.post("http://gw/openai/v1/chat/completions", json=body)).content
+    message = "provider 'openai' closed the connection mid-response"
+    error = {"message": message, "type": "upstream_disconnected", "param": None, "code": "upstream_disconnected"}
+    assert raw == OPENAI_CHUNK + b"data: " + json.dumps({"error": error}, separators=(",", ":")).encode() + b"\n\n"
+    client = openai.AsyncOpenAI(base_url="http://gw/openai/v1", api_key="c", http_client=asgi_client(gateway))
+    with pytest.raises(openai.APIError, match="closed the connection mid-response"):
+        stream = await client.chat.completions.create(model="gpt-4o", messages=HI, stream=True)  # type: ignore[arg-type]
+        async for _ in stream:
+            pass
+
+
+async def test_a_translated_stream_cut_raises_in_the_openai_sdk(make_gateway: Callable[..., Any]) -> None:
+    gateway = await make_gateway([CLAUDE_EVENTS, CLAUDE_DELTA], SSE)
+    client = openai.AsyncOpenAI(base_url="http://gw/v1", api_key="c", http_client=asgi_client(gateway), max_retries=0)
+    with pytest.raises(openai.APIError, match="closed the connection mid-response"):
+        stream = await client.chat.completions.create(
+            model="anthropic/claude-sonnet-4-6",
+            messages=HI,  # type: ignore[arg-type]
+            stream=True,
+        )
+        async for _ in stream:
+            pass
