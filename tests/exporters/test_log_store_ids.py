@@ -1,4 +1,4 @@
-"""Record ids are ours: a client's ``x-request-id`` is kept beside it, searchable, and overwrites nothing (issue 13, #7)."""
+"""Record ids are ours; a client's ``x-request-id`` is kept beside them, searchable (issue 13, #7)."""
 
 from __future__ import annotations
 
