@@ -37,6 +37,9 @@ logger = logging.getLogger("llm_obs_middleware.export")
 
 DEFAULT_PRUNE_INTERVAL_S: Final = 3600.0
 DEFAULT_TIMEOUT_S: Final = 10.0
+# The async reads' own deadline is this much later than the database's timeouts (which end a
+# statement cleanly, leaving the connection usable): it only catches a server that answers nothing.
+_READ_DEADLINE_MARGIN_S: Final = 1.0
 _DAY_NS: Final = 86_400 * 1_000_000_000
 
 
@@ -339,7 +342,7 @@ class SQLLogStore(ABC):
     async def _deadline(self) -> AsyncIterator[None]:
         """Bound a read by ``timeout_s``; driver errors that mean "not now" become :class:`LogStoreUnavailable`."""
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(self.timeout_s + _READ_DEADLINE_MARGIN_S):
                 yield
         except TimeoutError:
             raise LogStoreTimeout(f"the log store did not answer within {self.timeout_s:g} s") from None
