@@ -3,15 +3,20 @@
 A database dropped and created again (a restore, a failover) gets every later record; a table
 locked by another connection makes ``/logs`` answer an error in bounded time while requests, the
 other sinks and, once the lock is gone, the log store itself carry on with nothing lost; shutdown
-does not wait for the lock.
+(and SIGTERM to ``llm-obs serve``) does not wait for the lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
+import signal
+import subprocess
+import time
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +187,50 @@ async def test_shutdown_does_not_wait_for_a_locked_table(database: ThrowawayData
                 await asyncio.to_thread(locker.close)
     stats = gateway.pipeline.stats
     assert stats.exported["log_store"] + stats.sink_dropped["log_store"] == 6  # every record accounted for
+
+
+def test_sigterm_ends_llm_obs_serve_while_the_table_is_locked(database: ThrowawayDatabase, tmp_path: Path) -> None:
+    from ..test_processes import BIN, env, free_port, wait_healthy
+
+    port, base = free_port(), ""
+    with FakeProviderServer() as fake:
+        config = tmp_path / "gateway.yaml"
+        config.write_text(
+            f"""
+providers:
+  openai: {{kind: openai, base_url: "{fake.url}", api_keys: ["${{TEST_UPSTREAM_KEY}}"]}}
+models:
+  gpt-4o-mini: {{provider: openai}}
+exporters:
+  log_store: {{url: "{database.url}", timeout_s: 1}}
+queue: {{shutdown_grace_s: 1, flush_interval_s: 0.02}}
+"""
+        )
+        command = [str(BIN / "llm-obs"), "serve", "--config", str(config), "--port", str(port), "--log-level", "error"]
+        process = subprocess.Popen(command, env=env(), stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(base, process)
+            first = httpx.post(base + "/v1/chat/completions", json=CHAT).headers["x-request-id"]
+            deadline = time.monotonic() + DEADLINE_S
+            while first not in httpx.get(base + "/logs").text:  # the table exists, the store is idle
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            locker = _lock_table(database.url)
+            try:
+                with ThreadPoolExecutor(16) as pool:
+                    # /logs calls and records waiting on the lock when the process is told to stop.
+                    reads = [pool.submit(httpx.get, base + "/logs", timeout=DEADLINE_S * 2) for _ in range(12)]
+                    assert httpx.post(base + "/v1/chat/completions", json=CHAT).status_code == 200
+                    process.send_signal(signal.SIGTERM)
+                    # uvicorn re-raises the signal once shut down. Before the fix: no exit until the lock ended.
+                    assert process.wait(timeout=DEADLINE_S) in (0, -signal.SIGTERM)
+                    for read in reads:  # each answered an error, or was cut by the exit; none hung
+                        with contextlib.suppress(httpx.TransportError):
+                            assert read.result().status_code in (503, 504)
+            finally:
+                locker.close()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
