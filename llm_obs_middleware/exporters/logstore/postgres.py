@@ -93,6 +93,7 @@ _INSERT: Final = (
     " ON CONFLICT (request_id) DO NOTHING"
 )
 # Both timeouts for every connection (set_config, not SET: it takes parameters, and poolers allow it).
+_PRUNE_TIMEOUT_FACTOR: Final = 30
 _SESSION_SETTINGS: Final = "SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false)"
 
 
@@ -196,8 +197,16 @@ class PostgresLogStore(SQLLogStore):
         self._using(self._writer, insert)
 
     def _delete_before(self, start_unix_nano: int) -> int:
-        sql = "DELETE FROM llm_records WHERE start_unix_nano < %s"
-        return self._using(self._writer, lambda conn: conn.execute(sql, (start_unix_nano,)).rowcount)
+        # The first prune of a big table may take longer than a write should: a longer statement
+        # timeout for it alone (the lock timeout stays, so a locked table still fails it quickly).
+        millis = f"{max(1, round(self.timeout_s * _PRUNE_TIMEOUT_FACTOR * 1000))}ms"
+
+        def delete(conn: psycopg.Connection[Any]) -> int:
+            with conn.transaction():
+                conn.execute("SELECT set_config('statement_timeout', %s, true)", (millis,))
+                return conn.execute("DELETE FROM llm_records WHERE start_unix_nano < %s", (start_unix_nano,)).rowcount
+
+        return self._using(self._writer, delete)
 
     def _connect(self) -> None:
         with self._writer.lock:
