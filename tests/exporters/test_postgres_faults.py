@@ -24,8 +24,11 @@ import httpx
 import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
 
 from llm_obs_middleware import Config, create_gateway
+from llm_obs_middleware.exporters.logstore.api import log_routes
+from llm_obs_middleware.exporters.logstore.postgres import PostgresLogStore
 from llm_obs_middleware.testing import BackgroundServer, FakeProviderServer, create_fake_provider
 
 from ..conftest import GatewayKit, config_dict
@@ -234,3 +237,16 @@ queue: {{shutdown_grace_s: 1, flush_interval_s: 0.02}}
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+async def test_logs_answers_a_json_error_when_the_database_cannot_be_reached() -> None:
+    store = PostgresLogStore("postgresql://u:hunter2@127.0.0.1:1/db", connect_timeout=1, timeout_s=1)
+    app = Starlette(routes=log_routes(store))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://logs.test") as client:
+        async with asyncio.timeout(DEADLINE_S):
+            replies = [await client.get(path) for path in ("/logs", "/logs/stats", "/logs/x", "/sessions/s")]
+    await store.close()
+    for reply in replies:
+        assert reply.status_code in (503, 504)
+        assert reply.json()["error"]["type"] in ("log_store_unavailable", "log_store_timeout")
+        assert "hunter2" not in reply.text
