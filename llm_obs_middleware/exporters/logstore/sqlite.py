@@ -148,7 +148,7 @@ class SQLiteLogStore(SQLLogStore):
     def _unavailable(self, exc: Exception) -> LogStoreUnavailable | None:
         if isinstance(exc, sqlite3.OperationalError):
             if "locked" in str(exc) or "busy" in str(exc) or "interrupted" in str(exc):
-                return LogStoreTimeout(f"the log store is locked by another connection ({exc})")
+                return LogStoreTimeout(f"the log store did not answer in time ({exc})")
             return LogStoreUnavailable(f"the log store cannot answer: {exc}")
         return None
 
