@@ -71,6 +71,7 @@ def build_record(
         error_type = f"http_{ex.status}"
     return LLMRecord(
         request_id=ex.request_id,
+        client_request_id=ex.client_request_id,
         trace_id=ex.trace_id,
         span_id=ex.span_id,
         parent_span_id=ex.parent_span_id,

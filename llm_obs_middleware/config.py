@@ -209,10 +209,18 @@ class LogStoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Set false to store nothing (``/logs`` then answers 404)."""
     retention_days: float | None = 30.0
     """Records older than this are deleted (at start, then hourly); ``null`` keeps everything."""
+    timeout_s: float = 10.0
+    """Longest a database call may take or wait for a lock (PostgreSQL ``statement_timeout`` and
+    ``lock_timeout``, SQLite busy timeout); ``/logs`` answers 504 when the store takes longer. A
+    write that times out is retried by the export pipeline."""
+    read_pool_size: int = 4
+    """PostgreSQL: connections ``/logs`` reads share at most (an async pool, beside the write connection)."""
 
     def __post_init__(self) -> None:
         if self.retention_days is not None and not self.retention_days > 0:
             raise ConfigurationError("exporters.log_store.retention_days: must be positive (or null to keep all)")
+        if not self.timeout_s > 0 or self.read_pool_size < 1:
+            raise ConfigurationError("exporters.log_store: timeout_s must be positive and read_pool_size at least 1")
 
 
 class JSONLConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

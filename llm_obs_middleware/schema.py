@@ -247,3 +247,6 @@ class LLMRecord(msgspec.Struct, frozen=True, kw_only=True):
     """The deployment of the last attempt, the one whose answer the client got (see ``attempts``)."""
     key_id: str | None = None
     """That attempt's API key: its configured name or a stable id, never the key."""
+    client_request_id: str | None = None
+    """The client's own ``x-request-id`` (printable ASCII, at most 128 characters). ``request_id`` is
+    always ours, so no client can choose, or collide with, another's record id."""

@@ -39,6 +39,7 @@ class Exchange:
         "attempts",
         "body",
         "chunks",
+        "client_request_id",
         "end_ns",
         "end_unix_nano",
         "error_message",
@@ -101,7 +102,8 @@ class Exchange:
         self.server_span_id: str | None = None  # set when the gateway's SERVER span is built from the record
         self.trace_flags = "01"
         self.tracestate: str | None = None
-        self.request_id = os.urandom(12).hex()
+        self.request_id = os.urandom(12).hex()  # ours: the log store's key, never a client's
+        self.client_request_id: str | None = None  # the client's x-request-id (bounded), kept beside ours
         self.session_id: str | None = None
         self.user: str | None = None
         self.metadata: dict[str, str] = {}

@@ -2,16 +2,15 @@
 
 For shipping with any log agent (Vector, Fluent Bit, Filebeat, the OpenTelemetry Collector's
 ``filelog`` receiver). Each batch is encoded into one reused ``bytearray`` with
-``Encoder.encode_into`` and written with a single ``write`` in a worker thread, so the event loop
-never waits on the disk. Rotation is by size, as ``logging.handlers.RotatingFileHandler`` does:
-before a batch would take the file past ``max_bytes``, ``path`` becomes ``path.1`` (``path.1``
-becomes ``path.2``..., at most ``backup_count`` kept) and a new file is started, so a line is never
-split across files.
+``Encoder.encode_into`` and written with a single ``write`` in the sink's own thread, so neither the
+event loop nor its default executor waits on the disk. Rotation is by size, as
+``logging.handlers.RotatingFileHandler`` does: before a batch would take the file past
+``max_bytes``, ``path`` becomes ``path.1`` (``path.1`` becomes ``path.2``..., at most
+``backup_count`` kept) and a new file is started, so a line is never split across files.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Final
 import msgspec
 
 from ..errors import PermanentExportError
+from ._sink_thread import SinkThread
 
 if TYPE_CHECKING:
     from ..config import JSONLConfig
@@ -50,13 +50,14 @@ class JSONLSink:
         self._file: IO[bytes] | None = None
         self._size = 0
         self._lock = threading.Lock()
+        self._thread = SinkThread("llm-obs-jsonl")
 
     async def start(self) -> None:
         """Open (or create) the file, off the event loop."""
-        await asyncio.to_thread(self._open_locked)
+        await self._thread.run(self._open_locked)
 
     async def export(self, records: Sequence[LLMRecord]) -> None:
-        """Append ``records`` (in a thread).
+        """Append ``records`` (in the sink's own thread).
 
         Raises:
             PermanentExportError: a record cannot be encoded (nothing of the batch was written).
@@ -65,12 +66,15 @@ class JSONLSink:
         if not records:
             return
         try:
-            await asyncio.to_thread(self.write, records)
+            await self._thread.run(self.write, records)
         except (msgspec.EncodeError, UnicodeError) as exc:
             raise PermanentExportError(f"encoding a record failed: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
-        await asyncio.to_thread(self.close_sync)
+        try:
+            await self._thread.run(self.close_sync)
+        finally:
+            self._thread.stop()
 
     def write(self, records: Sequence[LLMRecord]) -> None:
         """Encode ``records`` into the reused buffer and append them with one write (blocking)."""

@@ -34,6 +34,7 @@ from ._openinference import openinference_attributes
 from ._otlp_encoding import SpanEncoder
 from ._otlp_settings import build_resource, build_span_exporter, resolve_settings
 from ._otlp_transport import build_trace_transport
+from ._sink_thread import SinkThread
 from ._spans import REPEATING_ATTRIBUTES as SPAN_BUILDER_REPEATING, SpanBuilder
 from .base import LOOP_SLICE, THREAD_SLICE, give_way_to_the_loop
 
@@ -113,6 +114,7 @@ class OTLPSink:
         self.config = config
         self._owns_provider = tracer_provider is None
         self._closed = False
+        self._thread = SinkThread("llm-obs-otlp")  # not the loop's default executor (issue 13, #10)
         # The SDK's kill switch covers spans we build ourselves too.
         self._disabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
         self._exporter: SpanExporter | None = None
@@ -166,9 +168,9 @@ class OTLPSink:
         if not spans:
             return
         if self._transport is not None:
-            await asyncio.to_thread(self._send, self._transport, spans)
+            await self._thread.run(self._send, self._transport, spans)
         elif self._exporter is not None:
-            result = await asyncio.to_thread(self._exporter.export, spans)
+            result = await self._thread.run(self._exporter.export, spans)
             if result is not SpanExportResult.SUCCESS:
                 raise RetryableExportError(f"the OTLP collector did not take {len(spans)} spans")
 
@@ -191,7 +193,10 @@ class OTLPSink:
         if self._closed:
             return
         self._closed = True
-        await asyncio.to_thread(self._close)
+        try:
+            await self._thread.run(self._close)
+        finally:
+            self._thread.stop()
 
     def _close(self) -> None:
         self.tracer_provider.force_flush(int(self.config.timeout * 1000))

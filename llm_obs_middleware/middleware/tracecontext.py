@@ -97,7 +97,7 @@ class TraceContextMiddleware:
             elif name == self.user_header:
                 exchange.user = _clean_id(value)
             elif name == b"x-request-id":
-                exchange.request_id = _clean_id(value) or exchange.request_id
+                exchange.client_request_id = _clean_id(value)
             elif name == b"baggage" and exchange.session_id is None:
                 exchange.session_id = _baggage_session(value)
             elif name in self.metadata_headers:
@@ -120,13 +120,14 @@ class TraceContextMiddleware:
 
         async def send_with_ids(message: Message) -> None:
             if message["type"] == "http.response.start" and exchange.is_llm:
-                # One x-request-id, ours (it finds the record); the upstream's own id stays available.
+                # One x-request-id: the client's own if it sent one (its record has it as
+                # client_request_id), else ours (the record's id); the upstream's id stays available.
                 message["headers"] = [
                     *(
                         (b"x-upstream-request-id" if name.lower() == b"x-request-id" else name, value)
                         for name, value in message.get("headers", ())
                     ),
-                    (b"x-request-id", exchange.request_id.encode()),
+                    (b"x-request-id", (exchange.client_request_id or exchange.request_id).encode()),
                     (b"traceparent", f"00-{exchange.trace_id}-{exchange.span_id}-{exchange.trace_flags}".encode()),
                 ]
             await send(message)

@@ -120,11 +120,13 @@ async def test_invalid_filters_name_the_parameter(store: SQLLogStore) -> None:
             await store.aquery(**kwargs)
 
 
-async def test_rewriting_a_request_id_replaces_it(empty_store: SQLLogStore, record_factory: RecordFactory) -> None:
+async def test_a_stored_request_id_is_never_overwritten(
+    empty_store: SQLLogStore, record_factory: RecordFactory
+) -> None:
     await empty_store.export([record_factory(n=1, status=500)])
-    await empty_store.export([record_factory(n=1, status=200)])  # a retried batch, say
+    await empty_store.export([record_factory(n=1, status=200)])  # the same id again (a retried batch, say)
     assert ids(await empty_store.aquery()) == ["req-1"]
-    assert ids(await empty_store.aquery(status=200)) == ["req-1"]
+    assert ids(await empty_store.aquery(status=500)) == ["req-1"]  # the first write stands
 
 
 async def test_a_failed_batch_is_rolled_back(empty_store: SQLLogStore, record_factory: RecordFactory) -> None:

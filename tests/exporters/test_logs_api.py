@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import httpx
 import msgspec
@@ -163,3 +164,21 @@ async def test_stats_invalid_parameters(client: httpx.AsyncClient, query: dict[s
     response = await client.get("/logs/stats", params=query)
     assert response.status_code == 400
     assert response.json()["error"]["message"].startswith(f"{parameter}:")
+
+
+async def test_client_request_id_filter(client: httpx.AsyncClient, store: SQLiteLogStore) -> None:
+    from .conftest import make_record
+
+    await store.export([make_record(n=7, client_request_id="abc"), make_record(n=8, client_request_id="abcd")])
+    assert request_ids(await client.get("/logs", params={"client_request_id": "abc"})) == ["req-7"]
+    assert request_ids(await client.get("/logs", params={"client_request_id": "nope"})) == []
+
+
+async def test_a_store_that_cannot_answer_gets_a_json_error_not_a_crash(tmp_path: Path) -> None:
+    store = SQLiteLogStore(tmp_path)  # a directory: SQLite cannot open it as a database
+    app = Starlette(routes=log_routes(store))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        replies = [await client.get(path) for path in ("/logs", "/logs/stats", "/logs/x", "/sessions/s")]
+    await store.close()
+    assert [reply.status_code for reply in replies] == [503] * 4
+    assert {reply.json()["error"]["type"] for reply in replies} == {"log_store_unavailable"}

@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...errors import ConfigurationError
-from ._base import SQLLogStore
+from ._base import LogStoreTimeout, LogStoreUnavailable, SQLLogStore
 from .sqlite import SQLiteLogStore
 
 if TYPE_CHECKING:
     from ...config import LogStoreConfig
 
-__all__ = ["SQLLogStore", "SQLiteLogStore", "open_log_store"]
+__all__ = ["LogStoreTimeout", "LogStoreUnavailable", "SQLLogStore", "SQLiteLogStore", "open_log_store"]
 
 _POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
 
@@ -29,11 +29,16 @@ def open_log_store(config: LogStoreConfig) -> SQLLogStore:
     """
     scheme = config.url.partition("://")[0].lower() if "://" in config.url else ""
     if scheme == "sqlite":
-        return SQLiteLogStore(config.url, retention_days=config.retention_days)
+        return SQLiteLogStore(config.url, retention_days=config.retention_days, timeout_s=config.timeout_s)
     if scheme in _POSTGRES_SCHEMES:
         from .postgres import PostgresLogStore
 
-        return PostgresLogStore(config.url, retention_days=config.retention_days)
+        return PostgresLogStore(
+            config.url,
+            retention_days=config.retention_days,
+            timeout_s=config.timeout_s,
+            read_pool_size=config.read_pool_size,
+        )
     raise ConfigurationError(
         f"exporters.log_store.url: unsupported scheme {scheme or config.url!r}; use sqlite:///relative.db, "
         "sqlite:////absolute/path.db or postgresql://user@host:5432/database"

@@ -1,22 +1,28 @@
 """The behaviour both SQL log stores share: the sink, the query API, retention and the async wrappers.
 
 Subclasses supply the connection handling (:meth:`SQLLogStore._fetch`, ``_write_rows``,
-``_delete_before``, :meth:`SQLLogStore.close_sync`) and a :class:`~._sql.Dialect`. Every blocking
-call runs in ``asyncio.to_thread``, so the event loop never waits on the database.
+``_delete_before``, :meth:`SQLLogStore.close_sync`) and a :class:`~._sql.Dialect`. Blocking calls
+run in the store's own threads (:class:`~.._sink_thread.SinkThread`: one for writes, one for reads),
+never in the event loop's default executor, so a database that hangs stalls neither the loop, nor
+the other sinks, nor anything else that uses that executor. Every read and write has a deadline
+(``timeout_s``): the database's own (statement, lock and busy timeouts) and, for the async reads
+behind ``/logs``, the caller's, which raises :class:`LogStoreTimeout` (``/logs`` answers 504).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from ...errors import PermanentExportError
+from ...errors import ExportError, PermanentExportError
+from .._sink_thread import SinkThread
 from ..base import THREAD_SLICE, give_way_to_the_loop
 from ._sql import Filters, StatsRow, StatsWindow, record_row, session_sql, stats_payload, stats_row, stats_sql
 
@@ -25,12 +31,24 @@ if TYPE_CHECKING:
     from ._search import LogSearch
     from ._sql import Dialect
 
-__all__ = ["DEFAULT_PRUNE_INTERVAL_S", "SQLLogStore"]
+__all__ = ["DEFAULT_PRUNE_INTERVAL_S", "DEFAULT_TIMEOUT_S", "LogStoreTimeout", "LogStoreUnavailable", "SQLLogStore"]
 
 logger = logging.getLogger("llm_obs_middleware.export")
 
 DEFAULT_PRUNE_INTERVAL_S: Final = 3600.0
+DEFAULT_TIMEOUT_S: Final = 10.0
+# The async reads' own deadline is this much later than the database's timeouts (which end a
+# statement cleanly, leaving the connection usable): it only catches a server that answers nothing.
+_READ_DEADLINE_MARGIN_S: Final = 1.0
 _DAY_NS: Final = 86_400 * 1_000_000_000
+
+
+class LogStoreUnavailable(ExportError):
+    """The log store cannot answer a read now (the database is down or refuses): ``/logs`` answers 503."""
+
+
+class LogStoreTimeout(LogStoreUnavailable):
+    """The log store did not answer a read within ``timeout_s`` (a lock, a hung server): ``/logs`` answers 504."""
 
 
 class SQLLogStore(ABC):
@@ -40,6 +58,7 @@ class SQLLogStore(ABC):
         retention_days: records that started longer ago are deleted (at start, then at most every
             ``prune_interval_s`` after a write); ``None`` keeps everything.
         prune_interval_s: seconds between two prunes.
+        timeout_s: longest a statement may run or wait for a lock, and an async read may take.
     """
 
     name = "log_store"
@@ -48,11 +67,20 @@ class SQLLogStore(ABC):
     """Errors that say the records themselves cannot be written (a retry fails the same way): raised
     as :class:`~...errors.PermanentExportError`. Anything else is retried."""
 
-    def __init__(self, *, retention_days: float | None = None, prune_interval_s: float = DEFAULT_PRUNE_INTERVAL_S):
+    def __init__(
+        self,
+        *,
+        retention_days: float | None = None,
+        prune_interval_s: float = DEFAULT_PRUNE_INTERVAL_S,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ):
         self.retention_days = retention_days
         self.prune_interval_s = prune_interval_s
+        self.timeout_s = timeout_s
         self._next_prune = 0.0
         self._encode = msgspec.json.Encoder().encode
+        self._writes = SinkThread(f"llm-obs-{self.name}-writes")
+        self._reads = SinkThread(f"llm-obs-{self.name}-reads")
 
     # -- what subclasses provide --------------------------------------------------------------
 
@@ -62,7 +90,7 @@ class SQLLogStore(ABC):
 
     @abstractmethod
     def _write_rows(self, rows: list[tuple[Any, ...]]) -> None:
-        """Insert or replace rows (values of ``COLUMNS``) in one transaction."""
+        """Insert rows (values of ``COLUMNS``) in one transaction; a row whose request id is stored is skipped."""
 
     @abstractmethod
     def _delete_before(self, start_unix_nano: int) -> int:
@@ -76,18 +104,47 @@ class SQLLogStore(ABC):
     def close_sync(self) -> None:
         """Close the connection(s) (a later call reopens them)."""
 
+    async def _afetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """:meth:`_fetch` for the async API: in the store's read thread (PostgreSQL: its async pool)."""
+        return await self._reads.run(self._fetch, sql, params)
+
+    def _unavailable(self, exc: Exception) -> LogStoreUnavailable | None:
+        """The driver error ``exc`` as a :class:`LogStoreUnavailable` (or timeout), ``None`` if it is a bug."""
+        return None
+
+    @abstractmethod
+    def _interrupt(self) -> None:
+        """Called from the event loop when closing found the write thread stuck: make its statement end."""
+
+    async def _aclose(self) -> None:
+        """Release what the async API holds (PostgreSQL adds its pool)."""
+        self._reads.stop()
+
     # -- Sink ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect, migrate the schema and prune old records (off the event loop)."""
-        await asyncio.to_thread(self._start)
+        """Connect, migrate the schema and prune old records (in the write thread)."""
+        await self._writes.run(self._start)
 
     async def export(self, records: Sequence[LLMRecord]) -> None:
         if records:
-            await asyncio.to_thread(self._export, records)
+            await self._writes.run(self._export, records)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self.close_sync)
+        """Close the connections, waiting at most ``timeout_s`` for a write in progress.
+
+        A write still stuck after that (a server that ignores its own timeouts) is interrupted and its
+        thread left behind: it is a daemon thread, so shutdown never waits for it.
+        """
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self._writes.run(self.close_sync)
+        except TimeoutError:
+            logger.warning("log store: a write was still running after %g s at close; interrupting it", self.timeout_s)
+            self._interrupt()
+        finally:
+            self._writes.stop()
+            await self._aclose()
 
     def _start(self) -> None:
         self._connect()
@@ -106,7 +163,11 @@ class SQLLogStore(ABC):
     # -- synchronous API ----------------------------------------------------------------------
 
     def write(self, records: Sequence[LLMRecord]) -> None:
-        """Insert ``records`` in one transaction; a record with a known request id replaces it (blocking)."""
+        """Insert ``records`` in one transaction (blocking).
+
+        A record whose request id is already stored is left as it is: ids are ours (random), so that
+        is the same record written again (a retried batch), never another client's.
+        """
         encode = self._encode
         rows: list[tuple[Any, ...]] = []
         # Run in the export thread, building a batch's rows holds the GIL for milliseconds: in slices.
@@ -127,6 +188,7 @@ class SQLLogStore(ABC):
         until: float | str | None = None,
         limit: int = 100,
         search: LogSearch | None = None,
+        client_request_id: str | None = None,
     ) -> list[bytes]:
         """Records (their JSON) matching every filter given, newest first.
 
@@ -137,6 +199,7 @@ class SQLLogStore(ABC):
             until: latest start time (exclusive), Unix seconds or ISO-8601.
             limit: most records returned.
             search: metadata, cost/latency/token range and free-text filters (see :mod:`._search`).
+            client_request_id: the ``x-request-id`` the client sent.
 
         Raises:
             ValueError: a filter value cannot be parsed (the message names it).
@@ -150,13 +213,14 @@ class SQLLogStore(ABC):
             since=since,
             until=until,
             search=search,
+            client_request_id=client_request_id,
         )
         sql, params = filters.select_records(self.dialect, limit)
         return [row[0] for row in self._fetch(sql, params)]
 
     def get(self, request_id: str) -> bytes | None:
         """The record (its JSON) with this request id, or ``None``."""
-        rows = self._fetch(f"SELECT record FROM llm_records WHERE request_id = {self.dialect.param}", (request_id,))
+        rows = self._fetch(self._get_sql(), (request_id,))
         return rows[0][0] if rows else None
 
     def session(self, session_id: str, *, limit: int = 1000) -> list[bytes]:
@@ -188,8 +252,8 @@ class SQLLogStore(ABC):
         totals = self._fetch(stats_sql(self.dialect, where, None), params)
         groups = []
         if window.group_by is not None:
-            groups = [stats_row(row) for row in self._fetch(stats_sql(self.dialect, where, window.group_by), params)]
-        return stats_payload(window, stats_row(totals[0]) if totals else StatsRow(), groups)
+            groups = self._fetch(stats_sql(self.dialect, where, window.group_by), params)
+        return _stats(window, totals, groups)
 
     def prune(self, now_unix_nano: int | None = None) -> int:
         """Delete records older than the retention; return how many (0 without a retention)."""
@@ -210,7 +274,10 @@ class SQLLogStore(ABC):
         except Exception:  # the records are written; a failed prune is retried at the next interval
             logger.exception("log store: pruning old records failed")
 
-    # -- async wrappers for request handlers --------------------------------------------------
+    def _get_sql(self) -> str:
+        return f"SELECT record FROM llm_records WHERE request_id = {self.dialect.param}"
+
+    # -- async API for request handlers: bounded in time, never in the loop's default executor ---
 
     async def aquery(
         self,
@@ -224,10 +291,16 @@ class SQLLogStore(ABC):
         until: float | str | None = None,
         limit: int = 100,
         search: LogSearch | None = None,
+        client_request_id: str | None = None,
     ) -> list[bytes]:
-        """:meth:`query` in a worker thread."""
-        return await asyncio.to_thread(
-            self.query,
+        """:meth:`query`, answered within ``timeout_s``.
+
+        Raises:
+            ValueError: a filter value cannot be parsed (the message names it).
+            LogStoreTimeout: the database did not answer in time.
+            LogStoreUnavailable: the database cannot be reached.
+        """
+        filters = Filters(
             model=model,
             provider=provider,
             status=status,
@@ -235,17 +308,24 @@ class SQLLogStore(ABC):
             team=team,
             since=since,
             until=until,
-            limit=limit,
             search=search,
+            client_request_id=client_request_id,
         )
+        sql, params = filters.select_records(self.dialect, limit)
+        async with self._deadline():
+            return [row[0] for row in await self._afetch(sql, params)]
 
     async def aget(self, request_id: str) -> bytes | None:
-        """:meth:`get` in a worker thread."""
-        return await asyncio.to_thread(self.get, request_id)
+        """:meth:`get`, answered within ``timeout_s`` (raises as :meth:`aquery`)."""
+        async with self._deadline():
+            rows = await self._afetch(self._get_sql(), (request_id,))
+        return rows[0][0] if rows else None
 
     async def asession(self, session_id: str, *, limit: int = 1000) -> list[bytes]:
-        """:meth:`session` in a worker thread."""
-        return await asyncio.to_thread(self.session, session_id, limit=limit)
+        """:meth:`session`, answered within ``timeout_s`` (raises as :meth:`aquery`)."""
+        async with self._deadline():
+            rows = await self._afetch(session_sql(self.dialect), (session_id, max(0, int(limit))))
+        return [row[0] for row in rows]
 
     async def astats(
         self,
@@ -257,7 +337,32 @@ class SQLLogStore(ABC):
         provider: str | None = None,
         team: str | None = None,
     ) -> dict[str, Any]:
-        """:meth:`stats` in a worker thread."""
-        return await asyncio.to_thread(
-            self.stats, since=since, until=until, group_by=group_by, model=model, provider=provider, team=team
-        )
+        """:meth:`stats`, answered within ``timeout_s`` (raises as :meth:`aquery`)."""
+        window = StatsWindow(since=since, until=until, group_by=group_by, model=model, provider=provider, team=team)
+        where, params = window.filters.where(self.dialect)
+        groups: list[tuple[Any, ...]] = []
+        async with self._deadline():
+            totals = await self._afetch(stats_sql(self.dialect, where, None), params)
+            if window.group_by is not None:
+                groups = await self._afetch(stats_sql(self.dialect, where, window.group_by), params)
+        return _stats(window, totals, groups)
+
+    @contextlib.asynccontextmanager
+    async def _deadline(self) -> AsyncIterator[None]:
+        """Bound a read by ``timeout_s``; driver errors that mean "not now" become :class:`LogStoreUnavailable`."""
+        try:
+            async with asyncio.timeout(self.timeout_s + _READ_DEADLINE_MARGIN_S):
+                yield
+        except TimeoutError:
+            raise LogStoreTimeout(f"the log store did not answer within {self.timeout_s:g} s") from None
+        except LogStoreUnavailable:
+            raise
+        except Exception as exc:
+            unavailable = self._unavailable(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
+
+
+def _stats(window: StatsWindow, totals: list[tuple[Any, ...]], groups: list[tuple[Any, ...]]) -> dict[str, Any]:
+    return stats_payload(window, stats_row(totals[0]) if totals else StatsRow(), [stats_row(row) for row in groups])

@@ -59,6 +59,7 @@ COLUMNS: Final = (
     "input_tokens",
     "output_tokens",
     "duration_s",
+    "client_request_id",
     "record",
 )
 _MAX_SECONDS: Final = 2**63 / 1e9
@@ -125,6 +126,7 @@ def record_row(record: LLMRecord, encode: Callable[[Any], bytes]) -> tuple[Any, 
         usage.input_tokens if usage is not None else None,
         usage.output_tokens if usage is not None else None,
         record.timing.duration_s,
+        record.client_request_id,
         encode(record).decode(),
     )
 
@@ -163,12 +165,18 @@ class Filters:
         since: float | str | None = None,
         until: float | str | None = None,
         search: LogSearch | None = None,
+        client_request_id: str | None = None,
     ) -> None:
         self.model = model
         self.search = search
         self.clauses: list[str] = []
         self.params: list[Any] = []
-        for column, value in (("provider", provider), ("session_id", session_id), ("team", team)):
+        for column, value in (
+            ("provider", provider),
+            ("session_id", session_id),
+            ("team", team),
+            ("client_request_id", client_request_id),
+        ):
             if value is not None:
                 self.clauses.append(f"{column} = {{p}}")
                 self.params.append(value)

@@ -1,7 +1,8 @@
 """The log store's JSON API (Starlette routes): ``/logs``, ``/logs/stats`` and ``/sessions/{id}``.
 
 ``GET /logs`` lists records, newest first, filtered by ``model``, ``provider``, ``status`` (``503``
-or ``5xx``), ``session_id``, ``team``, ``since``/``until`` (Unix seconds or ISO-8601),
+or ``5xx``), ``session_id``, ``team``, ``client_request_id`` (the ``x-request-id`` a client sent),
+``since``/``until`` (Unix seconds or ISO-8601),
 ``metadata.<key>``, ``min_cost``/``max_cost``, ``min_latency_s``/``max_latency_s``,
 ``min_tokens``/``max_tokens``, ``q`` (text in captured content; see :mod:`._search`) and ``limit``
 (1-1000, default 100); ``GET /logs/{request_id}`` returns one record. Each record is exactly
@@ -11,10 +12,15 @@ or ``5xx``), ``session_id``, ``team``, ``since``/``until`` (Unix seconds or ISO-
 requests, errors and error rate, p50/p99/mean latency, tokens and cost, in total and per
 ``group_by`` (``model``, ``provider`` or ``team``), optionally filtered by ``model``, ``provider``
 and ``team``. ``GET /sessions/{session_id}`` returns every record of one session, oldest first.
+
+A store that does not answer within its ``timeout_s`` gets a 504, one that cannot be reached a 503
+(JSON errors of type ``log_store_timeout`` / ``log_store_unavailable``): ``/logs`` never waits on a
+hung database for longer, and never holds a thread the rest of the process needs.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol, TypeAlias
 
@@ -23,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ._base import LogStoreTimeout, LogStoreUnavailable
 from ._search import LogSearch
 from ._sql import StatsWindow, parse_status, parse_time
 
@@ -51,6 +58,7 @@ class LogReader(Protocol):
         until: float | str | None = None,
         limit: int = 100,
         search: LogSearch | None = None,
+        client_request_id: str | None = None,
     ) -> list[bytes]: ...
 
     async def aget(self, request_id: str) -> bytes | None: ...
@@ -105,6 +113,7 @@ def log_routes(store: LogReader, *, wrap: Callable[[Endpoint], Endpoint] | None 
             until=until,
             limit=limit,
             search=search,
+            client_request_id=query.get("client_request_id"),
         )
         return _records(rows)
 
@@ -138,6 +147,7 @@ def log_routes(store: LogReader, *, wrap: Callable[[Endpoint], Endpoint] | None 
         )
 
     def w(endpoint: Endpoint) -> Endpoint:
+        endpoint = _answers_when_the_store_does_not(endpoint)
         return endpoint if wrap is None else wrap(endpoint)
 
     return [
@@ -147,6 +157,21 @@ def log_routes(store: LogReader, *, wrap: Callable[[Endpoint], Endpoint] | None 
         Route("/logs/{request_id}", w(get_log), methods=["GET"], name="llm_obs_log"),
         Route("/sessions/{session_id}", w(get_session), methods=["GET"], name="llm_obs_session"),
     ]
+
+
+def _answers_when_the_store_does_not(endpoint: Endpoint) -> Endpoint:
+    """``endpoint``, answering 504 (store too slow) or 503 (store unreachable) instead of raising."""
+
+    @functools.wraps(endpoint)
+    async def answer(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except LogStoreTimeout as exc:
+            return _error(504, str(exc), "log_store_timeout")
+        except LogStoreUnavailable as exc:
+            return _error(503, str(exc), "log_store_unavailable")
+
+    return answer
 
 
 def _records(rows: list[bytes]) -> Response:

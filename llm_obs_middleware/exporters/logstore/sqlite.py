@@ -2,8 +2,9 @@
 
 Each row keeps the searchable fields as columns and the whole record as its msgspec JSON (the
 ``/logs`` API's format), so reads return stored bytes without decoding them. One connection in WAL
-mode serves writes and reads; a lock guards it because calls run in ``asyncio.to_thread`` workers,
-so the event loop never blocks on disk. The JSON is stored as TEXT so ``json_extract(record, ...)``
+mode serves writes and reads; a lock guards it because calls run in the store's write and read
+threads, so the event loop never blocks on disk. Waiting for another process's lock is bounded by
+``timeout_s`` (SQLite's busy timeout). The JSON is stored as TEXT so ``json_extract(record, ...)``
 works from the ``sqlite3`` shell.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ...errors import ConfigurationError
-from ._base import DEFAULT_PRUNE_INTERVAL_S, SQLLogStore
+from ._base import DEFAULT_PRUNE_INTERVAL_S, DEFAULT_TIMEOUT_S, LogStoreTimeout, LogStoreUnavailable, SQLLogStore
 from ._sql import COLUMNS, Dialect, parse_status, parse_time
 
 __all__ = ["SCHEMA_VERSION", "SQLiteLogStore", "parse_status", "parse_time", "sqlite_path"]
@@ -59,10 +60,19 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
     UPDATE llm_records SET team = json_extract(record, '$.team'), error_type = json_extract(record, '$.error_type');
     CREATE INDEX llm_records_team ON llm_records (team, start_unix_nano);
     """,
+    # 3: the client's x-request-id in its own column (request_id is ours since then; issue 13).
+    """
+    ALTER TABLE llm_records ADD COLUMN client_request_id TEXT;
+    CREATE INDEX llm_records_client_request_id ON llm_records (client_request_id, start_unix_nano);
+    """,
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
-_INSERT: Final = f"INSERT OR REPLACE INTO llm_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+# Never a replace: a stored id is the same record written again (a retried batch), not a new one.
+_INSERT: Final = (
+    f"INSERT INTO llm_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+    " ON CONFLICT (request_id) DO NOTHING"  # not OR IGNORE, which would skip NOT NULL violations too
+)
 
 
 def sqlite_path(url_or_path: str | os.PathLike[str]) -> str:
@@ -90,6 +100,7 @@ class SQLiteLogStore(SQLLogStore):
             or a plain file path. Parent directories are created.
         retention_days: records that started longer ago are deleted; ``None`` keeps everything.
         prune_interval_s: seconds between two prunes.
+        timeout_s: longest a call waits for another connection's lock, and an async read may take.
     """
 
     dialect = Dialect("?", "rowid")
@@ -102,8 +113,9 @@ class SQLiteLogStore(SQLLogStore):
         *,
         retention_days: float | None = None,
         prune_interval_s: float = DEFAULT_PRUNE_INTERVAL_S,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
-        super().__init__(retention_days=retention_days, prune_interval_s=prune_interval_s)
+        super().__init__(retention_days=retention_days, prune_interval_s=prune_interval_s, timeout_s=timeout_s)
         self.path = sqlite_path(url_or_path)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
@@ -135,6 +147,18 @@ class SQLiteLogStore(SQLLogStore):
         with self._lock:
             self._connection_locked()
 
+    def _unavailable(self, exc: Exception) -> LogStoreUnavailable | None:
+        if isinstance(exc, sqlite3.OperationalError):
+            if "locked" in str(exc) or "busy" in str(exc) or "interrupted" in str(exc):
+                return LogStoreTimeout(f"the log store did not answer in time ({exc})")
+            return LogStoreUnavailable(f"the log store cannot answer: {exc}")
+        return None
+
+    def _interrupt(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            conn.interrupt()  # thread-safe: the statement in the write thread ends with "interrupted"
+
     def _connection_locked(self) -> sqlite3.Connection:
         if self._conn is None:
             self._conn = self._open()
@@ -148,7 +172,7 @@ class SQLiteLogStore(SQLLogStore):
         # TEXT comes back as bytes: records go out as the JSON they were stored as, with no decode.
         conn.text_factory = bytes
         try:
-            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute(f"PRAGMA busy_timeout = {max(1, round(self.timeout_s * 1000))}")
             # Only a new, empty file takes the page size (an existing one keeps its own). Rows hold
             # ~2 KB of JSON: 8 KiB pages need half the page writes and reads of the 4 KiB default.
             conn.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
