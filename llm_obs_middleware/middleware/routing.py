@@ -23,6 +23,7 @@ from ..state import Exchange, get_exchange
 from ..translation import ClientRequest
 from ..types import ASGIApp, Receive, Scope, Send
 from ..upstream import DirectRequest, build_client, direct_request, send_upstream, upstream_request
+from ._attempt_log import log_failed_attempt
 from ._failure import Failure, send_failure
 from ._passthrough import NOT_FORWARDED, proxy
 from ._relay import relay, upstream_error_body
@@ -359,6 +360,7 @@ class RouterMiddleware:
                 ex.attempts.append(
                     self._attempt_record(ex, deployment, key, fallback_index, started, error_type=error_type, api=api)
                 )
+                log_failed_attempt(ex.attempts[-1])
                 self._deployment_failed(deployment, None)
                 key.failures += 1
                 return Failure(None, [], b"", exc)
@@ -371,6 +373,7 @@ class RouterMiddleware:
                     ex, deployment, key, fallback_index, started, status=status, error_type=error_type, api=api
                 )
                 ex.attempts.append(record)
+                log_failed_attempt(record)
                 # Gemini says when to retry in the body (RetryInfo) rather than in a header.
                 retry_after = response.headers.get("retry-after") or adapter.retry_after(status, body)
                 self._key_failed(provider.pool, key, status, retry_after)
