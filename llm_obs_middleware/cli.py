@@ -50,12 +50,13 @@ def _serve(args: argparse.Namespace) -> int:
     from .config import Config
     from .gateway import create_gateway
 
-    # Configured now, so start-up warnings are formatted too; uvicorn applies it again in each worker.
     log_config = logging_config(LOG_LEVELS[args.log_level], args.log_format)
-    logging.config.dictConfig(log_config)
     try:
         config = Config.from_file(args.config)
         check_exposure(config, args.host)
+        # Before the gateway is built, so its start-up warnings are formatted too (uvicorn applies the
+        # same config again, in each worker).
+        logging.config.dictConfig(log_config)
         # Built here even with several workers (which build their own), so a bad config fails now, once.
         app = create_gateway(config)
     except ConfigurationError as exc:
