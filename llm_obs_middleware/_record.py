@@ -8,7 +8,7 @@ import msgspec
 
 from ._bounds import MAX_NAME_CHARS, MAX_TEXT_CHARS, bounded
 from ._estimate import default_estimator
-from .schema import Attempt, ExtraValue, LLMRecord, NormalizedResponse, Timing
+from .schema import Attempt, ExtraValue, LLMRecord, NormalizedResponse, RequestParams, Timing
 
 if TYPE_CHECKING:
     from ._estimate import TokenEstimator
@@ -19,6 +19,7 @@ __all__ = ["build_record"]
 
 _NS = 1e-9
 _EMPTY_RESPONSE = NormalizedResponse(completed=False)
+_MAX_LIST_ITEMS = 16  # stop sequences, list extras: a client may send thousands
 _NOTE_TYPES = frozenset({None, "invalid_response"})  # error types whose message the observer wrote itself
 
 
@@ -100,7 +101,7 @@ def build_record(
         server_address=ex.server_address,
         server_port=ex.server_port,
         metadata=ex.metadata,
-        params=request.params if request else None,
+        params=_bounded_params(request.params) if request else None,
         response_id=response.id,
         finish_reason=response.finish_reason,
         finish_reasons=response.finish_reasons,
@@ -144,5 +145,24 @@ def _extra(ex: Exchange, response: NormalizedResponse) -> dict[str, ExtraValue]:
         for name, value in ex.response_headers:
             key = wanted.get(name.lower())
             if key is not None and key not in extra:
-                extra[key] = bounded(value.decode("latin-1"))
+                extra[key] = value.decode("latin-1")
+    for key, item in extra.items():  # values the client or the upstream chose
+        if isinstance(item, str):
+            extra[key] = bounded(item)
+        elif isinstance(item, list):
+            extra[key] = [bounded(text) for text in item[:_MAX_LIST_ITEMS]]
     return extra
+
+
+def _bounded_params(params: RequestParams) -> RequestParams:
+    """``params`` with the client's strings (stop sequences, tool choice, response format) bounded."""
+    stop = params.stop
+    strings = (params.tool_choice, params.response_format, *(stop or ()))
+    if (stop is None or len(stop) <= _MAX_LIST_ITEMS) and all(s is None or len(s) <= MAX_NAME_CHARS for s in strings):
+        return params
+    return msgspec.structs.replace(
+        params,
+        stop=None if stop is None else [bounded(text) for text in stop[:_MAX_LIST_ITEMS]],
+        tool_choice=bounded(params.tool_choice),
+        response_format=bounded(params.response_format),
+    )

@@ -35,8 +35,10 @@ def _label_values(text: str, label: str) -> set[str]:
     }
 
 
-async def _chat(client: httpx.AsyncClient, model: str, **headers: str) -> httpx.Response:
-    body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+async def _chat(
+    client: httpx.AsyncClient, model: str, body: dict[str, Any] | None = None, **headers: str
+) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], **(body or {})}
     return await client.post("/v1/chat/completions", json=body, headers=headers)
 
 
@@ -56,7 +58,8 @@ async def test_huge_model_names_are_cut_everywhere(make_kit: Callable[..., Await
     async with kit.client() as client:
         for index in range(4):
             model = f"m{index}-" + "y" * HUGE
-            await _chat(client, model, **{"x-session-id": "s" * 100, "x-tenant-id": "t" * 8000})
+            stop = {"stop": ["z" * 5000] * 100}  # the fake provider ignores it; the record keeps a bounded copy
+            await _chat(client, model, stop, **{"x-session-id": "s" * 100, "x-tenant-id": "t" * 8000})
         records = await _logs(client, 4)
         await kit.gateway.exporters.pipeline.flush()
         metrics = (await client.get("/metrics")).text
@@ -70,6 +73,8 @@ async def test_huge_model_names_are_cut_everywhere(make_kit: Callable[..., Await
         assert len(record["deployment"]) <= MAX_NAME_CHARS
         assert all(len(attempt["model"]) <= MAX_NAME_CHARS for attempt in record["attempts"])
         assert len(record["metadata"]["x-tenant-id"]) <= MAX_NAME_CHARS
+        stops = record["params"]["stop"]
+        assert 0 < len(stops) <= 16 and all(len(stop) <= MAX_NAME_CHARS for stop in stops)
     spans = kit.spans.get_finished_spans()
     assert spans
     for span in spans:
