@@ -159,8 +159,8 @@ class ExportPipeline:
         self._deadline = 0.0
         self._urgent = 0
         self._building = 0
-        self._drops_reported: dict[str, int] = {}  # drops already logged, per queue ("" is the front one)
         """Exchanges the dispatcher took from the queue and is building into records."""
+        self._drops_reported: dict[str, int] = {}  # drops already logged, per queue ("" is the front one)
         self._spill_at = max(1, self.queue.max_records // 2)
         self._closed = False
         self._count_sinks()
