@@ -113,13 +113,24 @@ def _field_names(type_: Any) -> list[str]:
     return list(getattr(struct, "config_fields", ()))  # a custom-decoded type (ApiKey) names its own
 
 
+def _container_args(type_: Any, origin: type) -> tuple[Any, ...]:
+    """The parameters of ``type_`` (or of its member) of container type ``origin``: ``dict``, ``list``."""
+    if typing.get_origin(type_) is origin:
+        return typing.get_args(type_)
+    if isinstance(type_, types.UnionType) or typing.get_origin(type_) is typing.Union:
+        for member in typing.get_args(type_):
+            if typing.get_origin(member) is origin:
+                return typing.get_args(member)
+    return ()
+
+
 def _mapping_value_type(type_: Any) -> Any:
-    args = typing.get_args(type_) if typing.get_origin(type_) is dict else ()
+    args = _container_args(type_, dict)
     return args[1] if len(args) == 2 else None
 
 
 def _list_item_type(type_: Any) -> Any:
-    args = typing.get_args(type_) if typing.get_origin(type_) is list else ()
+    args = _container_args(type_, list)
     return args[0] if args else None
 
 
