@@ -17,18 +17,20 @@ __all__ = ["log_failed_attempt"]
 logger = logging.getLogger("llm_obs_middleware.routing")
 
 
-def log_failed_attempt(attempt: Attempt) -> None:
-    """Log ``attempt`` (one that did not reach the client) at warning level, with its fields."""
+def log_failed_attempt(attempt: Attempt, *, error: str | None = None, latency_s: float | None = None) -> None:
+    """Log ``attempt`` at warning level, with its fields: one that did not reach the client, or (with
+    ``error`` and ``latency_s``) one whose answer broke off after it had started."""
     if not logger.isEnabledFor(logging.WARNING):
         return
-    latency_ms = round((attempt.latency_s or 0.0) * 1000, 1)
+    error = error or attempt.error_type
+    latency_ms = round((latency_s if latency_s is not None else attempt.latency_s or 0.0) * 1000, 1)
     fields = {
         "event": "upstream_attempt_failed",
         "provider": attempt.provider,
         "deployment": attempt.deployment,
         "key": attempt.key_id,
         "status": attempt.status,
-        "error": attempt.error_type,
+        "error": error,
         "latency_ms": latency_ms,
     }
     logger.warning(
@@ -37,7 +39,7 @@ def log_failed_attempt(attempt: Attempt) -> None:
         attempt.deployment,
         attempt.key_id,
         attempt.status,
-        attempt.error_type,
+        error,
         latency_ms,
         extra={FIELDS_ATTR: fields},
     )

@@ -414,6 +414,8 @@ class RouterMiddleware:
             first = ex.first_token_ns or ex.first_byte_ns
             ttft = (first * 1e-9 - started) if first else None
             deployment.record(status < 400 and ex.outcome == "completed", time.perf_counter() - started, ttft)
+            if ex.outcome == "upstream_error":  # the answer broke off mid-body (cut, timeout)
+                log_failed_attempt(ex.attempts[-1], error=ex.error_type, latency_s=time.perf_counter() - started)
             key.served += 1
             return None
         finally:
