@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import msgspec
+
+from ._bounds import MAX_NAME_CHARS, MAX_TEXT_CHARS, bounded
 from ._estimate import default_estimator
-from .schema import ExtraValue, LLMRecord, NormalizedResponse, Timing
+from .schema import Attempt, ExtraValue, LLMRecord, NormalizedResponse, RequestParams, Timing
 
 if TYPE_CHECKING:
     from ._estimate import TokenEstimator
@@ -16,6 +19,8 @@ __all__ = ["build_record"]
 
 _NS = 1e-9
 _EMPTY_RESPONSE = NormalizedResponse(completed=False)
+_MAX_LIST_ITEMS = 16  # stop sequences, list extras: a client may send thousands
+_NOTE_TYPES = frozenset({None, "invalid_response"})  # error types whose message the observer wrote itself
 
 
 def build_record(
@@ -56,10 +61,16 @@ def build_record(
     if price_source is not None and usage is not None and model:
         cost = price_source.price(ex.provider_kind or ex.provider, model, usage, timestamp=ex.start_unix_nano * _NS)
     outcome, error_type, error_message = ex.outcome, ex.error_type, ex.error_message
+    # A provider's error text can echo the prompt (or a key): it is content, kept only with capture on;
+    # its type and the status always are. Our own notes (an unparsable body: ``invalid_response``; an
+    # unknown event, without an error type) and ex.error_message (timeouts...) are not content.
+    upstream_message = response.error_message
+    if not capture_content and response.error_type not in _NOTE_TYPES:
+        upstream_message = None
     if response.error_type is not None and (error_type is None or outcome == "client_disconnected"):
         # A client that hangs up after the provider's in-band error event is reacting to it (botocore
         # closes on an exception event), so the provider's error is the diagnosis, not the disconnect.
-        error_type, error_message = response.error_type, response.error_message
+        error_type, error_message = response.error_type, upstream_message
         if outcome == "client_disconnected":
             outcome = "upstream_error"
     elif outcome == "client_disconnected" and response.completed:
@@ -76,21 +87,22 @@ def build_record(
         span_id=ex.span_id,
         parent_span_id=ex.parent_span_id,
         server_span_id=ex.server_span_id,
-        session_id=ex.session_id,
-        user=ex.user or (request.user if request else None),
+        # Client- and upstream-chosen strings are cut here, once, for every sink (labels, spans, rows).
+        session_id=bounded(ex.session_id),
+        user=bounded(ex.user or (request.user if request else None)),
         operation=ex.operation or "chat",
         api=ex.api,
         provider=ex.provider or "unknown",
-        method=ex.method,
-        path=ex.path,
-        requested_model=ex.requested_model,
-        response_model=response_model,
+        method=bounded(ex.method),
+        path=bounded(ex.path, MAX_TEXT_CHARS),
+        requested_model=bounded(ex.requested_model),
+        response_model=bounded(response_model),
         route=ex.route,
-        rule=ex.rule,
+        rule=bounded(ex.rule),
         server_address=ex.server_address,
         server_port=ex.server_port,
         metadata=ex.metadata,
-        params=request.params if request else None,
+        params=_bounded_params(request.params) if request else None,
         response_id=response.id,
         finish_reason=response.finish_reason,
         finish_reasons=response.finish_reasons,
@@ -99,9 +111,9 @@ def build_record(
         cost=cost,
         status=ex.status,
         outcome=outcome,
-        error_type=error_type,
-        error_message=error_message or response.error_message,
-        attempts=ex.attempts,
+        error_type=bounded(error_type),
+        error_message=bounded(error_message or upstream_message, MAX_TEXT_CHARS),
+        attempts=_bounded_attempts(ex.attempts),
         retries=max(0, len(ex.attempts) - 1),
         fallback_index=ex.attempts[-1].fallback_index if ex.attempts else 0,
         streamed=ex.streamed,
@@ -116,6 +128,13 @@ def build_record(
     )
 
 
+def _bounded_attempts(attempts: list[Attempt]) -> list[Attempt]:
+    """``attempts`` with client-named models cut (deployment names are bounded when they are made)."""
+    if all(attempt.model is None or len(attempt.model) <= MAX_NAME_CHARS for attempt in attempts):
+        return attempts
+    return [msgspec.structs.replace(attempt, model=bounded(attempt.model)) for attempt in attempts]
+
+
 def _extra(ex: Exchange, response: NormalizedResponse) -> dict[str, ExtraValue]:
     """The vendor extras of the request, the response and the response headers the adapter names."""
     request_extra = ex.request.extra if ex.request is not None else {}
@@ -128,4 +147,23 @@ def _extra(ex: Exchange, response: NormalizedResponse) -> dict[str, ExtraValue]:
             key = wanted.get(name.lower())
             if key is not None and key not in extra:
                 extra[key] = value.decode("latin-1")
+    for key, item in extra.items():  # values the client or the upstream chose
+        if isinstance(item, str):
+            extra[key] = bounded(item)
+        elif isinstance(item, list):
+            extra[key] = [bounded(text) for text in item[:_MAX_LIST_ITEMS]]
     return extra
+
+
+def _bounded_params(params: RequestParams) -> RequestParams:
+    """``params`` with the client's strings (stop sequences, tool choice, response format) bounded."""
+    stop = params.stop
+    strings = (params.tool_choice, params.response_format, *(stop or ()))
+    if (stop is None or len(stop) <= _MAX_LIST_ITEMS) and all(s is None or len(s) <= MAX_NAME_CHARS for s in strings):
+        return params
+    return msgspec.structs.replace(
+        params,
+        stop=None if stop is None else [bounded(text) for text in stop[:_MAX_LIST_ITEMS]],
+        tool_choice=bounded(params.tool_choice),
+        response_format=bounded(params.response_format),
+    )

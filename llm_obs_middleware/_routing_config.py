@@ -23,6 +23,8 @@ class ApiKey:
     """
 
     __slots__ = ("_value", "name", "weight")
+    config_fields = ("key", "weight", "name")
+    """The fields of the mapping form (named in config errors' did-you-mean)."""
 
     def __init__(self, value: str, *, weight: float = 1.0, name: str | None = None) -> None:
         self._value = value
@@ -49,24 +51,27 @@ class ApiKey:
 
 
 def decode_api_key(obj: Any) -> ApiKey:
-    """msgspec ``dec_hook`` for :class:`ApiKey` (a string, or a mapping with ``key``/``weight``/``name``)."""
+    """msgspec ``dec_hook`` for :class:`ApiKey` (a string, or a mapping with ``key``/``weight``/``name``).
+
+    Raises ``ValueError``, which msgspec reports with the path of the entry (a ``ValidationError``
+    raised here would lose it)."""
     if isinstance(obj, ApiKey):
         return obj
     if isinstance(obj, str):
         return ApiKey(obj)
     if isinstance(obj, dict):
-        unknown = set(obj) - {"key", "weight", "name"}
+        unknown = set(obj) - set(ApiKey.config_fields)
         if unknown:
-            raise msgspec.ValidationError(f"Object contains unknown field `{sorted(unknown)[0]}`")
+            raise ValueError(f"Object contains unknown field `{sorted(unknown)[0]}`")
         key, weight, name = obj.get("key"), obj.get("weight", 1.0), obj.get("name")
         if not isinstance(key, str) or not key:
-            raise msgspec.ValidationError("Object missing required field `key` (a non-empty string)")
+            raise ValueError("Object missing required field `key` (a non-empty string)")
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
-            raise msgspec.ValidationError("`weight` must be a positive number")
+            raise ValueError("`weight` must be a positive number")
         if name is not None and not isinstance(name, str):
-            raise msgspec.ValidationError("`name` must be a string")
+            raise ValueError("`name` must be a string")
         return ApiKey(key, weight=float(weight), name=name)
-    raise msgspec.ValidationError("Expected `str` or an object `{key, weight, name}`")
+    raise ValueError("Expected `str` or an object `{key, weight, name}`")
 
 
 class Deployment(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -81,7 +86,7 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
     def __post_init__(self) -> None:
         if not self.weight > 0:
-            raise ConfigurationError(f"deployments: weight must be positive, got {self.weight}")
+            raise ConfigurationError(f"weight: must be positive, got {self.weight}")
 
 
 class ModelRoute(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

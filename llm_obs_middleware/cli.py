@@ -7,9 +7,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from . import __version__
@@ -37,15 +40,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import logging.config
+
     import uvicorn
+    from uvicorn.config import LOG_LEVELS
 
     from ._admin import check_exposure
+    from ._logging import logging_config
     from .config import Config
     from .gateway import create_gateway
 
+    log_config = logging_config(LOG_LEVELS[args.log_level], args.log_format)
     try:
         config = Config.from_file(args.config)
         check_exposure(config, args.host)
+        # Before the gateway is built, so its start-up warnings are formatted too (uvicorn applies the
+        # same config again, in each worker).
+        logging.config.dictConfig(log_config)
         # Built here even with several workers (which build their own), so a bad config fails now, once.
         app = create_gateway(config)
     except ConfigurationError as exc:
@@ -58,14 +69,35 @@ def _serve(args: argparse.Namespace) -> int:
         "root_path": args.root_path,
         # Every LLM request is in the gateway's own request log; uvicorn's line per request costs CPU for nothing.
         "access_log": args.access_log,
+        "log_config": log_config,
     }
     if args.workers > 1:
         # Worker processes import the app by name and read the config file from the environment.
         os.environ["LLM_OBS_CONFIG"] = str(Path(args.config).resolve())
-        uvicorn.run("llm_obs_middleware.gateway:app", workers=args.workers, **options)
+        with _multiprocess_metrics():
+            uvicorn.run("llm_obs_middleware.gateway:app", workers=args.workers, **options)
     else:
         uvicorn.run(app, **options)
     return 0
+
+
+@contextlib.contextmanager
+def _multiprocess_metrics() -> Iterator[None]:
+    """Give the workers one private ``PROMETHEUS_MULTIPROC_DIR`` (unless the user set one), removed at exit.
+
+    Each worker then writes its counters there and any worker's ``/metrics`` serves the sum; without
+    it a scrape sees the counts of whichever worker answered.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="llm-obs-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory  # inherited by the workers uvicorn spawns
+    try:
+        yield
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _fake_provider(args: argparse.Namespace) -> int:
@@ -179,6 +211,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=port, default=8080, help="port to bind (default: %(default)s)")
     serve.add_argument("--workers", type=_at_least(1), default=1, help="worker processes (default: %(default)s)")
     serve.add_argument("--log-level", choices=_LOG_LEVELS, default="info", help="(default: %(default)s)")
+    serve.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="console log lines (default: %(default)s)"
+    )
     serve.add_argument("--root-path", default="", help="path prefix the gateway is served under behind a proxy")
     serve.add_argument(
         "--access-log",

@@ -15,9 +15,11 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import msgspec
 
+from ._config_errors import describe_error
 from ._routing_config import ApiKey, Deployment, ModelRoute, RoutingConfig, decode_api_key
 from .errors import ConfigurationError
 
@@ -121,6 +123,11 @@ class ProviderConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     Unset: the endpoints the provider's API offers; ``[]``: none. Others get 404 (405 for another method)."""
 
     def __post_init__(self) -> None:
+        url = urlsplit(self.base_url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ConfigurationError(
+                f"base_url: expected an http:// or https:// URL with a host, got {self.base_url!r}"
+            )
         if (self.aws_access_key_id is None) != (self.aws_secret_access_key is None):
             raise ConfigurationError("aws_access_key_id and aws_secret_access_key: set both or neither")
 
@@ -433,7 +440,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         try:
             return msgspec.convert(substituted, cls, dec_hook=_decode_hook)
         except msgspec.ValidationError as exc:
-            raise ConfigurationError(f"invalid config: {_name_mapping_keys(substituted, exc)}") from None
+            raise ConfigurationError(describe_error(substituted, exc, cls, _decode_hook)) from None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> Config:
@@ -448,7 +455,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             if suffix in (".yaml", ".yml"):
                 import yaml
 
-                data = yaml.safe_load(text) or {}
+                data = yaml.safe_load(text)
             elif suffix == ".toml":
                 data = tomllib.loads(text)
             elif suffix == ".json":
@@ -459,6 +466,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             raise
         except Exception as exc:  # each parser has its own error type; all mean the same to the user
             raise ConfigurationError(f"config file {file} is not valid {suffix.lstrip('.').upper()}: {exc}") from None
+        if not data:  # an empty file is a mistake (the wrong path, a failed template), not "no routes"
+            raise ConfigurationError(f"config file {file} is empty")
         if not isinstance(data, dict):
             raise ConfigurationError(f"config file {file}: the top level must be a mapping")
         return cls.from_dict(data, environ=environ)
@@ -483,22 +492,6 @@ def _decode_hook(type_: type, obj: Any) -> Any:
             return Secret(obj)
         raise msgspec.ValidationError("Expected `str`")
     raise NotImplementedError
-
-
-def _name_mapping_keys(data: dict[str, Any], exc: msgspec.ValidationError) -> str:
-    """msgspec writes ``$.providers[...]`` for dict entries; find and name the entry at fault."""
-    message = str(exc)
-    for section, struct in (("providers", ProviderConfig), ("models", ModelRoute)):
-        marker = f"$.{section}[...]"
-        entries = data.get(section)
-        if marker not in message or not isinstance(entries, dict):
-            continue
-        for name, entry in entries.items():
-            try:
-                msgspec.convert(entry, struct, dec_hook=_decode_hook)
-            except (msgspec.ValidationError, ConfigurationError) as entry_exc:
-                return str(entry_exc).replace("$", f"$.{section}.{name}", 1)
-    return message
 
 
 def _substitute(value: Any, environ: Mapping[str, str], where: str) -> Any:

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ._admin import Endpoint, guard
+from ._config_errors import config_warnings
 from .config import Config
 from .errors import ConfigurationError
 from .exporters.setup import build_exporters
@@ -59,6 +60,8 @@ class Gateway:
         if config.route_prefix:
             raise ConfigurationError("route_prefix: the gateway routes at its root; mount it under a path instead")
         self.config = config
+        for warning in config_warnings(config):
+            logger.warning("config: %s", warning)
         self.exporters = build_exporters(
             config,
             registry=registry,

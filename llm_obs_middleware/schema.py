@@ -154,6 +154,8 @@ class NormalizedResponse(msgspec.Struct, frozen=True, kw_only=True, omit_default
     completed: bool = True
     error_type: str | None = None
     error_message: str | None = None
+    """The provider's error text (content: recorded only with ``capture_content``), or, when
+    ``error_type`` is ``None`` or ``invalid_response``, the observer's own note (always recorded)."""
     events: int = 0
     output_chars: int = 0
     """Characters of generated output (text, reasoning, refusals, tool names and arguments), counted
@@ -228,6 +230,8 @@ class LLMRecord(msgspec.Struct, frozen=True, kw_only=True):
     cost: Cost | None = None
     error_type: str | None = None
     error_message: str | None = None
+    """The gateway's own diagnosis (a timeout, an unparsable answer); the provider's error text only
+    with ``capture_content`` (it can quote the prompt). Configured secrets are masked in it."""
     attempts: list[Attempt] = []
     retries: int = 0
     fallback_index: int = 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import logging.config
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +14,7 @@ import pytest
 import uvicorn
 
 from llm_obs_middleware import cli
+from llm_obs_middleware._logging import logging_config
 from llm_obs_middleware.testing import FakeProvider
 
 GOOD_CONFIG = """
@@ -30,7 +34,14 @@ exporters:
 @pytest.fixture
 def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, Any]]]:
     calls: list[tuple[Any, dict[str, Any]]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append((app, kwargs)))
+
+    def run(app: Any, **kwargs: Any) -> None:
+        # What uvicorn would see in the environment: the workers' metrics directory, if any.
+        calls.append((app, {**kwargs, "env_metrics_dir": os.environ.get("PROMETHEUS_MULTIPROC_DIR")}))
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    # `serve` configures the console logging of its process: not this test process's.
+    monkeypatch.setattr(logging.config, "dictConfig", lambda config: None)
     return calls
 
 
@@ -106,7 +117,15 @@ def test_serve_runs_the_gateway(tmp_path: Path, uvicorn_calls: list[tuple[Any, d
     assert cli.main(["serve", "--config", config, "--port", "8181", "--log-level", "warning"]) == 0
     [(app, options)] = uvicorn_calls
     assert isinstance(app, Gateway)
-    assert options == {"host": "127.0.0.1", "port": 8181, "log_level": "warning", "root_path": "", "access_log": False}
+    assert options == {
+        "host": "127.0.0.1",
+        "port": 8181,
+        "log_level": "warning",
+        "root_path": "",
+        "access_log": False,
+        "log_config": logging_config(logging.WARNING, "text"),
+        "env_metrics_dir": None,  # one process: its own registry
+    }
 
 
 def test_serve_with_workers_imports_the_app_by_name(
@@ -118,9 +137,27 @@ def test_serve_with_workers_imports_the_app_by_name(
     [(app, options)] = uvicorn_calls
     assert app == "llm_obs_middleware.gateway:app"
     assert options["workers"] == 3 and options["root_path"] == "/llm"
-    import os
-
     assert os.environ["LLM_OBS_CONFIG"] == str(Path(config).resolve())
+    # The workers got a private metrics directory; it is gone once the server has stopped.
+    metrics_dir = options["env_metrics_dir"]
+    assert metrics_dir and Path(metrics_dir).name.startswith("llm-obs-metrics-")
+    assert not Path(metrics_dir).exists() and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+
+
+def test_serve_with_workers_keeps_the_users_metrics_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uvicorn_calls: list[tuple[Any, dict[str, Any]]]
+) -> None:
+    monkeypatch.setenv("LLM_OBS_CONFIG", "restored-after-the-test")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert cli.main(["serve", "--config", write(tmp_path, GOOD_CONFIG), "--workers", "2"]) == 0
+    [(_, options)] = uvicorn_calls
+    assert options["env_metrics_dir"] == str(tmp_path) and tmp_path.exists()
+
+
+def test_serve_log_format_json(tmp_path: Path, uvicorn_calls: list[tuple[Any, dict[str, Any]]]) -> None:
+    assert cli.main(["serve", "--config", write(tmp_path, GOOD_CONFIG), "--log-format", "json"]) == 0
+    [(_, options)] = uvicorn_calls
+    assert options["log_config"] == logging_config(logging.INFO, "json")
 
 
 def test_fake_provider_command(uvicorn_calls: list[tuple[Any, dict[str, Any]]]) -> None:

@@ -37,12 +37,14 @@ def test_hang_up_after_an_in_band_error_records_the_providers_error() -> None:
     # gateway before the relay sees the end of the stream.
     exchange = _streamed_exchange("throttlingException")
     exchange.fail("client_disconnected", "client_disconnected")
-    record = build_record(exchange, None)
+    record = build_record(exchange, None, capture_content=True)
     assert (record.outcome, record.error_type, record.error_message) == (
         "upstream_error",
         "throttlingException",
         "Too many tokens",
     )
+    # The provider's error text can quote the prompt: without content capture only its type is kept.
+    assert build_record(exchange, None).error_message is None
 
 
 def test_hang_up_mid_stream_is_a_client_disconnect() -> None:

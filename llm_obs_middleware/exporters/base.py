@@ -158,6 +158,7 @@ class ExportPipeline:
         """A sink backing off spools its queue once it holds this many records."""
         self._building = 0
         """Exchanges the dispatcher took from the queue and is building into records."""
+        self._drops_reported: dict[str, int] = {}  # drops already logged, per queue ("" is the front one)
         self._closed = False
         self._count_sinks()
 
@@ -292,6 +293,7 @@ class ExportPipeline:
                     self.stats.sink_dropped[worker.sink.name] += dropped
             self._building = 0
             self.progress.set()
+            self._report_drops()
         for worker in self._workers:
             worker.buffer.wake()
 
@@ -308,3 +310,15 @@ class ExportPipeline:
             else:
                 records.append(record)
         return records
+
+    def _report_drops(self) -> None:
+        """A warning per queue that dropped records since the last batch: one line per batch, never one
+        per record (that would add work to the overload that caused the drops)."""
+        stats, reported = self.stats, self._drops_reported
+        for queue, count in (("", stats.dropped), *stats.sink_dropped.items()):
+            new = count - reported.get(queue, 0)
+            if new > 0:
+                reported[queue] = count
+                where = f"sink {queue}'s queue" if queue else "the export queue (full, or a record could not be built)"
+                fields = {"event": "records_dropped", "sink": queue or None, "dropped": new, "dropped_total": count}
+                logger.warning("%d records dropped at %s (%d in all)", new, where, count, extra={"llm_obs": fields})

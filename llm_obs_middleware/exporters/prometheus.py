@@ -8,8 +8,9 @@ distinct model labels and reports the rest as ``other``.
 The export pipeline's own health (queue depth, drops, per-sink results) is read at scrape time by a
 custom collector, so it costs nothing between scrapes.
 
-Several worker processes (``uvicorn --workers N``): set ``PROMETHEUS_MULTIPROC_DIR`` to an empty
-directory before the workers start (prometheus-client then keeps every counter and histogram in
+Several worker processes: ``llm-obs serve --workers N`` gives its workers a private
+``PROMETHEUS_MULTIPROC_DIR`` (removed at exit); under ``uvicorn --workers N`` set it yourself to an
+empty directory before the workers start (prometheus-client then keeps every counter and histogram in
 memory-mapped files there). Any worker answering ``/metrics`` then serves the sum over all workers,
 through prometheus-client's ``MultiProcessCollector``; the pipeline and routing health figures are
 those of the worker that answered (they are live per-process state, not counters).

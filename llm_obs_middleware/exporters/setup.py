@@ -88,14 +88,14 @@ def build_exporters(
         from ..pricing.chain import build_price_source
 
         price_source = build_price_source(config.pricing)  # reads pricing.overrides now: errors at start-up
-    from .redact import redactor
+    from .redact import configured_secrets, redactor
 
     pipeline = ExportPipeline(
         sinks,
         price_source=price_source,
         queue=config.queue,
         capture_content=config.capture_content,
-        transform=redactor(config.redact),
+        transform=redactor(config.redact, configured_secrets(config)),
     )
     if prometheus is not None:
         prometheus.bind_pipeline(pipeline)

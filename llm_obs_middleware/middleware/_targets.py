@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from .._bounds import bounded
 from .._upstream_path import contained_path
 from ..balancing import DeploymentState, KeyPool, KeyState
 from ..config import Config, ProviderConfig
@@ -140,7 +141,7 @@ class Routes:
         if deployment is None:
             if len(self._native) >= _MAX_NATIVE_DEPLOYMENTS:
                 self._native.pop(next(iter(self._native)))
-            deployment = self._native[key] = DeploymentState(f"{provider.name}/{model}", provider, model, 1.0)
+            deployment = self._native[key] = DeploymentState(bounded(f"{provider.name}/{model}"), provider, model, 1.0)
         return AliasRoute(model, [deployment], "weighted", [], self.unsupported)
 
     def provider_model(self, model: str) -> AliasRoute | None:
@@ -157,7 +158,7 @@ class Routes:
         if route is None:
             if len(self._default_routes) >= _MAX_NATIVE_DEPLOYMENTS:
                 self._default_routes.pop(next(iter(self._default_routes)))
-            deployment = DeploymentState(f"{self.default.name}/{model}", self.default, model, 1.0)
+            deployment = DeploymentState(bounded(f"{self.default.name}/{model}"), self.default, model, 1.0)
             route = AliasRoute(model, [deployment], "weighted", [], self.unsupported)
             self._default_routes[model] = route
         return route

@@ -21,6 +21,7 @@ from ..state import Exchange, get_exchange
 from ..translation import ClientRequest
 from ..types import ASGIApp, Receive, Scope, Send
 from ..upstream import DirectRequest, build_client, direct_request, pool_size, send_upstream, upstream_request
+from ._attempt_log import log_failed_attempt
 from ._capacity import UpstreamSlots, send_overloaded
 from ._cooldowns import cooldown_wait, deployment_failed, key_failed, probe, retry_after_seconds, usable_after
 from ._failure import Failure, send_failure
@@ -389,6 +390,7 @@ class RouterMiddleware:
                 ex.attempts.append(
                     self._attempt_record(ex, deployment, key, fallback_index, started, error_type=error_type, api=api)
                 )
+                log_failed_attempt(ex.attempts[-1])
                 deployment_failed(self.policy, deployment, None)
                 key.failures += 1
                 return Failure(None, [], b"", exc)
@@ -401,6 +403,7 @@ class RouterMiddleware:
                     ex, deployment, key, fallback_index, started, status=status, error_type=error_type, api=api
                 )
                 ex.attempts.append(record)
+                log_failed_attempt(record)
                 # Gemini says when to retry in the body (RetryInfo) rather than in a header.
                 retry_after = response.headers.get("retry-after") or adapter.retry_after(status, body)
                 key_failed(self.policy, provider.pool, key, status, retry_after)
@@ -443,6 +446,8 @@ class RouterMiddleware:
             ttft = (first * 1e-9 - started) if first else None
             served = status < 400 and ex.outcome == "completed"
             deployment.record(served, time.perf_counter() - started, ttft)
+            if ex.outcome == "upstream_error":  # the answer broke off mid-body (cut, timeout)
+                log_failed_attempt(ex.attempts[-1], error=ex.error_type, latency_s=time.perf_counter() - started)
             key.served += 1
             if served and probing:  # only a probe: a request begun before the cooldown says nothing after it
                 key.cooldown_until = deployment.cooldown_until = 0.0

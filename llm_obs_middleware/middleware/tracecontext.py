@@ -8,6 +8,7 @@ from urllib.parse import unquote
 
 from opentelemetry import trace
 
+from .._bounds import bounded
 from ..config import Config, TraceContextConfig
 from ..state import get_exchange
 from ..types import ASGIApp, Message, Receive, Scope, Send
@@ -101,7 +102,7 @@ class TraceContextMiddleware:
             elif name == b"baggage" and exchange.session_id is None:
                 exchange.session_id = _baggage_session(value)
             elif name in self.metadata_headers:
-                exchange.metadata[self.metadata_headers[name]] = value.decode("latin-1")
+                exchange.metadata[self.metadata_headers[name]] = bounded(value.decode("latin-1"))
         server_span = trace.get_current_span().get_span_context()
         if server_span.is_valid:
             exchange.trace_id = format(server_span.trace_id, "032x")

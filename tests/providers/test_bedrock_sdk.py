@@ -371,7 +371,7 @@ def test_gateway_with_the_wrong_secret_is_refused(make_kit: Callable[..., Kit]) 
     assert refused.value.response["Error"]["Code"] == "InvalidSignatureException"
     [record] = kit.logs(1)
     assert (record["status"], record["outcome"], record["finish_reason"]) == (403, "upstream_error", "error")
-    assert "signature" in record["error_message"]
+    assert record["error_message"] is None  # the provider's text is content: capture is off
 
 
 def test_session_token_is_signed(make_kit: Callable[..., Kit]) -> None:
@@ -408,7 +408,7 @@ def test_upstream_http_error(make_kit: Callable[..., Kit]) -> None:
     assert throttled.value.response["Error"]["Code"] == "ThrottlingException"
     [record] = kit.logs(1)
     assert (record["status"], record["outcome"], record["error_type"]) == (429, "upstream_error", "ThrottlingException")
-    assert record["error_message"] == "Too many requests, please wait before trying again."
+    assert record["error_message"] is None  # the provider's text is content: capture is off
     labels = {"provider": "aws.bedrock", "model": MODEL, "operation": "chat"}
     assert kit.metric("llm_obs_errors_total", 1, **labels, error_type="ThrottlingException") == 1
     [span] = kit.client_spans(1)
@@ -424,7 +424,7 @@ def test_in_band_exception_ends_the_stream(make_kit: Callable[..., Kit]) -> None
     assert ended.value.response["Error"]["Code"] == "throttlingException"
     [record] = kit.logs(1)
     assert (record["status"], record["finish_reason"], record["error_type"]) == (200, "error", "throttlingException")
-    assert record["error_message"] == "Too many tokens, please wait before trying again."
+    assert record["error_message"] is None  # the provider's text is content: capture is off
     assert record["finish_reasons"] == []
 
 

@@ -210,7 +210,7 @@ def test_error_status(kit: Kit) -> None:
     assert raised.value.status_code == 429
     [record] = kit.records(1)
     assert (record["status"], record["outcome"], record["error_type"]) == (429, "upstream_error", "http_429")
-    assert record["error_message"] == "fake failure requested by x-fake-status: 429"
+    assert record["error_message"] is None  # the provider's text is content: capture is off
     labels = {"provider": "ollama", "model": MODEL, "operation": "chat"}
     assert kit.metric("llm_obs_errors_total", **labels, error_type="http_429") == 1
     [span] = kit.client_spans()
@@ -225,7 +225,7 @@ def test_in_band_stream_error(kit: Kit) -> None:
     [record] = kit.records(1)
     assert (record["status"], record["streamed"], record["finish_reason"]) == (200, True, "error")
     assert record["error_type"] == "stream_error"
-    assert record["error_message"] == "an error was encountered while running the model: unexpected EOF"
+    assert record["error_message"] is None  # the provider's text is content: capture is off
     [span] = kit.client_spans()
     assert dict(span.attributes or {})["error.type"] == "stream_error"
 
