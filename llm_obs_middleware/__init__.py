@@ -30,6 +30,7 @@ from .errors import (
     UnknownProviderError,
     UpstreamConnectError,
     UpstreamError,
+    UpstreamProtocolError,
     UpstreamTimeout,
 )
 from .exporters.base import ExportPipeline
@@ -78,6 +79,7 @@ __all__ = [
     "UnknownProviderError",
     "UpstreamConnectError",
     "UpstreamError",
+    "UpstreamProtocolError",
     "UpstreamTimeout",
     "Usage",
     "__version__",

@@ -9,7 +9,8 @@ Hierarchy::
     │   ├── UnknownProviderError
     │   └── UpstreamError                 carries provider and status
     │       ├── UpstreamTimeout
-    │       └── UpstreamConnectError
+    │       ├── UpstreamConnectError
+    │       └── UpstreamProtocolError     an answer HTTP cannot carry (e.g. status outside 100-599)
     ├── SchemaError                       wraps msgspec decode/validation errors
     └── ExportError                       a sink failed; never reaches a request
 """
@@ -27,6 +28,7 @@ __all__ = [
     "UnknownProviderError",
     "UpstreamConnectError",
     "UpstreamError",
+    "UpstreamProtocolError",
     "UpstreamTimeout",
 ]
 
@@ -66,6 +68,10 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamConnectError(UpstreamError):
     """The upstream could not be reached."""
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The upstream answered something HTTP cannot carry on to a client (e.g. a status outside 100-599)."""
 
 
 class SchemaError(LLMObsError):

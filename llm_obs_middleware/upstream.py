@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import httpx
 
-from .errors import ConfigurationError, UpstreamConnectError, UpstreamError, UpstreamTimeout
+from .errors import ConfigurationError, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
 
 try:
     import aiohttp
@@ -332,9 +332,10 @@ async def send_upstream(
     """
     try:
         if deadline_s is None:
-            return await _send(client, request)
-        async with asyncio.timeout(deadline_s):
-            return await _send(client, request)
+            response = await _send(client, request)
+        else:
+            async with asyncio.timeout(deadline_s):
+                response = await _send(client, request)
     except _TRANSPORT_ERRORS as exc:  # before TimeoutError: aiohttp's own timeouts are both
         phase = _timeout_phase(exc)
         if phase is not None:
@@ -345,6 +346,12 @@ async def send_upstream(
         ) from exc
     except TimeoutError as exc:
         raise UpstreamTimeout(f"provider {provider!r} timed out (request deadline)", provider=provider) from exc
+    if not 100 <= response.status_code <= 599:  # RFC 9110 section 15: no client or server could pass it on
+        await response.aclose()
+        raise UpstreamProtocolError(
+            f"provider {provider!r} answered with status {response.status_code}, outside 100-599", provider=provider
+        )
+    return response
 
 
 async def iter_body(response: UpstreamResponse, *, provider: str) -> AsyncIterator[bytes]:

@@ -15,7 +15,7 @@ import msgspec
 from .._asgi import error_json, get_header, route_path, send_json
 from ..balancing import DeploymentState, KeyPool, KeyState, backoff_delay, is_retryable_status, order_deployments
 from ..config import Config
-from ..errors import UpstreamError, UpstreamTimeout
+from ..errors import UpstreamError
 from ..providers.base import PreparedBody
 from ..providers.registry import RequestMatch, match_request, native_provider
 from ..schema import Attempt
@@ -23,12 +23,13 @@ from ..state import Exchange, get_exchange
 from ..translation import ClientRequest
 from ..types import ASGIApp, Receive, Scope, Send
 from ..upstream import DirectRequest, build_client, direct_request, send_upstream, upstream_request
-from ._failure import Failure, send_failure
+from ._failure import Failure, send_failure, upstream_error_type
 from ._passthrough import NOT_FORWARDED, proxy
 from ._relay import relay, upstream_error_body
 from ._request import load_request
 from ._targets import AliasRoute, Routes
 from ._translated import Translation, Untranslatable, relay_translated, translate_request
+from ._url_parts import refuse_url_part, unusable_url_part
 
 __all__ = ["RouterMiddleware"]
 
@@ -94,6 +95,9 @@ class RouterMiddleware:
         if matched is None:
             native = native_provider(path, self.provider_kinds)
             if native is not None:  # a provider endpoint we do not observe (e.g. token counting): proxy it
+                if (problem := unusable_url_part("path", path)) is not None:
+                    await refuse_url_part(problem, send)
+                    return
                 provider, rest = self.providers[native[0]], native[1]
                 await proxy(self.client, provider, rest, scope, receive, send, self.max_request_bytes, self.rng)
             elif scope["method"] == "GET" and path in ("/v1/models", "/models"):
@@ -139,6 +143,11 @@ class RouterMiddleware:
         if not model:
             ex.fail("rejected", "invalid_request")
             await send_json(send, 400, error_json("'model' is required", "invalid_request_error", param="model"))
+            return
+        problem = unusable_url_part("path", matched.path) or unusable_url_part("model", model)
+        if problem is not None:
+            ex.fail("rejected", "invalid_url")
+            await refuse_url_part(problem, send)
             return
         ex.requested_model = model
         force, no_fallbacks, deadline = self._overrides(scope)
@@ -355,7 +364,7 @@ class RouterMiddleware:
                     deadline_s=None if deadline is None else max(0.001, deadline - time.perf_counter()),
                 )
             except UpstreamError as exc:
-                error_type = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
+                error_type = upstream_error_type(exc)
                 ex.attempts.append(
                     self._attempt_record(ex, deployment, key, fallback_index, started, error_type=error_type, api=api)
                 )
