@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import httpx
 
+from ._content_coding import DECODABLE, inflate
 from .errors import ConfigurationError, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout
 
 try:
@@ -270,7 +271,10 @@ def _from_httpx(response: httpx.Response) -> UpstreamResponse:
             return _once(response.content)
         return response.aiter_raw()
 
-    return UpstreamResponse(response.status_code, response.headers.raw, chunks, response.aclose)
+    headers = response.headers.raw
+    if response.is_stream_consumed:  # httpx decoded that content already
+        headers = [(k, v) for k, v in headers if k.lower() != b"content-encoding"]
+    return UpstreamResponse(response.status_code, headers, chunks, response.aclose)
 
 
 async def _once(content: bytes) -> AsyncIterator[bytes]:
@@ -351,7 +355,20 @@ async def send_upstream(
         raise UpstreamProtocolError(
             f"provider {provider!r} answered with status {response.status_code}, outside 100-599", provider=provider
         )
+    for name, value in response.headers.raw:
+        if name.lower() == b"content-encoding":
+            if value.strip().lower() in DECODABLE:
+                _decode_content(response, provider)
+            break
     return response
+
+
+def _decode_content(response: UpstreamResponse, provider: str) -> None:
+    """Make ``response`` the identity answer the gateway asked for (see ``_content_coding``)."""
+    raw = [(k, v) for k, v in response.headers.raw if k.lower() not in (b"content-encoding", b"content-length")]
+    chunks = response._chunks
+    response.headers = ResponseHeaders(raw)
+    response._chunks = lambda: inflate(chunks(), provider=provider)
 
 
 async def iter_body(response: UpstreamResponse, *, provider: str) -> AsyncIterator[bytes]:
