@@ -353,15 +353,16 @@ class RouterMiddleware:
             )
             adapter.sign(request, provider.config)
         started = time.perf_counter()
+        # The total timeout holds from the first byte sent to the last received, headers included.
+        relay_deadline = started + provider.total_timeout
+        if deadline is not None:
+            relay_deadline = min(relay_deadline, deadline)
         deployment.in_flight += 1
         key.in_flight += 1
         try:
             try:
                 response = await send_upstream(
-                    self.client,
-                    request,
-                    provider=provider.name,
-                    deadline_s=None if deadline is None else max(0.001, deadline - time.perf_counter()),
+                    self.client, request, provider=provider.name, deadline_s=max(0.001, relay_deadline - started)
                 )
             except UpstreamError as exc:
                 error_type = upstream_error_type(exc)
@@ -390,8 +391,6 @@ class RouterMiddleware:
                     return Failure(error.status, error.headers, error.body)
                 return Failure(status, list(response.headers.raw), body)
             ex.attempts.append(self._commit(ex, deployment, key, fallback_index, started, status, api))
-            total_deadline = started + provider.total_timeout
-            relay_deadline = min(total_deadline, deadline) if deadline is not None else total_deadline
             try:
                 if translation is not None:
                     await relay_translated(
