@@ -5,6 +5,7 @@ from __future__ import annotations
 from llm_obs_middleware._ndjson import NDJSONSplitter
 from llm_obs_middleware._sse import SSEParser
 from llm_obs_middleware.middleware._relay import _UsageChunkFilter
+from llm_obs_middleware.providers.openai import CHAT, OpenAIAdapter
 from llm_obs_middleware.state import Exchange
 
 MAX_EVENT_BYTES = 8 * 1024 * 1024  # _sse.MAX_EVENT_BYTES
@@ -49,3 +50,17 @@ def test_usage_filter_passes_an_endless_event_through_instead_of_holding_it() ->
     out = b"".join(sent)
     # Everything but the usage event, which is still cut out after the endless one ended.
     assert out == b'data: {"choices":[{"delta":{"content":"' + PIECE * PIECES + b'"}}]}\n\ndata: [DONE]\n\n'
+
+
+def test_a_body_over_8_mb_keeps_the_usage_it_ends_with_not_a_quoted_one() -> None:
+    observer = OpenAIAdapter().observer(CHAT, Exchange({}), streamed=False, status=200)
+    observer.feed(b'{"id":"c1","object":"chat.completion","model":"gpt-4o","choices":[{"message":{"content":"', 1)
+    for _ in range(PIECES):
+        observer.feed(PIECE, 2)
+    # Content quoting a usage object (its quotes escaped), then the answer's own usage.
+    observer.feed(b'\\"usage\\":{\\"prompt_tokens\\":1}"},"finish_reason":"stop"}],', 3)
+    observer.feed(b'"usage":{"prompt_tokens":40,"completion_tokens":6,"total_tokens":46}}', 4)
+    result = observer.finish()
+    assert (result.id, result.model) == ("c1", "gpt-4o")
+    assert result.usage is not None
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (40, 6)
