@@ -200,18 +200,20 @@ def _final_error(
     return b""
 
 
-async def upstream_error_body(response: UpstreamResponse, provider: str, limit: int = 65536) -> bytes:
-    """Read (at most ``limit`` bytes of) an error response we may pass back after other attempts failed."""
+async def upstream_error_body(response: UpstreamResponse, provider: str, deadline: float, limit: int = 65536) -> bytes:
+    """Read (at most ``limit`` bytes of) an error response we may pass back after other attempts failed,
+    until ``deadline`` (a ``time.perf_counter()`` instant)."""
     parts: list[bytes] = []
     size = 0
     try:
-        async for chunk in iter_body(response, provider=provider):
-            parts.append(chunk)
-            size += len(chunk)
-            if size >= limit:
-                break
-    except UpstreamError:
-        parts.append(b"")  # what arrived is still the provider's answer; the attempt is failed anyway
+        async with total_deadline(deadline):
+            async for chunk in iter_body(response, provider=provider):
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= limit:
+                    break
+    except (UpstreamError, TimeoutError):
+        pass  # what arrived is still the provider's answer; the attempt is failed anyway
     return b"".join(parts)[:limit]
 
 

@@ -150,7 +150,7 @@ async def relay_translated(
     extra = [(DROPPED_HEADER, ",".join(dropped).encode())] if dropped else []
     if status >= 400:
         ex.outcome = "upstream_error"
-        body = await upstream_error_body(response, provider)
+        body = await upstream_error_body(response, provider, deadline)
         retry_after = response.headers.get("retry-after") or adapter.retry_after(status, body)
         error = translator.error(status, body, response.headers, retry_after)
         headers = [header for header in error.headers if header[0] != b"content-type"]

@@ -374,7 +374,7 @@ class RouterMiddleware:
                 return Failure(None, [], b"", exc)
             status = response.status_code
             if is_retryable_status(status) or status in (401, 403):
-                body = await upstream_error_body(response, provider.name)
+                body = await upstream_error_body(response, provider.name, relay_deadline)
                 await response.aclose()
                 error_type = f"http_{status}"
                 record = self._attempt_record(
