@@ -353,7 +353,8 @@ class RouterMiddleware:
             )
             adapter.sign(request, provider.config)
         started = time.perf_counter()
-        # The total timeout holds from the first byte sent to the last received, headers included.
+        # The total timeout holds from the first byte sent to the last received (the wait for the headers
+        # is bounded by the transport's timeouts, each at most the total: see ProviderTarget).
         relay_deadline = started + provider.total_timeout
         if deadline is not None:
             relay_deadline = min(relay_deadline, deadline)
@@ -362,7 +363,10 @@ class RouterMiddleware:
         try:
             try:
                 response = await send_upstream(
-                    self.client, request, provider=provider.name, deadline_s=max(0.001, relay_deadline - started)
+                    self.client,
+                    request,
+                    provider=provider.name,
+                    deadline_s=None if deadline is None else max(0.001, deadline - started),
                 )
             except UpstreamError as exc:
                 error_type = upstream_error_type(exc)
