@@ -32,6 +32,7 @@ from .errors import (
     UnknownProviderError,
     UpstreamConnectError,
     UpstreamError,
+    UpstreamProtocolError,
     UpstreamTimeout,
 )
 from .exporters.base import ExportPipeline
@@ -82,6 +83,7 @@ __all__ = [
     "UnknownProviderError",
     "UpstreamConnectError",
     "UpstreamError",
+    "UpstreamProtocolError",
     "UpstreamTimeout",
     "Usage",
     "__version__",

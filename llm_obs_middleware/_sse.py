@@ -2,22 +2,29 @@
 
 https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
 Lines end with CRLF, LF or CR; an empty line dispatches the event; ``data`` lines are joined with LF.
+Memory is bounded: an event (or a line) growing past ``MAX_EVENT_BYTES`` is dropped up to its end, so an
+upstream that never ends an event cannot make the parser hold it all.
 """
 
 from __future__ import annotations
 
-__all__ = ["SSEParser"]
+__all__ = ["MAX_EVENT_BYTES", "SSEParser"]
+
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+"""The largest event kept; the same bound as a non-streamed body's (``providers._buffered.MAX_BUFFERED``)."""
 
 
 class SSEParser:
     """Feed raw chunks; get back ``(event, data)`` for each complete event (``event`` is ``b""`` if unnamed)."""
 
-    __slots__ = ("_data", "_event", "_tail")
+    __slots__ = ("_data", "_dropping", "_event", "_size", "_tail")
 
     def __init__(self) -> None:
         self._tail = b""
         self._event = b""
         self._data: list[bytes] = []
+        self._size = 0  # bytes in _data
+        self._dropping = False  # inside an event past MAX_EVENT_BYTES: skip its lines up to the blank one
 
     def feed(self, chunk: bytes) -> list[tuple[bytes, bytes]]:
         # The usual read: exactly one whole one-line ``data:`` event, nothing held back. C-level checks
@@ -43,22 +50,40 @@ class SSEParser:
         end = buf.rfind(b"\n")
         if end < 0:
             self._tail = buf + self._tail
+            if len(self._tail) > MAX_EVENT_BYTES:
+                self._drop()
             return []
         self._tail = buf[end + 1 :] + self._tail
         events: list[tuple[bytes, bytes]] = []
         data = self._data
         for line in buf[:end].split(b"\n"):
             if not line:
-                if data:
+                if data and not self._dropping:
                     events.append((self._event, b"\n".join(data)))
-                    data.clear()
+                data.clear()
+                self._size = 0
+                self._dropping = False
                 self._event = b""
+            elif self._dropping:
+                continue
             elif line.startswith(b"data:"):
                 data.append(line[6:] if line[5:6] == b" " else line[5:])
+                self._size += len(line)
+                if self._size > MAX_EVENT_BYTES:
+                    self._drop()
             elif line.startswith(b"event:"):
                 self._event = line[7:] if line[6:7] == b" " else line[6:]
             # id:, retry: and comments carry nothing we record.
+        if len(self._tail) > MAX_EVENT_BYTES:
+            self._drop()
         return events
+
+    def _drop(self) -> None:
+        """Forget the event being read: it is too large to keep (the rest of it is skipped as it arrives)."""
+        self._data.clear()
+        self._size = 0
+        self._tail = b""
+        self._dropping = True
 
     def close(self) -> list[tuple[bytes, bytes]]:
         """Dispatch an event left unterminated at end of stream (lenient, like most SDKs)."""

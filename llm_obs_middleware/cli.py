@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from . import __version__
+from ._server_timeouts import ReadTimeouts, protocol_class, serve_uvicorn, with_read_timeouts
 from .demo import MAX_REQUESTS
 from .errors import ConfigurationError
 
@@ -51,6 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .gateway import create_gateway
 
     log_config = logging_config(LOG_LEVELS[args.log_level], args.log_format)
+    _raise_open_files_limit()
     try:
         config = Config.from_file(args.config)
         check_exposure(config, args.host)
@@ -62,23 +64,37 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         sys.stderr.write(f"llm-obs: error: {exc}\n")
         return 2
-    options = {
-        "host": args.host,
-        "port": args.port,
-        "log_level": args.log_level,
-        "root_path": args.root_path,
-        # Every LLM request is in the gateway's own request log; uvicorn's line per request costs CPU for nothing.
-        "access_log": args.access_log,
-        "log_config": log_config,
-    }
     if args.workers > 1:
         # Worker processes import the app by name and read the config file from the environment.
         os.environ["LLM_OBS_CONFIG"] = str(Path(args.config).resolve())
-        with _multiprocess_metrics():
-            uvicorn.run("llm_obs_middleware.gateway:app", workers=args.workers, **options)
-    else:
-        uvicorn.run(app, **options)
-    return 0
+    served = uvicorn.Config(
+        "llm_obs_middleware.gateway:app" if args.workers > 1 else app,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        log_config=log_config,
+        root_path=args.root_path,
+        # Every LLM request is in the gateway's own request log; uvicorn's line per request costs CPU for nothing.
+        access_log=args.access_log,
+        http=protocol_class(),
+        timeout_keep_alive=args.keep_alive_timeout,
+        timeout_graceful_shutdown=args.graceful_shutdown_timeout,
+    )
+    with _multiprocess_metrics() if args.workers > 1 else contextlib.nullcontext():
+        return serve_uvicorn(with_read_timeouts(served, ReadTimeouts(args.header_timeout, args.body_timeout)))
+
+
+def _raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard one: each stream holds two sockets (the client's and
+    the upstream's), and the default soft limit (often 1,024) is far below ``routing.max_connections``."""
+    try:
+        import resource
+    except ImportError:  # not on this platform (Windows)
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 @contextlib.contextmanager
@@ -176,6 +192,16 @@ def _price(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
+_positive_seconds.__name__ = "float"
+
+
 def _non_negative(kind: Callable[[str], float]) -> Callable[[str], float]:
     def parse(text: str) -> float:
         value = kind(text)
@@ -219,6 +245,35 @@ def _parser() -> argparse.ArgumentParser:
         "--access-log",
         action="store_true",
         help="also log a line per HTTP request (uvicorn's access log; default: off)",
+    )
+    seconds = _positive_seconds
+    serve.add_argument(
+        "--header-timeout",
+        type=seconds,
+        default=ReadTimeouts().header_s,
+        metavar="S",
+        help="close a connection whose request headers take longer (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=seconds,
+        default=ReadTimeouts().body_s,
+        metavar="S",
+        help="close a connection whose request body takes longer after its headers (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--keep-alive-timeout",
+        type=seconds,
+        default=5.0,
+        metavar="S",
+        help="close an idle keep-alive connection after this long (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--graceful-shutdown-timeout",
+        type=seconds,
+        default=30.0,
+        metavar="S",
+        help="on SIGTERM, cut requests still running after this long (default: %(default)s)",
     )
     serve.set_defaults(command=_serve)
 

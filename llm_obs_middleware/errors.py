@@ -11,7 +11,8 @@ Hierarchy::
     │   │                                 capacity, not the provider's failure
     │   └── UpstreamError                 carries provider and status
     │       ├── UpstreamTimeout
-    │       └── UpstreamConnectError
+    │       ├── UpstreamConnectError
+    │       └── UpstreamProtocolError     an answer HTTP cannot carry (e.g. status outside 100-599)
     ├── SchemaError                       wraps msgspec decode/validation errors
     └── ExportError                       a sink failed; never reaches a request
         ├── RetryableExportError          the sink is down or busy: the same records are tried again later
@@ -34,6 +35,7 @@ __all__ = [
     "UpstreamConnectError",
     "UpstreamError",
     "UpstreamPoolFull",
+    "UpstreamProtocolError",
     "UpstreamTimeout",
 ]
 
@@ -81,6 +83,10 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamConnectError(UpstreamError):
     """The upstream could not be reached."""
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The upstream answered something HTTP cannot carry on to a client (e.g. a status outside 100-599)."""
 
 
 class SchemaError(LLMObsError):

@@ -16,7 +16,15 @@ from typing import Any, Literal
 
 import httpx
 
-from .errors import ConfigurationError, UpstreamConnectError, UpstreamError, UpstreamPoolFull, UpstreamTimeout
+from ._content_coding import DECODABLE, inflate
+from .errors import (
+    ConfigurationError,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamPoolFull,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
 
 try:
     import aiohttp
@@ -279,7 +287,10 @@ def _from_httpx(response: httpx.Response) -> UpstreamResponse:
             return _once(response.content)
         return response.aiter_raw()
 
-    return UpstreamResponse(response.status_code, response.headers.raw, chunks, response.aclose)
+    headers = response.headers.raw
+    if response.is_stream_consumed:  # httpx decoded that content already
+        headers = [(k, v) for k, v in headers if k.lower() != b"content-encoding"]
+    return UpstreamResponse(response.status_code, headers, chunks, response.aclose)
 
 
 async def _once(content: bytes) -> AsyncIterator[bytes]:
@@ -346,9 +357,10 @@ async def send_upstream(
     """
     try:
         if deadline_s is None:
-            return await _send(client, request)
-        async with asyncio.timeout(deadline_s):
-            return await _send(client, request)
+            response = await _send(client, request)
+        else:
+            async with asyncio.timeout(deadline_s):
+                response = await _send(client, request)
     except _TRANSPORT_ERRORS as exc:  # before TimeoutError: aiohttp's own timeouts are both
         if isinstance(_origin(exc), httpx.PoolTimeout):  # waiting for our own pool is not the provider's fault
             raise UpstreamPoolFull(f"no free connection to provider {provider!r} in time", provider=provider) from exc
@@ -361,6 +373,25 @@ async def send_upstream(
         ) from exc
     except TimeoutError as exc:
         raise UpstreamTimeout(f"provider {provider!r} timed out (request deadline)", provider=provider) from exc
+    if not 100 <= response.status_code <= 599:  # RFC 9110 section 15: no client or server could pass it on
+        await response.aclose()
+        raise UpstreamProtocolError(
+            f"provider {provider!r} answered with status {response.status_code}, outside 100-599", provider=provider
+        )
+    for name, value in response.headers.raw:
+        if name.lower() == b"content-encoding":
+            if value.strip().lower() in DECODABLE:
+                _decode_content(response, provider)
+            break
+    return response
+
+
+def _decode_content(response: UpstreamResponse, provider: str) -> None:
+    """Make ``response`` the identity answer the gateway asked for (see ``_content_coding``)."""
+    raw = [(k, v) for k, v in response.headers.raw if k.lower() not in (b"content-encoding", b"content-length")]
+    chunks = response._chunks
+    response.headers = ResponseHeaders(raw)
+    response._chunks = lambda: inflate(chunks(), provider=provider)
 
 
 async def iter_body(response: UpstreamResponse, *, provider: str) -> AsyncIterator[bytes]:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from llm_obs_middleware._bounds import MAX_NAME_CHARS, TRUNCATION_MARK, bounded
@@ -51,13 +52,18 @@ async def _logs(client: httpx.AsyncClient, count: int) -> list[dict[str, Any]]:
     raise AssertionError(f"expected {count} records")
 
 
-async def test_huge_model_names_are_cut_everywhere(make_kit: Callable[..., Awaitable[GatewayKit]]) -> None:
+@pytest.mark.parametrize(
+    "size",
+    [HUGE, 8000],
+    ids=["1 MB: refused as no URL could hold it", "8,000 chars: served, its deployment named after it"],
+)
+async def test_huge_model_names_are_cut_everywhere(make_kit: Callable[..., Awaitable[GatewayKit]], size: int) -> None:
     kit = await make_kit(
         default_provider="openai", trace_context={"metadata_headers": ["x-tenant-id"]}, capture_content=False
     )
     async with kit.client() as client:
         for index in range(4):
-            model = f"m{index}-" + "y" * HUGE
+            model = f"m{index}-" + "y" * size
             stop = {"stop": ["z" * 5000] * 100}  # the fake provider ignores it; the record keeps a bounded copy
             await _chat(client, model, stop, **{"x-session-id": "s" * 100, "x-tenant-id": "t" * 8000})
         records = await _logs(client, 4)
@@ -70,7 +76,10 @@ async def test_huge_model_names_are_cut_everywhere(make_kit: Callable[..., Await
     for record in records:
         assert len(record["requested_model"]) == MAX_NAME_CHARS
         assert record["requested_model"].endswith(TRUNCATION_MARK)
-        assert len(record["deployment"]) <= MAX_NAME_CHARS
+        if size == HUGE:
+            assert (record["status"], record["error_type"]) == (414, "invalid_url")
+        else:
+            assert record["status"] == 200 and len(record["deployment"]) <= MAX_NAME_CHARS
         assert all(len(attempt["model"]) <= MAX_NAME_CHARS for attempt in record["attempts"])
         assert len(record["metadata"]["x-tenant-id"]) <= MAX_NAME_CHARS
         stops = record["params"]["stop"]

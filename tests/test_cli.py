@@ -39,7 +39,24 @@ def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, 
         # What uvicorn would see in the environment: the workers' metrics directory, if any.
         calls.append((app, {**kwargs, "env_metrics_dir": os.environ.get("PROMETHEUS_MULTIPROC_DIR")}))
 
+    def serve(config: uvicorn.Config) -> int:
+        # What `serve` hands the server (it builds uvicorn's Config itself, to carry the read timeouts).
+        options = {
+            "host": config.host,
+            "port": config.port,
+            "workers": config.workers,
+            "log_level": config.log_level,
+            "root_path": config.root_path,
+            "access_log": config.access_log,
+            "log_config": config.log_config,
+            "timeout_keep_alive": config.timeout_keep_alive,
+            "timeout_graceful_shutdown": config.timeout_graceful_shutdown,
+        }
+        run(config.app, **options)
+        return 0
+
     monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setattr(cli, "serve_uvicorn", serve)
     # `serve` configures the console logging of its process: not this test process's.
     monkeypatch.setattr(logging.config, "dictConfig", lambda config: None)
     return calls
@@ -120,6 +137,9 @@ def test_serve_runs_the_gateway(tmp_path: Path, uvicorn_calls: list[tuple[Any, d
     assert options == {
         "host": "127.0.0.1",
         "port": 8181,
+        "workers": 1,
+        "timeout_keep_alive": 5,
+        "timeout_graceful_shutdown": 30,
         "log_level": "warning",
         "root_path": "",
         "access_log": False,

@@ -113,3 +113,29 @@ def test_workers_share_their_metrics_without_any_setting(fake: FakeProviderServe
         stderr = stop(process)
     assert scrapes == [10.0] * 8, stderr
     assert not metrics_dir.exists()  # removed at exit
+
+
+def test_serve_lifts_the_open_files_limit_for_many_streams(fake: FakeProviderServer, tmp_path: Path) -> None:
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 2048:
+        pytest.skip("the hard limit on open files leaves nothing to lift")
+    low = 1024
+    port = free_port()
+    config = write_config(tmp_path, fake.url)
+    process = subprocess.Popen(
+        [str(BIN / "llm-obs"), "serve", "--config", str(config), "--port", str(port)],
+        env={**os.environ, "TEST_UPSTREAM_KEY": KEY},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard)),
+    )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", process)
+        limits = Path(f"/proc/{process.pid}/limits").read_text()
+        [line] = [line for line in limits.splitlines() if line.startswith("Max open files")]
+        assert line.split()[3] == str(hard)  # the soft limit, raised from 1024
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)

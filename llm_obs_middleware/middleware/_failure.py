@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .._asgi import error_json, send_json
-from ..errors import UpstreamError, UpstreamTimeout
+from ..errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from ..state import Exchange
 from ..types import Send
 from ..upstream import HOP_BY_HOP, SERVER_SET
 
-__all__ = ["Failure", "send_failure"]
+__all__ = ["Failure", "send_failure", "upstream_error_type"]
 
 _NOT_RETURNED = HOP_BY_HOP | SERVER_SET | {b"content-length"}
 
@@ -24,6 +24,13 @@ class Failure(NamedTuple):
     error: UpstreamError | None = None
     rejected: bool = False
     """Our own answer, not the provider's: the request cannot be translated for this deployment."""
+
+
+def upstream_error_type(error: UpstreamError) -> str:
+    """The record's ``error_type`` for an upstream that gave no usable answer."""
+    if isinstance(error, UpstreamTimeout):
+        return "upstream_timeout"
+    return "upstream_invalid_response" if isinstance(error, UpstreamProtocolError) else "upstream_unreachable"
 
 
 async def send_failure(ex: Exchange, last: Failure | None, alias: str, send: Send) -> None:
@@ -45,9 +52,10 @@ async def send_failure(ex: Exchange, last: Failure | None, alias: str, send: Sen
         message = f"{last.error}; attempts: {tried}"
         await send_json(send, 504, error_json(message, "upstream_timeout", code="upstream_timeout"))
     elif last is not None and last.error is not None:
-        ex.fail("upstream_error", "upstream_unreachable", str(last.error))
+        error_type = upstream_error_type(last.error)
+        ex.fail("upstream_error", error_type, str(last.error))
         message = f"{last.error}; attempts: {tried}"
-        await send_json(send, 502, error_json(message, "upstream_unreachable", code="upstream_unreachable"))
+        await send_json(send, 502, error_json(message, error_type, code=error_type))
     elif ex.attempts:  # only deployments we cannot speak to
         ex.fail("rejected", "unsupported_translation")
         provider = ex.attempts[-1].provider

@@ -6,18 +6,22 @@ import asyncio
 import time
 from typing import Protocol
 
+from .._asgi import error_json, send_json
 from .._eventstream import FrameBoundary
+from .._sse import MAX_EVENT_BYTES
 from ..errors import UpstreamError, UpstreamTimeout
 from ..providers.base import ProviderAdapter
 from ..state import Exchange
-from ..types import Receive, Send
+from ..types import Message, Receive, Send
 from ..upstream import HOP_BY_HOP, SERVER_SET, UpstreamResponse, iter_body
 
-__all__ = ["ChunkTransform", "relay", "relay_stream", "upstream_error_body"]
+__all__ = ["ChunkTransform", "relay", "relay_stream", "total_deadline", "upstream_error_body"]
 
 _NOT_RETURNED = HOP_BY_HOP | SERVER_SET
 _NOT_RETURNED_STREAMED = _NOT_RETURNED | {b"content-length"}
 _EVENT_STREAM = b"application/vnd.amazon.eventstream"
+# How much of a non-streamed answer waits for the rest before its status goes out (see _relay_whole).
+_HOLD_BYTES = 1024 * 1024
 
 
 class ChunkTransform(Protocol):
@@ -46,20 +50,57 @@ async def relay(
         ex.outcome = "upstream_error"
     skip = _NOT_RETURNED_STREAMED if streamed else _NOT_RETURNED
     headers = [(k, v) for k, v in response.headers.raw if k.lower() not in skip]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
     if not streamed:
-        # One chunk held back, so the last one goes with more_body=False: a usual answer (one chunk)
-        # then takes one body message, not two, through every layer's send.
-        held = b""
-        async for chunk in iter_body(response, provider=provider):
-            if held:
-                await send({"type": "http.response.body", "body": held, "more_body": True})
-            held = chunk
-        await send({"type": "http.response.body", "body": held, "more_body": False})
+        start: Message = {"type": "http.response.start", "status": status, "headers": headers}
+        await _relay_whole(ex, response, provider, start, deadline, send)
         return
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     transform = _UsageChunkFilter(ex) if hide_usage and status < 400 else None
     content_type = response.headers.get("content-type", "").encode("latin-1")
     await relay_stream(ex, response, provider, transform, adapter, content_type, deadline, receive, send)
+
+
+async def _relay_whole(
+    ex: Exchange, response: UpstreamResponse, provider: str, start: Message, deadline: float, send: Send
+) -> None:
+    """A non-streamed answer: its status goes out with its first ``_HOLD_BYTES`` (usually the whole body),
+    so an answer cut short or timed out within them becomes a 502/504 JSON error rather than a broken 200."""
+    held: list[bytes] = []
+    size = 0
+    started = False
+    try:
+        async with total_deadline(deadline):
+            async for chunk in iter_body(response, provider=provider):
+                if held and (started or size >= _HOLD_BYTES):
+                    if not started:
+                        await send(start)
+                        started = True
+                    await send({"type": "http.response.body", "body": b"".join(held), "more_body": True})
+                    held, size = [], 0
+                held.append(chunk)
+                size += len(chunk)
+    except (UpstreamError, TimeoutError) as exc:
+        timed_out = not isinstance(exc, UpstreamError) or isinstance(exc, UpstreamTimeout)
+        error_type = "upstream_timeout" if timed_out else "upstream_disconnected"
+        message = f"provider {provider!r} exceeded its total timeout" if isinstance(exc, TimeoutError) else str(exc)
+        ex.fail("upstream_error", error_type, message)
+        if not started:
+            await send_json(send, 504 if timed_out else 502, error_json(message, error_type, code=error_type))
+        # Else the status went out already: the response stays unfinished, so the server closes the
+        # connection and the client sees the body cut short, as it was.
+        return
+    if not started:
+        await send(start)
+    await send(
+        {"type": "http.response.body", "body": held[0] if len(held) == 1 else b"".join(held), "more_body": False}
+    )
+
+
+def total_deadline(deadline: float) -> asyncio.Timeout:
+    """A timer for ``deadline`` (a ``time.perf_counter()`` instant): it fires whether or not bytes arrive
+    and whatever their framing (raising ``TimeoutError`` at the end of its ``async with``)."""
+    loop = asyncio.get_running_loop()
+    return asyncio.timeout_at(loop.time() + (deadline - time.perf_counter()))
 
 
 async def relay_stream(
@@ -94,16 +135,18 @@ async def relay_stream(
     frames = FrameBoundary() if content_type.startswith(_EVENT_STREAM) else None
     try:
         try:
-            async for chunk in iter_body(response, provider=provider):
-                if transform is not None:
-                    chunk = transform.feed(chunk)
-                    if not chunk:
-                        continue
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                if frames is not None:
-                    frames.feed(chunk)
-                if time.perf_counter() > deadline:
-                    raise UpstreamTimeout(f"provider {provider!r} exceeded its total timeout", provider=provider)
+            try:
+                async with total_deadline(deadline):
+                    async for chunk in iter_body(response, provider=provider):
+                        if transform is not None:
+                            chunk = transform.feed(chunk)
+                            if not chunk:
+                                continue
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        if frames is not None:
+                            frames.feed(chunk)
+            except TimeoutError:
+                raise UpstreamTimeout(f"provider {provider!r} exceeded its total timeout", provider=provider) from None
             tail = transform.close() if transform is not None else b""
             state["done"] = True
             await send({"type": "http.response.body", "body": tail, "more_body": False})
@@ -143,18 +186,20 @@ def _final_error(
     return frame
 
 
-async def upstream_error_body(response: UpstreamResponse, provider: str, limit: int = 65536) -> bytes:
-    """Read (at most ``limit`` bytes of) an error response we may pass back after other attempts failed."""
+async def upstream_error_body(response: UpstreamResponse, provider: str, deadline: float, limit: int = 65536) -> bytes:
+    """Read (at most ``limit`` bytes of) an error response we may pass back after other attempts failed,
+    until ``deadline`` (a ``time.perf_counter()`` instant)."""
     parts: list[bytes] = []
     size = 0
     try:
-        async for chunk in iter_body(response, provider=provider):
-            parts.append(chunk)
-            size += len(chunk)
-            if size >= limit:
-                break
-    except UpstreamError:
-        parts.append(b"")  # what arrived is still the provider's answer; the attempt is failed anyway
+        async with total_deadline(deadline):
+            async for chunk in iter_body(response, provider=provider):
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= limit:
+                    break
+    except (UpstreamError, TimeoutError):
+        pass  # what arrived is still the provider's answer; the attempt is failed anyway
     return b"".join(parts)[:limit]
 
 
@@ -165,18 +210,33 @@ class _UsageChunkFilter:
     whole stream), and splitting it into events in Python cost more than the rest of the relay.
     """
 
-    __slots__ = ("_exchange", "_tail")
+    __slots__ = ("_exchange", "_passing", "_tail")
 
     def __init__(self, exchange: Exchange) -> None:
         self._exchange = exchange
         # Bytes of an event not ended yet: held back, so the usage event can be cut out whatever the chunking.
         self._tail = b""
+        # Inside an event too large to be the usage chunk (past MAX_EVENT_BYTES): it goes through as it
+        # arrives, up to its end, so an upstream that never ends an event cannot grow our memory.
+        self._passing = False
 
     def feed(self, chunk: bytes) -> bytes:
+        if self._passing:
+            ends = [found + len(t) for t in _EVENT_ENDS if (found := chunk.find(t)) >= 0]
+            if not ends:
+                return chunk
+            self._passing = False
+            return chunk[: min(ends)] + self.feed(chunk[min(ends) :])
         buf = self._tail + chunk if self._tail else chunk
         end = _last_event_end(buf, 0, len(buf))
         self._tail = buf[end:]
-        whole = buf if end == len(buf) else buf[:end]
+        if len(self._tail) > MAX_EVENT_BYTES:
+            self._tail, self._passing = b"", True
+            return self._filter(buf[:end]) + buf[end:]
+        return self._filter(buf if end == len(buf) else buf[:end])
+
+    def _filter(self, whole: bytes) -> bytes:
+        """``whole`` (whole events only) without the usage-only event."""
         # Every chunk carries "usage":null once usage is asked for; only the usage chunk has no choices.
         if b'"choices":[]' not in whole:
             return whole

@@ -46,6 +46,8 @@ async def load_request(
         request = adapter.decode_request(endpoint, body, capture_content=capture_content)
     except SchemaError as exc:
         exchange.request_error = str(exc)
+    except RecursionError:  # msgspec's decoders stop at the interpreter's recursion limit (~1,000 levels)
+        exchange.request_error = "request body nests JSON too deeply"
     else:
         exchange.request = request
         exchange.requested_model = request.model

@@ -64,9 +64,9 @@ class ProviderTarget:
         # A provider without keys (local servers, SigV4-signed Bedrock) still needs one "key" to pick.
         self.pool = KeyPool(keys or [KeyState(f"{name}#none", [])], config.key_strategy)
         timeout = config.timeout
-        self.timeout = httpx.Timeout(
-            connect=timeout.connect, read=timeout.read, write=timeout.read, pool=timeout.connect
-        )
+        # No phase outlasts the total: the transport then bounds the wait for the headers, no timer needed.
+        connect, read = min(timeout.connect, timeout.total), min(timeout.read, timeout.total)
+        self.timeout = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
         self.total_timeout = timeout.total
         endpoints = config.passthrough_endpoints
         self.passthrough = PassthroughRules(

@@ -28,7 +28,7 @@ from ..translation import (
 )
 from ..upstream import UpstreamResponse, iter_body
 from ._failure import Failure
-from ._relay import relay_stream, upstream_error_body
+from ._relay import relay_stream, total_deadline, upstream_error_body
 
 if TYPE_CHECKING:
     from ..providers.base import Endpoint, ProviderAdapter
@@ -86,7 +86,7 @@ def translate_request(
             assert ex.body is not None
             try:
                 client = decoded[ex.api] = translator.decode(ex.body)
-            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
                 raise TranslationError(f"request cannot be translated: {exc}", code="invalid_request") from None
         upstream = translator.request(client, model, unsupported=rule)
     except TranslationError as exc:
@@ -154,7 +154,7 @@ async def relay_translated(
     extra = [(DROPPED_HEADER, ",".join(dropped).encode())] if dropped else []
     if status >= 400:
         ex.outcome = "upstream_error"
-        body = await upstream_error_body(response, provider)
+        body = await upstream_error_body(response, provider, deadline)
         retry_after = response.headers.get("retry-after") or adapter.retry_after(status, body)
         error = translator.error(status, body, response.headers, retry_after)
         headers = [header for header in error.headers if header[0] != b"content-type"]
@@ -173,14 +173,20 @@ async def relay_translated(
         await relay_stream(ex, response, provider, translating, _CLIENT_FORMAT, _SSE_TYPE, deadline, receive, send)
         return
     try:
-        body = b"".join([chunk async for chunk in iter_body(response, provider=provider)])
+        async with total_deadline(deadline):
+            body = b"".join([chunk async for chunk in iter_body(response, provider=provider)])
     except UpstreamError as exc:
         ex.fail("upstream_error", "upstream_disconnected", str(exc))
         await send_json(send, 502, error_json(str(exc), "upstream_disconnected", code="upstream_disconnected"))
         return
+    except TimeoutError:
+        message = f"provider {provider!r} exceeded its total timeout"
+        ex.fail("upstream_error", "upstream_timeout", message)
+        await send_json(send, 504, error_json(message, "upstream_timeout", code="upstream_timeout"))
+        return
     try:
         translated = translator.response(body, context)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         message = f"provider {provider!r} answered a body that cannot be translated: {exc}"
         ex.fail("upstream_error", "untranslatable_response", message)
         await send_json(send, 502, error_json(message, "upstream_error", code="untranslatable_response"))

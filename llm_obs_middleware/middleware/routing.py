@@ -13,7 +13,7 @@ import msgspec
 from .._asgi import error_json, get_header, route_path, send_json
 from ..balancing import DeploymentState, KeyState, backoff_delay, is_retryable_status, order_deployments
 from ..config import Config
-from ..errors import UpstreamError, UpstreamPoolFull, UpstreamTimeout
+from ..errors import UpstreamError, UpstreamPoolFull
 from ..providers.base import PreparedBody
 from ..providers.registry import RequestMatch, match_request, native_provider
 from ..schema import Attempt
@@ -24,13 +24,14 @@ from ..upstream import DirectRequest, build_client, direct_request, pool_size, s
 from ._attempt_log import log_failed_attempt
 from ._capacity import UpstreamSlots, send_overloaded
 from ._cooldowns import cooldown_wait, deployment_failed, key_failed, probe, retry_after_seconds, usable_after
-from ._failure import Failure, send_failure
+from ._failure import Failure, send_failure, upstream_error_type
 from ._forwarding import HeaderFilter
 from ._passthrough import proxy, refuse_path
 from ._relay import relay, upstream_error_body
 from ._request import load_request
 from ._targets import AliasRoute, Routes
 from ._translated import Translation, Untranslatable, relay_translated, translate_request
+from ._url_parts import refuse_url_part, unusable_url_part
 
 __all__ = ["RouterMiddleware", "retry_after_seconds"]
 
@@ -107,6 +108,9 @@ class RouterMiddleware:
         if matched is None:
             native = native_provider(path, self.provider_kinds)
             if native is not None:  # a provider endpoint we do not observe (e.g. token counting): proxy it
+                if (problem := unusable_url_part("path", path)) is not None:
+                    await refuse_url_part(problem, send)
+                    return
                 provider, rest = self.providers[native[0]], native[1]
                 await proxy(
                     self.client,
@@ -163,6 +167,11 @@ class RouterMiddleware:
         if not model:
             ex.fail("rejected", "invalid_request")
             await send_json(send, 400, error_json("'model' is required", "invalid_request_error", param="model"))
+            return
+        problem = unusable_url_part("path", matched.path) or unusable_url_part("model", model)
+        if problem is not None:
+            ex.fail("rejected", "invalid_url")
+            await refuse_url_part(problem, send)
             return
         ex.requested_model = model
         force, no_fallbacks, deadline = self._overrides(scope)
@@ -375,6 +384,11 @@ class RouterMiddleware:
         now = time.monotonic()
         probing = key.cooldown_until > now or deployment.cooldown_until > now  # a half-open probe
         started = time.perf_counter()
+        # The total timeout holds from the first byte sent to the last received (the wait for the headers
+        # is bounded by the transport's timeouts, each at most the total: see ProviderTarget).
+        relay_deadline = started + provider.total_timeout
+        if deadline is not None:
+            relay_deadline = min(relay_deadline, deadline)
         deployment.in_flight += 1
         key.in_flight += 1
         try:
@@ -383,10 +397,10 @@ class RouterMiddleware:
                     self.client,
                     request,
                     provider=provider.name,
-                    deadline_s=None if deadline is None else max(0.001, deadline - time.perf_counter()),
+                    deadline_s=None if deadline is None else max(0.001, deadline - started),
                 )
             except UpstreamError as exc:
-                error_type = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
+                error_type = upstream_error_type(exc)
                 ex.attempts.append(
                     self._attempt_record(ex, deployment, key, fallback_index, started, error_type=error_type, api=api)
                 )
@@ -396,7 +410,7 @@ class RouterMiddleware:
                 return Failure(None, [], b"", exc)
             status = response.status_code
             if is_retryable_status(status) or status in (401, 403):
-                body = await upstream_error_body(response, provider.name)
+                body = await upstream_error_body(response, provider.name, relay_deadline)
                 await response.aclose()
                 error_type = f"http_{status}"
                 record = self._attempt_record(
@@ -414,8 +428,6 @@ class RouterMiddleware:
                     return Failure(error.status, error.headers, error.body)
                 return Failure(status, list(response.headers.raw), body)
             ex.attempts.append(self._commit(ex, deployment, key, fallback_index, started, status, api))
-            total_deadline = started + provider.total_timeout
-            relay_deadline = min(total_deadline, deadline) if deadline is not None else total_deadline
             try:
                 if translation is not None:
                     await relay_translated(

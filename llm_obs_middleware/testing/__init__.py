@@ -1,4 +1,5 @@
-"""Test helpers: the OpenAI-compatible fake provider, an OTLP trace receiver and a background uvicorn server."""
+"""Test helpers: the OpenAI-compatible fake provider, a misbehaving upstream, an OTLP trace receiver and a
+background uvicorn server."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from .fake_provider import (
     create_fake_provider,
     run_fake_provider,
 )
+from .misbehaving import MisbehavingRequest, MisbehavingServer, Misbehaviour
 from .otlp_receiver import OTLPReceiver, ReceivedSpan, ReceivedValue
 from .server import BackgroundServer
 
@@ -20,6 +22,9 @@ __all__ = [
     "FakeProviderConfig",
     "FakeProviderServer",
     "FakeStreamAborted",
+    "MisbehavingRequest",
+    "MisbehavingServer",
+    "Misbehaviour",
     "OTLPReceiver",
     "ReceivedSpan",
     "ReceivedValue",

@@ -61,5 +61,6 @@ async def test_body_messages_carry_every_byte_and_the_last_ends_the_response(chu
     assert all(name != b"date" for name, _ in start["headers"])  # the ASGI server writes its own
     assert b"".join(message["body"] for message in bodies) == b"".join(chunks)
     assert [message["more_body"] for message in bodies] == [True] * (len(bodies) - 1) + [False]
-    # No empty message to end it: a one-read answer is one body message through every layer's send.
-    assert len(bodies) == max(1, len(chunks))
+    # No empty message to end it: an answer within the first MB (held until it ends, so a body cut short
+    # can still be a 502) is one body message through every layer's send.
+    assert len(bodies) == 1

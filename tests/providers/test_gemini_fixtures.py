@@ -599,11 +599,16 @@ def test_embeddings_observer(endpoint: Endpoint) -> None:
     assert observer.finish().error_type == "invalid_response"
 
 
-def test_oversized_body_is_not_parsed() -> None:
+def test_oversized_body_keeps_its_usage_and_model() -> None:
+    whole = ADAPTER.observer(GENERATE, Exchange({}), streamed=False, status=200)
+    whole.feed(read("response.json"), 1)
+    expected = whole.finish()
     observer = ADAPTER.observer(GENERATE, Exchange({}), streamed=False, status=200)
-    observer.feed(b" " * (8 * 1024 * 1024), 1)
+    observer.feed(b" " * (8 * 1024 * 1024), 1)  # past the 8 MB kept whole: only head and tail are kept
     observer.feed(read("response.json"), 2)
-    assert observer.finish() == NormalizedResponse(completed=False)
+    result = observer.finish()
+    assert result.usage is not None and result.usage == expected.usage
+    assert (result.model, result.id) == (expected.model, expected.id)
 
 
 # --- upstream request -----------------------------------------------------------------------------

@@ -485,11 +485,16 @@ def test_ndjson_splitter_any_split(lines: list[bytes], newline: bytes, cuts: lis
     assert splitter.close() == []
 
 
-def test_oversized_or_empty_bodies_are_not_parsed() -> None:
+def test_oversized_bodies_keep_their_usage_and_empty_ones_are_not_parsed() -> None:
+    whole = ADAPTER.observer(CHAT, Exchange({}), streamed=False, status=200)
+    whole.feed(read("response.json"), 1)
+    expected = whole.finish()
     observer = ADAPTER.observer(CHAT, Exchange({}), streamed=False, status=200)
-    observer.feed(b" " * (8 * 1024 * 1024), 1)
+    observer.feed(b" " * (8 * 1024 * 1024), 1)  # past the 8 MB kept whole: only head and tail are kept
     observer.feed(read("response.json"), 2)
-    assert observer.finish() == NormalizedResponse(completed=False)
+    result = observer.finish()
+    assert result.usage is not None and result.usage == expected.usage
+    assert result.model == expected.model
     assert ADAPTER.observer(CHAT, Exchange({}), streamed=False, status=200).finish() == NormalizedResponse(
         completed=False
     )
