@@ -26,7 +26,7 @@ from llm_obs_middleware.testing import BackgroundServer, FakeProviderServer
 from ..conftest import UPSTREAM_KEY, config_dict
 
 SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 JSON_LEAF = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40)
 JSON = st.recursive(
@@ -71,7 +71,7 @@ class Gateway:
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     tmp: Path = tmp_path_factory.mktemp("hostile")
     with FakeProviderServer() as fake:
-        config = Config.from_dict(config_dict(base_url=fake.url, tmp_path=tmp))
+        config = Config.from_dict(config_dict(base_url=fake.url, tmp_path=tmp, queue={"flush_interval_s": 0}))
         with BackgroundServer(create_gateway(config)) as server:
             gw = Gateway(server.url, fake)
             yield gw

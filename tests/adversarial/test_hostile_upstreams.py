@@ -22,7 +22,7 @@ from llm_obs_middleware.testing import BackgroundServer
 from ..conftest import config_dict
 
 SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 REQUEST = json.dumps(
     {
@@ -71,7 +71,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp: Path = tmp_path_factory.mktemp("framings")
     upstream = ScriptedUpstream()
     with BackgroundServer(upstream, lifespan="off") as provider:
-        config = Config.from_dict(config_dict(base_url=provider.url + "/v1", tmp_path=tmp))
+        config = Config.from_dict(
+            config_dict(base_url=provider.url + "/v1", tmp_path=tmp, queue={"flush_interval_s": 0})
+        )
         with BackgroundServer(create_gateway(config)) as gateway:
             built = Stack(upstream, gateway.url)
             yield built
