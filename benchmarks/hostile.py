@@ -201,21 +201,23 @@ def run_outage(args: argparse.Namespace) -> str:
     from llm_obs_middleware.testing import OTLPReceiver
 
     receiver = OTLPReceiver().start()
+    endpoint = receiver.endpoint
     receiver.stop()  # the collector is down: its port is known, nothing listens there
     with tempfile.TemporaryDirectory(prefix="llm-obs-outage-") as tmp:
         work = Path(tmp)
         fake_port, port = free_port(), free_port()
         fake = start_fake(fake_port, chunks=5, interval_ms=0)
+        gateway: subprocess.Popen[bytes] | None = None
         exporters = {
             "log_store": {"enabled": False},
-            "otlp": {"endpoint": receiver.endpoint, "protocol": "http/protobuf"},
+            "otlp": {"endpoint": endpoint, "protocol": "http"},
         }
         config = gateway_config(fake_port, work, queue={"spool_dir": str(work / "spool")})
         config["exporters"] = exporters
         config.update(json.loads(args.extra_config))
-        gateway = start_gateway(config, work, port)
         url = f"http://127.0.0.1:{port}"
         try:
+            gateway = start_gateway(config, work, port)
             sent, ok, last_end = asyncio.run(_steady(url + "/v1/chat/completions", args.seconds, args.rate))
             settle = max(0.0, last_end + args.settle_s - time.monotonic())
             time.sleep(settle)  # the spool's bound: a record is on disk within this after its request ended
@@ -225,10 +227,10 @@ def run_outage(args: argparse.Namespace) -> str:
             gateway = start_gateway(config, work, port)
             arrived = _llm_traces(receiver, ok, timeout=120)
         finally:
-            gateway.send_signal(signal.SIGTERM)
-            fake.send_signal(signal.SIGTERM)
-            gateway.wait(60)
-            fake.wait(60)
+            for process in (gateway, fake):
+                if process is not None:
+                    process.send_signal(signal.SIGTERM)
+                    process.wait(60)
             receiver.stop()
     return "\n".join(
         [
