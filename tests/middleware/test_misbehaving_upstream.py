@@ -42,9 +42,14 @@ def served(upstream: MisbehavingServer, tmp_path: Path) -> Iterator[Served]:
                     "base_url": upstream.url,
                     "api_keys": ["sk-upstream"],
                     "timeout": {"connect": 5, "read": 60, "total": 0.5},  # read alone would wait a minute
-                }
+                },
+                # For answers that are slow only because they are big (9 MB on a loaded machine).
+                "patient": {"kind": "openai", "base_url": upstream.url, "api_keys": ["sk-upstream"]},
             },
-            "models": {"gpt-4o-mini": {"provider": "openai"}},
+            "models": {
+                "gpt-4o-mini": {"provider": "openai"},
+                "big-answers": {"provider": "patient", "model": "gpt-4o-mini"},
+            },
             "exporters": {"log_store": {"url": f"sqlite:///{tmp_path / 'log.db'}"}},
             "routing": {"retries": 0},
         }
@@ -53,8 +58,8 @@ def served(upstream: MisbehavingServer, tmp_path: Path) -> Iterator[Served]:
         yield Served(server.url, upstream)
 
 
-def chat(served: Served, mode: str, *, stream: bool) -> httpx.Response:
-    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+def chat(served: Served, mode: str, *, stream: bool, model: str = "gpt-4o-mini") -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
     return httpx.post(served.url + "/v1/chat/completions", json=body, headers={"x-misbehave": mode}, timeout=30)
 
 
@@ -126,7 +131,7 @@ def test_a_reset_mid_stream_ends_the_stream_with_an_error(served: Served) -> Non
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_gzip_answer_keeps_its_usage(served: Served, stream: bool) -> None:
-    response = chat(served, "gzip", stream=stream)
+    response = chat(served, "gzip", stream=stream, model="big-answers")
     assert response.status_code == 200
     assert "content-encoding" not in response.headers  # the identity answer the gateway asked for
     if stream:
@@ -141,7 +146,7 @@ def test_a_gzip_answer_keeps_its_usage(served: Served, stream: bool) -> None:
 
 
 def test_a_body_over_8_mb_keeps_its_usage(served: Served) -> None:
-    response = chat(served, "huge", stream=False)
+    response = chat(served, "huge", stream=False, model="big-answers")
     assert response.status_code == 200
     assert len(response.content) > served.upstream.huge_bytes
     assert response.json()["usage"]["completion_tokens"] == COMPLETION
