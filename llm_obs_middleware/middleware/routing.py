@@ -16,12 +16,12 @@ from ..config import Config
 from ..errors import UpstreamError, UpstreamPoolFull
 from ..providers.base import PreparedBody
 from ..providers.registry import RequestMatch, match_request, native_provider
-from ..schema import Attempt
 from ..state import Exchange, get_exchange
 from ..translation import ClientRequest
 from ..types import ASGIApp, Receive, Scope, Send
 from ..upstream import DirectRequest, build_client, direct_request, pool_size, send_upstream, upstream_request
 from ._attempt_log import log_failed_attempt
+from ._attempts import attempt_record, commit_attempt
 from ._capacity import UpstreamSlots, send_overloaded
 from ._cooldowns import cooldown_wait, deployment_failed, key_failed, probe, retry_after_seconds, usable_after
 from ._failure import Failure, send_failure, upstream_error_type
@@ -278,7 +278,7 @@ class RouterMiddleware:
                     )
                     if isinstance(planned, Untranslatable):  # this deployment cannot serve the request
                         started = time.perf_counter()
-                        record = self._attempt_record(
+                        record = attempt_record(
                             ex, deployment, key, fallback_index, started, error_type=planned.error_type
                         )
                         ex.attempts.append(record)
@@ -402,7 +402,7 @@ class RouterMiddleware:
             except UpstreamError as exc:
                 error_type = upstream_error_type(exc)
                 ex.attempts.append(
-                    self._attempt_record(ex, deployment, key, fallback_index, started, error_type=error_type, api=api)
+                    attempt_record(ex, deployment, key, fallback_index, started, error_type=error_type, api=api)
                 )
                 log_failed_attempt(ex.attempts[-1])
                 deployment_failed(self.policy, deployment, None)
@@ -413,7 +413,7 @@ class RouterMiddleware:
                 body = await upstream_error_body(response, provider.name, relay_deadline)
                 await response.aclose()
                 error_type = f"http_{status}"
-                record = self._attempt_record(
+                record = attempt_record(
                     ex, deployment, key, fallback_index, started, status=status, error_type=error_type, api=api
                 )
                 ex.attempts.append(record)
@@ -427,7 +427,7 @@ class RouterMiddleware:
                     error = translation.translator.error(status, body, response.headers, retry_after)
                     return Failure(error.status, error.headers, error.body)
                 return Failure(status, list(response.headers.raw), body)
-            ex.attempts.append(self._commit(ex, deployment, key, fallback_index, started, status, api))
+            ex.attempts.append(commit_attempt(ex, deployment, key, fallback_index, started, status, api))
             try:
                 if translation is not None:
                     await relay_translated(
@@ -467,48 +467,3 @@ class RouterMiddleware:
         finally:
             deployment.in_flight -= 1
             key.in_flight -= 1
-
-    def _commit(
-        self,
-        ex: Exchange,
-        deployment: DeploymentState,
-        key: KeyState,
-        fallback_index: int,
-        started: float,
-        status: int,
-        api: str | None,
-    ) -> Attempt:
-        """The attempt that answers the client: the exchange now names its provider and model."""
-        provider = deployment.provider
-        ex.provider = provider.gen_ai_name
-        ex.provider_kind = provider.kind
-        ex.route = provider.name
-        ex.served_model = deployment.model
-        ex.server_address = provider.host
-        ex.server_port = provider.port
-        return self._attempt_record(ex, deployment, key, fallback_index, started, status=status, api=api)
-
-    @staticmethod
-    def _attempt_record(
-        ex: Exchange,
-        deployment: DeploymentState,
-        key: KeyState,
-        fallback_index: int,
-        started: float,
-        *,
-        status: int | None = None,
-        error_type: str | None = None,
-        api: str | None = None,
-    ) -> Attempt:
-        return Attempt(
-            api=api,
-            provider=deployment.provider.name,
-            model=deployment.model,
-            key_id=key.name,
-            status=status,
-            error_type=error_type,
-            latency_s=time.perf_counter() - started,
-            deployment=deployment.name,
-            fallback_index=fallback_index,
-            start_offset_s=max(0.0, started - ex.start_ns * 1e-9),
-        )
