@@ -175,6 +175,10 @@ class MisbehavingServer:
             handlers.add(task)
             try:
                 await self._handle(reader, writer)
+                # close() sends what is still buffered first; the abort() below would drop it (up to the
+                # write buffer's high-water mark: a big answer arrived cut short on a loaded machine).
+                writer.close()
+                await writer.wait_closed()
             except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
                 pass  # the client went away, or sent something we do not parse: just close
             finally:
