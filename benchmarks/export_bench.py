@@ -44,9 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from inprocess import MODEL, PLAIN, STREAM, _scope, capture, mock_client
 from prometheus_client import CollectorRegistry
 
-from llm_obs_middleware.config import Config
+from llm_obs_middleware.asgi.aliases import Message, Receive, Scope, Send
+from llm_obs_middleware.config.settings import Config
 from llm_obs_middleware.middleware.stack import LLMObservability
-from llm_obs_middleware.types import Message, Receive, Scope, Send
 
 _RECEIVER = """
 import sys, time

@@ -35,16 +35,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bare_proxy import HttpxProxy
 
-from llm_obs_middleware.config import Config
-from llm_obs_middleware.exporters.setup import Exporters
+from llm_obs_middleware.asgi.aliases import ASGIApp, Message, Receive, Scope, Send
+from llm_obs_middleware.config.settings import Config
+from llm_obs_middleware.exporters.factory import Exporters
 from llm_obs_middleware.middleware.accounting import AccountingMiddleware
 from llm_obs_middleware.middleware.export import ExportMiddleware
-from llm_obs_middleware.middleware.routing import RouterMiddleware
 from llm_obs_middleware.middleware.stack import LLMObservability
 from llm_obs_middleware.middleware.tracecontext import TraceContextMiddleware
+from llm_obs_middleware.routing.middleware import RouterMiddleware
 from llm_obs_middleware.testing import FakeProviderConfig, create_fake_provider
-from llm_obs_middleware.types import ASGIApp, Message, Receive, Scope, Send
-from llm_obs_middleware.upstream import build_client
+from llm_obs_middleware.upstream.client import build_client
 
 App = ASGIApp
 MODEL = "gpt-4o-mini"
@@ -267,13 +267,13 @@ async def measure_export(records: int) -> list[tuple[str, float]]:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from prometheus_client import CollectorRegistry
 
-    from llm_obs_middleware._record import build_record
-    from llm_obs_middleware.config import LogStoreConfig, OTLPConfig
-    from llm_obs_middleware.exporters._otlp_encoding import SpanEncoder
+    from llm_obs_middleware.config.settings import LogStoreConfig, OTLPConfig
     from llm_obs_middleware.exporters.logstore import open_log_store
-    from llm_obs_middleware.exporters.otlp import REPEATING_ATTRIBUTES, OTLPSink
-    from llm_obs_middleware.exporters.prometheus import PrometheusSink
+    from llm_obs_middleware.exporters.otlp.encoding import SpanEncoder
+    from llm_obs_middleware.exporters.otlp.traces import REPEATING_ATTRIBUTES, OTLPSink
+    from llm_obs_middleware.exporters.prometheus.exporter import PrometheusSink
     from llm_obs_middleware.pricing.genai import GenAIPricesSource
+    from llm_obs_middleware.records.build import build_record
 
     plain = await capture(PLAIN, 20)
     up20 = await capture(UPSTREAM_STREAM, 20)

@@ -36,13 +36,13 @@ from typing import Any
 import httpx
 
 from llm_obs_middleware import Config, LLMObservability
-from llm_obs_middleware._estimate import TokenEstimator
-from llm_obs_middleware._record import build_record
-from llm_obs_middleware.config import PricingConfig
+from llm_obs_middleware.asgi.state import Exchange
+from llm_obs_middleware.config.settings import PricingConfig
 from llm_obs_middleware.pricing import ChainedPriceSource, build_price_source
-from llm_obs_middleware.providers._openai_observers import ChatJSONObserver
-from llm_obs_middleware.schema import Cost, LLMRecord, Usage
-from llm_obs_middleware.state import Exchange
+from llm_obs_middleware.providers.openai.observe import ChatJSONObserver
+from llm_obs_middleware.records.build import build_record
+from llm_obs_middleware.records.estimate import TokenEstimator
+from llm_obs_middleware.records.schema import Cost, LLMRecord, Usage
 from llm_obs_middleware.testing import FakeProviderConfig, create_fake_provider
 
 NOON = datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp()

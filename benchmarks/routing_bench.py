@@ -22,7 +22,7 @@ import httpx
 import msgspec
 
 from llm_obs_middleware import Config, RouterMiddleware
-from llm_obs_middleware.balancing import order_deployments
+from llm_obs_middleware.routing.balancing import order_deployments
 
 BODY = b'{"model":"m","messages":[{"role":"user","content":"hi"}]}'
 ANSWER = msgspec.json.encode(

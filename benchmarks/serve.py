@@ -33,8 +33,8 @@ def build_app(args: argparse.Namespace) -> Any:
 
         return proxy_for(args.target, args.upstream)
     if args.target == "gateway":
-        from llm_obs_middleware.config import Config
-        from llm_obs_middleware.gateway import create_gateway
+        from llm_obs_middleware.config.settings import Config
+        from llm_obs_middleware.gateway.standalone import create_gateway
 
         return create_gateway(Config.from_file(args.config))
     if args.target == "fake":

@@ -31,8 +31,8 @@ from typing import Any
 import httpx
 
 from llm_obs_middleware import Config, RouterMiddleware
-from llm_obs_middleware._eventstream import EventStreamDecoder
-from llm_obs_middleware.translation import ResponseContext, Translator, translator_for
+from llm_obs_middleware.codecs.eventstream import EventStreamDecoder
+from llm_obs_middleware.providers.translators import ResponseContext, Translator, translator_for
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "providers"
 SMALL = b'{"model":"m","messages":[{"role":"user","content":"hi"}]}'

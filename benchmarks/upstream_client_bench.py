@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/upstream_client_bench.py [--requests 2000] [--rounds 5]
 
 Starts the fake provider on loopback (its own process), then in this process sends ``--requests``
-non-streamed chat requests one after the other through ``llm_obs_middleware.upstream``
+non-streamed chat requests one after the other through ``llm_obs_middleware.upstream.client``
 (``direct_request`` + ``send_upstream`` + ``iter_body`` + ``aclose``, the client ``build_client`` makes, as
 the router sends; and with ``upstream_request``'s ``httpx.Request``, as for a signing adapter) and through a
 bare ``aiohttp.ClientSession``, alternating per round, and prints the median process CPU per request of
@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from llm_obs_middleware.upstream import build_client, direct_request, iter_body, send_upstream, upstream_request
+from llm_obs_middleware.upstream.client import build_client, direct_request, iter_body, send_upstream, upstream_request
 
 BODY = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
 HEADERS = [

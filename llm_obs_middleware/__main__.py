@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .cli import main
+from llm_obs_middleware.gateway.cli import main
 
 __all__: list[str] = []
 

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware.gateway import Gateway
+from llm_obs_middleware.gateway.standalone import Gateway
 from llm_obs_middleware.testing import FakeProvider, FakeProviderConfig, create_fake_provider
 
 from ._fixture_paths import PROVIDER_FIXTURES

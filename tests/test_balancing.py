@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from llm_obs_middleware.balancing import DeploymentState, KeyPool, KeyState, backoff_delay, order_deployments
-from llm_obs_middleware.middleware.routing import retry_after_seconds
+from llm_obs_middleware.routing.balancing import DeploymentState, KeyPool, KeyState, backoff_delay, order_deployments
+from llm_obs_middleware.routing.middleware import retry_after_seconds
 
 
 def keys(*weights: float) -> list[KeyState]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from llm_obs_middleware._ndjson import NDJSONSplitter
-from llm_obs_middleware._sse import SSEParser
-from llm_obs_middleware.middleware._relay import _UsageChunkFilter
-from llm_obs_middleware.providers.openai import CHAT, OpenAIAdapter
-from llm_obs_middleware.state import Exchange
+from llm_obs_middleware.asgi.state import Exchange
+from llm_obs_middleware.codecs.ndjson import NDJSONSplitter
+from llm_obs_middleware.codecs.sse import SSEParser
+from llm_obs_middleware.providers.openai.adapter import CHAT, OpenAIAdapter
+from llm_obs_middleware.routing.relay import _UsageChunkFilter
 
 MAX_EVENT_BYTES = 8 * 1024 * 1024  # _sse.MAX_EVENT_BYTES
 PIECE = b"x" * (256 * 1024)

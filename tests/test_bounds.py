@@ -11,7 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llm_obs_middleware._bounds import MAX_NAME_CHARS, TRUNCATION_MARK, bounded
+from llm_obs_middleware.records.bounds import MAX_NAME_CHARS, TRUNCATION_MARK, bounded
 
 from .conftest import GatewayKit
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import uvicorn
 
-from llm_obs_middleware import cli
-from llm_obs_middleware._logging import logging_config
+from llm_obs_middleware.gateway import cli
+from llm_obs_middleware.gateway.log_format import logging_config
 from llm_obs_middleware.testing import FakeProvider
 
 GOOD_CONFIG = """
@@ -128,7 +128,7 @@ def test_serve_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], 
 
 
 def test_serve_runs_the_gateway(tmp_path: Path, uvicorn_calls: list[tuple[Any, dict[str, Any]]]) -> None:
-    from llm_obs_middleware.gateway import Gateway
+    from llm_obs_middleware.gateway.standalone import Gateway
 
     config = write(tmp_path, GOOD_CONFIG)
     assert cli.main(["serve", "--config", config, "--port", "8181", "--log-level", "warning"]) == 0
@@ -192,7 +192,7 @@ def test_fake_provider_command(uvicorn_calls: list[tuple[Any, dict[str, Any]]]) 
 
 
 def test_demo_command_passes_its_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    from llm_obs_middleware import demo
+    from llm_obs_middleware.gateway import demo
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(demo, "run_demo", lambda **kwargs: calls.append(kwargs))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_obs_middleware import cli
+from llm_obs_middleware.gateway import cli
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from llm_obs_middleware import Config, ConfigurationError, Secret, create_gateway
-from llm_obs_middleware._config_errors import config_warnings
+from llm_obs_middleware.config.checks import config_warnings
 
 ISSUE_YAML = """
 providers:
@@ -134,7 +134,7 @@ def test_start_up_warns_about_providers_without_keys(caplog: pytest.LogCaptureFi
     assert config_warnings(Config()) == [
         "providers: none configured; every LLM request will be answered 404 (unknown model)"
     ]
-    with caplog.at_level(logging.WARNING, logger="llm_obs_middleware.gateway"):
+    with caplog.at_level(logging.WARNING, logger="llm_obs_middleware.gateway.standalone"):
         create_gateway(config, registry=CollectorRegistry())
     assert [r.getMessage() for r in caplog.records] == [f"config: {config_warnings(config)[0]}"]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from llm_obs_middleware import demo
+from llm_obs_middleware.gateway import demo
 from llm_obs_middleware.testing import BackgroundServer
 
 

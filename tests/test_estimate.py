@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import tiktoken
 
-from llm_obs_middleware import _estimate
-from llm_obs_middleware._estimate import TokenEstimator
-from llm_obs_middleware.schema import NormalizedResponse, ToolCall, Usage
+from llm_obs_middleware.records import estimate as _estimate
+from llm_obs_middleware.records.estimate import TokenEstimator
+from llm_obs_middleware.records.schema import NormalizedResponse, ToolCall, Usage
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from llm_obs_middleware._eventstream import MAX_MESSAGE_BYTES, EventStreamDecoder, EventStreamMessage
+from llm_obs_middleware.codecs.eventstream import MAX_MESSAGE_BYTES, EventStreamDecoder, EventStreamMessage
 
 from ._fixture_paths import PROVIDER_FIXTURES
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware.gateway import Gateway
+from llm_obs_middleware.gateway.standalone import Gateway
 
 
 def _gateway(**extra: object) -> Gateway:

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware._record import build_record
-from llm_obs_middleware.schema import NormalizedResponse
-from llm_obs_middleware.state import Exchange
+from llm_obs_middleware.asgi.state import Exchange
+from llm_obs_middleware.records.build import build_record
+from llm_obs_middleware.records.schema import NormalizedResponse
 
 from .conftest import config_dict, drive
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from hypothesis import given, settings, strategies as st
 
-from llm_obs_middleware._sse import SSEParser
+from llm_obs_middleware.codecs.sse import SSEParser
 
 
 def parse(*chunks: bytes) -> list[tuple[bytes, bytes]]:

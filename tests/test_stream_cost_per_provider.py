@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware.gateway import Gateway
+from llm_obs_middleware.gateway.standalone import Gateway
 from llm_obs_middleware.testing import FakeProviderConfig, create_fake_provider
 from llm_obs_middleware.testing._fake_bedrock import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
 

@@ -17,7 +17,7 @@ from llm_obs_middleware.errors import (
     UpstreamTimeout,
 )
 from llm_obs_middleware.middleware.stack import LLMObservability
-from llm_obs_middleware.upstream import (
+from llm_obs_middleware.upstream.client import (
     build_client,
     direct_request,
     iter_body,

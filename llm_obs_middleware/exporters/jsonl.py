@@ -19,12 +19,12 @@ from typing import IO, TYPE_CHECKING, Final
 
 import msgspec
 
-from ..errors import PermanentExportError
-from ._sink_thread import SinkThread
+from llm_obs_middleware.errors import PermanentExportError
+from llm_obs_middleware.exporters.pipeline.sink_thread import SinkThread
 
 if TYPE_CHECKING:
-    from ..config import JSONLConfig
-    from ..schema import LLMRecord
+    from llm_obs_middleware.config.settings import JSONLConfig
+    from llm_obs_middleware.records.schema import LLMRecord
 
 __all__ = ["JSONLSink"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import time
 
-from .._asgi import replay_receive, route_path
-from ..config import Config
-from ..providers.registry import match_request
-from ..state import get_exchange
-from ..types import ASGIApp, Message, Receive, Scope, Send
-from ._request import load_request
+from llm_obs_middleware.asgi.aliases import ASGIApp, Message, Receive, Scope, Send
+from llm_obs_middleware.asgi.messages import replay_receive, route_path
+from llm_obs_middleware.asgi.state import get_exchange
+from llm_obs_middleware.config.settings import Config
+from llm_obs_middleware.providers.registry import match_request
+from llm_obs_middleware.providers.request_body import load_request
 
 __all__ = ["AccountingMiddleware"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from ..exporters.base import ExportPipeline
-from ..state import get_exchange
-from ..types import ASGIApp, Message, Receive, Scope, Send
+from llm_obs_middleware.asgi.aliases import ASGIApp, Message, Receive, Scope, Send
+from llm_obs_middleware.asgi.state import get_exchange
+from llm_obs_middleware.exporters.pipeline.export_pipeline import ExportPipeline
 
 __all__ = ["ExportMiddleware"]
 

@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..config import Config
-from ..exporters.setup import Exporters, build_exporters
-from ..upstream import build_client
-from .accounting import AccountingMiddleware
-from .export import ExportMiddleware
-from .routing import RouterMiddleware
-from .tracecontext import TraceContextMiddleware
+from llm_obs_middleware.config.settings import Config
+from llm_obs_middleware.exporters.factory import Exporters, build_exporters
+from llm_obs_middleware.middleware.accounting import AccountingMiddleware
+from llm_obs_middleware.middleware.export import ExportMiddleware
+from llm_obs_middleware.middleware.tracecontext import TraceContextMiddleware
+from llm_obs_middleware.routing.middleware import RouterMiddleware
+from llm_obs_middleware.upstream.client import build_client
 
 if TYPE_CHECKING:
     import httpx
@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
     from prometheus_client import CollectorRegistry
 
-    from ..pricing.base import PriceSource
-    from ..types import ASGIApp, Message, Receive, Scope, Send
+    from llm_obs_middleware.asgi.aliases import ASGIApp, Message, Receive, Scope, Send
+    from llm_obs_middleware.pricing.base import PriceSource
 
 __all__ = ["LLMObservability"]
 

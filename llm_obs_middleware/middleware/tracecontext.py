@@ -8,10 +8,10 @@ from urllib.parse import unquote
 
 from opentelemetry import trace
 
-from .._bounds import bounded
-from ..config import Config, TraceContextConfig
-from ..state import get_exchange
-from ..types import ASGIApp, Message, Receive, Scope, Send
+from llm_obs_middleware.asgi.aliases import ASGIApp, Message, Receive, Scope, Send
+from llm_obs_middleware.asgi.state import get_exchange
+from llm_obs_middleware.config.settings import Config, TraceContextConfig
+from llm_obs_middleware.records.bounds import bounded
 
 __all__ = ["TraceContextMiddleware", "parse_traceparent"]
 

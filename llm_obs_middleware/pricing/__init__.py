@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .base import PriceSource
-from .chain import ChainedPriceSource, build_price_source
-from .genai import GenAIPricesSource
-from .overrides import OverridePriceSource
+from llm_obs_middleware.pricing.base import PriceSource
+from llm_obs_middleware.pricing.chain import ChainedPriceSource, build_price_source
+from llm_obs_middleware.pricing.genai import GenAIPricesSource
+from llm_obs_middleware.pricing.overrides import OverridePriceSource
 
 __all__ = ["ChainedPriceSource", "GenAIPricesSource", "OverridePriceSource", "PriceSource", "build_price_source"]

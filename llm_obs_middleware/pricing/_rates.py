@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..schema import Cost, Usage
+from llm_obs_middleware.records.schema import Cost, Usage
 
 __all__ = ["PER_MTOK", "Rates"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..schema import Cost, Usage
+from llm_obs_middleware.records.schema import Cost, Usage
 
 __all__ = ["PriceSource"]
 

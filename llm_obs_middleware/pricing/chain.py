@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Final, Protocol
 
-from ._match import UNPRICED_KINDS, canonical_provider
+from llm_obs_middleware.pricing._match import UNPRICED_KINDS, canonical_provider
 
 if TYPE_CHECKING:
-    from ..config import PricingConfig
-    from ..schema import Cost, Usage
+    from llm_obs_middleware.config.settings import PricingConfig
+    from llm_obs_middleware.records.schema import Cost, Usage
 
 __all__ = ["ChainedPriceSource", "ResolvingPriceSource", "build_price_source"]
 
@@ -90,8 +90,8 @@ def build_price_source(config: PricingConfig) -> ChainedPriceSource:
     Raises:
         ConfigurationError: the override table cannot be read or is invalid.
     """
-    from .genai import GenAIPricesSource
-    from .overrides import OverridePriceSource
+    from llm_obs_middleware.pricing.genai import GenAIPricesSource
+    from llm_obs_middleware.pricing.overrides import OverridePriceSource
 
     sources: list[ResolvingPriceSource] = []
     overrides = OverridePriceSource.from_config(config.overrides)

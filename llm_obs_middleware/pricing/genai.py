@@ -19,9 +19,9 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from ..schema import Cost, Usage
-from ._match import UNPRICED_KINDS, canonical_provider, model_candidates
-from ._rates import PER_MTOK, Rates
+from llm_obs_middleware.pricing._match import UNPRICED_KINDS, canonical_provider, model_candidates
+from llm_obs_middleware.pricing._rates import PER_MTOK, Rates
+from llm_obs_middleware.records.schema import Cost, Usage
 
 if TYPE_CHECKING:
     from genai_prices.data_snapshot import DataSnapshot

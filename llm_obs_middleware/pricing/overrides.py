@@ -25,11 +25,11 @@ from typing import Any, Final, NamedTuple
 
 import msgspec
 
-from ..config import PROVIDER_KINDS, PriceOverride
-from ..errors import ConfigurationError
-from ..schema import Cost, Usage
-from ._match import canonical_provider, model_candidates
-from ._rates import PER_MTOK, Rates
+from llm_obs_middleware.config.settings import PROVIDER_KINDS, PriceOverride
+from llm_obs_middleware.errors import ConfigurationError
+from llm_obs_middleware.pricing._match import canonical_provider, model_candidates
+from llm_obs_middleware.pricing._rates import PER_MTOK, Rates
+from llm_obs_middleware.records.schema import Cost, Usage
 
 __all__ = ["OverridePriceSource", "load_table", "parse_table"]
 

@@ -7,7 +7,7 @@ import re
 
 import msgspec
 
-from ..schema import NormalizedResponse
+from llm_obs_middleware.records.schema import NormalizedResponse
 
 __all__ = ["MAX_BUFFERED", "BufferedBody"]
 

@@ -10,7 +10,7 @@ import binascii
 import hashlib
 from urllib.parse import unquote_to_bytes
 
-from ..schema import ImageRef
+from llm_obs_middleware.records.schema import ImageRef
 
 __all__ = ["inline_image", "url_image"]
 

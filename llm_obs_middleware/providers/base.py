@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from .._upstream_path import encode_path
+from llm_obs_middleware.upstream.paths import encode_path
 
 if TYPE_CHECKING:
     import httpx
 
-    from ..config import ProviderConfig
-    from ..schema import NormalizedRequest
-    from ..state import Exchange, ResponseObserver
+    from llm_obs_middleware.asgi.state import Exchange, ResponseObserver
+    from llm_obs_middleware.config.settings import ProviderConfig
+    from llm_obs_middleware.records.schema import NormalizedRequest
 
 __all__ = [
     "FINISH_REASONS",

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from ..errors import UnknownProviderError
-from .azure_openai import AzureOpenAIAdapter
-from .base import Endpoint, ProviderAdapter
-from .openai import OpenAIAdapter
+from llm_obs_middleware.errors import UnknownProviderError
+from llm_obs_middleware.providers.base import Endpoint, ProviderAdapter
+from llm_obs_middleware.providers.openai.adapter import OpenAIAdapter
+from llm_obs_middleware.providers.openai.azure import AzureOpenAIAdapter
 
 __all__ = ["PROVIDER_NAMES", "RequestMatch", "adapter_for_kind", "match_request", "native_provider"]
 
@@ -83,26 +83,17 @@ def match_request(method: str, path: str, provider_kinds: Mapping[str, str]) -> 
 
 
 def _load_native_adapters() -> None:
-    """Import the native adapter modules on first use (not at import): each public module of this
-    package other than the OpenAI family exposes ``ADAPTERS: {kind: adapter}``."""
+    """Import the native adapters on first use (not at import): each package in ``_NATIVE_PACKAGES``
+    has an ``adapter`` module exposing ``ADAPTERS: {kind: adapter}``."""
     global _loaded
     if _loaded:
         return
     _loaded = True
     import importlib
-    import pkgutil
 
-    for module in pkgutil.iter_modules(_package_path()):
-        if module.name.startswith("_") or module.name in _CORE_MODULES:
-            continue
-        _BY_KIND.update(importlib.import_module(f"{__package__}.{module.name}").ADAPTERS)
+    for name in _NATIVE_PACKAGES:
+        _BY_KIND.update(importlib.import_module(f"{__package__}.{name}.adapter").ADAPTERS)
 
 
-def _package_path() -> list[str]:
-    from pathlib import Path
-
-    return [str(Path(__file__).parent)]
-
-
-_CORE_MODULES = frozenset({"base", "registry", "openai", "azure_openai"})
+_NATIVE_PACKAGES = ("anthropic", "bedrock", "cohere", "gemini", "ollama")
 _loaded = False

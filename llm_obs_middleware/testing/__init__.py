@@ -3,7 +3,7 @@ background uvicorn server."""
 
 from __future__ import annotations
 
-from .fake_provider import (
+from llm_obs_middleware.testing.fake_provider import (
     FakeProvider,
     FakeProviderConfig,
     FakeProviderServer,
@@ -12,9 +12,9 @@ from .fake_provider import (
     create_fake_provider,
     run_fake_provider,
 )
-from .misbehaving import MisbehavingRequest, MisbehavingServer, Misbehaviour
-from .otlp_receiver import OTLPReceiver, ReceivedSpan, ReceivedValue
-from .server import BackgroundServer
+from llm_obs_middleware.testing.misbehaving import MisbehavingRequest, MisbehavingServer, Misbehaviour
+from llm_obs_middleware.testing.otlp_receiver import OTLPReceiver, ReceivedSpan, ReceivedValue
+from llm_obs_middleware.testing.server import BackgroundServer
 
 __all__ = [
     "BackgroundServer",

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ._payloads import fake_arguments, text_pieces
-from .fake_provider import FakeStreamAborted
+from llm_obs_middleware.testing._payloads import fake_arguments, text_pieces
+from llm_obs_middleware.testing.fake_provider import FakeStreamAborted
 
 if TYPE_CHECKING:
-    from ..types import Scope, Send
-    from ._requests import Overrides
-    from .fake_provider import FakeProvider
+    from llm_obs_middleware.asgi.aliases import Scope, Send
+    from llm_obs_middleware.testing._requests import Overrides
+    from llm_obs_middleware.testing.fake_provider import FakeProvider
 
 __all__ = ["handle"]
 

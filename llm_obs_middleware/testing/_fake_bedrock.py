@@ -39,13 +39,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .._eventstream import encode_message
-from . import _payloads as p
-from ._requests import Overrides, route_path
+from llm_obs_middleware.codecs.eventstream import encode_message
+from llm_obs_middleware.testing import _payloads as p
+from llm_obs_middleware.testing._requests import Overrides, route_path
 
 if TYPE_CHECKING:
-    from ..types import Scope, Send
-    from .fake_provider import FakeProvider
+    from llm_obs_middleware.asgi.aliases import Scope, Send
+    from llm_obs_middleware.testing.fake_provider import FakeProvider
 
 __all__ = ["TEST_ACCESS_KEY_ID", "TEST_CREDENTIALS", "TEST_SECRET_ACCESS_KEY", "handle"]
 
@@ -225,7 +225,7 @@ def _delta(index: int, delta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 async def _stream(answer: _Answer, o: Overrides, fault: str, rid: str, send: Send) -> None:
-    from .fake_provider import FakeStreamAborted
+    from llm_obs_middleware.testing.fake_provider import FakeStreamAborted
 
     events, first, end = answer.frames()
     frames = [frame(event_headers(name), _encode(payload)) for name, payload in events]

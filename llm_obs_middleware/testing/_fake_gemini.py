@@ -19,13 +19,13 @@ from urllib.parse import parse_qs
 
 import msgspec
 
-from . import _payloads as p
-from .fake_provider import FakeStreamAborted
+from llm_obs_middleware.testing import _payloads as p
+from llm_obs_middleware.testing.fake_provider import FakeStreamAborted
 
 if TYPE_CHECKING:
-    from ..types import Scope, Send
-    from ._requests import Overrides
-    from .fake_provider import FakeProvider
+    from llm_obs_middleware.asgi.aliases import Scope, Send
+    from llm_obs_middleware.testing._requests import Overrides
+    from llm_obs_middleware.testing.fake_provider import FakeProvider
 
 __all__ = ["handle"]
 

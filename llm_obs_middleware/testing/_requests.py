@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from ..types import Receive, Scope
+from llm_obs_middleware.asgi.aliases import Receive, Scope
 
 __all__ = [
     "DECODERS",

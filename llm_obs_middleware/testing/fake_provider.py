@@ -35,9 +35,9 @@ from typing import Any, NamedTuple, Self, TypeVar, cast
 
 import msgspec
 
-from ..types import Receive, Scope, Send
-from . import _payloads as p
-from ._requests import (
+from llm_obs_middleware.asgi.aliases import Receive, Scope, Send
+from llm_obs_middleware.testing import _payloads as p
+from llm_obs_middleware.testing._requests import (
     DECODERS,
     ChatRequest,
     EmbeddingsRequest,
@@ -47,7 +47,7 @@ from ._requests import (
     read_body,
     route_path,
 )
-from .server import BackgroundServer
+from llm_obs_middleware.testing.server import BackgroundServer
 
 __all__ = [
     "FakeProvider",

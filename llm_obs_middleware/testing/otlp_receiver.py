@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Self
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from ..types import Receive, Scope, Send
-from ._otlp_decode import (
+from llm_obs_middleware.asgi.aliases import Receive, Scope, Send
+from llm_obs_middleware.testing._otlp_decode import (
     Protocol,
     ReceivedMetricPoint,
     ReceivedSpan,
@@ -43,7 +43,7 @@ from ._otlp_decode import (
     decode_span,
     metric_points,
 )
-from .server import BackgroundServer
+from llm_obs_middleware.testing.server import BackgroundServer
 
 if TYPE_CHECKING:
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2_grpc import MetricsServiceServicer

@@ -14,7 +14,7 @@ from typing import Literal, Self
 
 import uvicorn
 
-from ..types import ASGIApp
+from llm_obs_middleware.asgi.aliases import ASGIApp
 
 __all__ = ["BackgroundServer"]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from llm_obs_middleware.schema import LLMRecord, Timing
+from llm_obs_middleware.records.schema import LLMRecord, Timing
 
 RecordFactory = Callable[..., LLMRecord]
 

@@ -13,9 +13,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from llm_obs_middleware import Config, ConfigurationError, create_gateway
-from llm_obs_middleware._admin import check_exposure, is_loopback
-from llm_obs_middleware.cli import main
-from llm_obs_middleware.gateway import Gateway
+from llm_obs_middleware.gateway.admin import check_exposure, is_loopback
+from llm_obs_middleware.gateway.cli import main
+from llm_obs_middleware.gateway.standalone import Gateway
 from llm_obs_middleware.testing import BackgroundServer, create_fake_provider
 
 from ..conftest import config_dict

@@ -15,11 +15,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware.config import RedactConfig
-from llm_obs_middleware.exporters.redact import Redactor, configured_secrets, redactor
+from llm_obs_middleware.asgi.aliases import Receive, Scope, Send
+from llm_obs_middleware.config.settings import RedactConfig
+from llm_obs_middleware.exporters.pipeline.redact import Redactor, configured_secrets, redactor
 from llm_obs_middleware.testing import OTLPReceiver
 from llm_obs_middleware.testing.server import BackgroundServer
-from llm_obs_middleware.types import Receive, Scope, Send
 
 from ..conftest import UPSTREAM_KEY, config_dict
 from .conftest import RecordFactory

@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from llm_obs_middleware.exporters.logstore import SQLiteLogStore
-from llm_obs_middleware.exporters.prometheus import PrometheusSink
-from llm_obs_middleware.schema import Cost, LLMRecord, Usage
+from llm_obs_middleware.exporters.prometheus.exporter import PrometheusSink
+from llm_obs_middleware.records.schema import Cost, LLMRecord, Usage
 
 from .conftest import RecordFactory
 

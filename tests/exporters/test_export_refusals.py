@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from prometheus_client import CollectorRegistry
 
 from llm_obs_middleware import Config, ExportPipeline, create_gateway
-from llm_obs_middleware.config import OTLPConfig, QueueConfig
+from llm_obs_middleware.config.settings import OTLPConfig, QueueConfig
 from llm_obs_middleware.errors import PermanentExportError, RetryableExportError
 from llm_obs_middleware.exporters import OTLPSink
 from llm_obs_middleware.testing import create_fake_provider

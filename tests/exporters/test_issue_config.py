@@ -10,9 +10,9 @@ from prometheus_client import CollectorRegistry
 from llm_obs_middleware import Config, Secret, create_gateway
 from llm_obs_middleware.exporters.jsonl import JSONLSink
 from llm_obs_middleware.exporters.logstore.postgres import PostgresLogStore
-from llm_obs_middleware.exporters.otlp import OTLPSink
-from llm_obs_middleware.exporters.prometheus import PrometheusSink
-from llm_obs_middleware.exporters.redact import Redactor
+from llm_obs_middleware.exporters.otlp.traces import OTLPSink
+from llm_obs_middleware.exporters.pipeline.redact import Redactor
+from llm_obs_middleware.exporters.prometheus.exporter import PrometheusSink
 
 from .conftest import require_psycopg
 

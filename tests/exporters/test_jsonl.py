@@ -9,10 +9,10 @@ import msgspec
 import pytest
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware.config import JSONLConfig
+from llm_obs_middleware.config.settings import JSONLConfig
 from llm_obs_middleware.errors import ConfigurationError
 from llm_obs_middleware.exporters.jsonl import JSONLSink
-from llm_obs_middleware.schema import LLMRecord
+from llm_obs_middleware.records.schema import LLMRecord
 from llm_obs_middleware.testing import create_fake_provider
 
 from ..conftest import config_dict

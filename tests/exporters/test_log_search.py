@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from llm_obs_middleware.exporters.logstore import SQLLogStore
 from llm_obs_middleware.exporters.logstore._search import LogSearch
 from llm_obs_middleware.exporters.logstore.api import log_routes
-from llm_obs_middleware.schema import Cost, LLMRecord, Message, Timing, Usage
+from llm_obs_middleware.records.schema import Cost, LLMRecord, Message, Timing, Usage
 
 from .conftest import START_NS, RecordFactory
 from .test_log_stores import empty_store

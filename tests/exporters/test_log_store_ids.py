@@ -12,7 +12,7 @@ import pytest
 
 from llm_obs_middleware.exporters.logstore import SQLiteLogStore
 from llm_obs_middleware.exporters.logstore.postgres import SCHEMA_VERSION, VERSION_TABLE, PostgresLogStore
-from llm_obs_middleware.schema import LLMRecord
+from llm_obs_middleware.records.schema import LLMRecord
 
 from ..conftest import GatewayKit
 from .conftest import RecordFactory

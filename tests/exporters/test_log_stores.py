@@ -13,7 +13,7 @@ import pytest
 
 from llm_obs_middleware.errors import PermanentExportError
 from llm_obs_middleware.exporters.logstore import SQLiteLogStore, SQLLogStore
-from llm_obs_middleware.schema import Cost, LLMRecord, Usage
+from llm_obs_middleware.records.schema import Cost, LLMRecord, Usage
 
 from .conftest import START_NS, RecordFactory
 

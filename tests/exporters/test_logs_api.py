@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 
 from llm_obs_middleware.exporters.logstore import SQLiteLogStore
 from llm_obs_middleware.exporters.logstore.api import log_routes
-from llm_obs_middleware.schema import LLMRecord
+from llm_obs_middleware.records.schema import LLMRecord
 
 from .conftest import RecordFactory
 

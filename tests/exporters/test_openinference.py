@@ -16,8 +16,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware.exporters._openinference import openinference_attributes
-from llm_obs_middleware.schema import Cost, Message, RequestParams, ToolCall, Usage
+from llm_obs_middleware.exporters.otlp.openinference import openinference_attributes
+from llm_obs_middleware.records.schema import Cost, Message, RequestParams, ToolCall, Usage
 from llm_obs_middleware.testing import FakeProviderConfig, FakeProviderServer, OTLPReceiver, ReceivedSpan
 
 from ..conftest import config_dict

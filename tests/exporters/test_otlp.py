@@ -10,10 +10,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from llm_obs_middleware.config import OTLPConfig
-from llm_obs_middleware.exporters._otlp_settings import build_span_exporter, resolve_settings
-from llm_obs_middleware.exporters.otlp import OTLPSink
-from llm_obs_middleware.schema import Cost, Message, RequestParams, Timing, ToolCall, Usage
+from llm_obs_middleware.config.settings import OTLPConfig
+from llm_obs_middleware.exporters.otlp.settings import build_span_exporter, resolve_settings
+from llm_obs_middleware.exporters.otlp.traces import OTLPSink
+from llm_obs_middleware.records.schema import Cost, Message, RequestParams, Timing, ToolCall, Usage
 
 from .conftest import START_NS, RecordFactory
 

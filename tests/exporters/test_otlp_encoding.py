@@ -19,10 +19,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-from llm_obs_middleware.config import OTLPConfig
-from llm_obs_middleware.exporters._otlp_encoding import SpanEncoder
-from llm_obs_middleware.exporters.otlp import REPEATING_ATTRIBUTES, OTLPSink
-from llm_obs_middleware.schema import Attempt, Cost, LLMRecord, Message, RequestParams, Timing, ToolCall, Usage
+from llm_obs_middleware.config.settings import OTLPConfig
+from llm_obs_middleware.exporters.otlp.encoding import SpanEncoder
+from llm_obs_middleware.exporters.otlp.traces import REPEATING_ATTRIBUTES, OTLPSink
+from llm_obs_middleware.records.schema import Attempt, Cost, LLMRecord, Message, RequestParams, Timing, ToolCall, Usage
 
 from .conftest import START_NS, make_record
 

@@ -11,9 +11,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware.config import OTLPConfig
-from llm_obs_middleware.exporters.otlp_metrics import DURATION_BUCKETS, TOKEN_BUCKETS, TTFT_BUCKETS, OTLPMetricsSink
-from llm_obs_middleware.schema import Timing, Usage
+from llm_obs_middleware.config.settings import OTLPConfig
+from llm_obs_middleware.exporters.otlp.metrics import DURATION_BUCKETS, TOKEN_BUCKETS, TTFT_BUCKETS, OTLPMetricsSink
+from llm_obs_middleware.records.schema import Timing, Usage
 from llm_obs_middleware.testing import FakeProviderConfig, FakeProviderServer, OTLPReceiver
 from llm_obs_middleware.testing.otlp_receiver import ReceivedMetricPoint
 

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware.gateway import Gateway
+from llm_obs_middleware.gateway.standalone import Gateway
 from llm_obs_middleware.testing import FakeProviderConfig, FakeProviderServer, OTLPReceiver, ReceivedSpan
 
 from ..conftest import UPSTREAM_KEY, config_dict

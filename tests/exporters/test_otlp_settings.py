@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from llm_obs_middleware.config import OTLPConfig
+from llm_obs_middleware.config.settings import OTLPConfig
 from llm_obs_middleware.errors import ConfigurationError
-from llm_obs_middleware.exporters._otlp_settings import resolve_settings
+from llm_obs_middleware.exporters.otlp.settings import resolve_settings
 
 EMPTY = OTLPConfig()
 

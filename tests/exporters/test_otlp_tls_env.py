@@ -21,7 +21,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware.config import OTLPConfig
+from llm_obs_middleware.config.settings import OTLPConfig
 from llm_obs_middleware.errors import ExportError
 from llm_obs_middleware.exporters import OTLPSink
 from llm_obs_middleware.testing import FakeProviderConfig, FakeProviderServer, OTLPReceiver

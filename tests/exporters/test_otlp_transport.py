@@ -13,7 +13,7 @@ from typing import Literal
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from llm_obs_middleware.config import OTLPConfig
+from llm_obs_middleware.config.settings import OTLPConfig
 from llm_obs_middleware.errors import ExportError
 from llm_obs_middleware.exporters import OTLPSink
 from llm_obs_middleware.testing import OTLPReceiver

@@ -12,8 +12,8 @@ import msgspec
 import pytest
 
 from llm_obs_middleware import ExportPipeline, LLMRecord
-from llm_obs_middleware.config import QueueConfig
-from llm_obs_middleware.state import Exchange
+from llm_obs_middleware.asgi.state import Exchange
+from llm_obs_middleware.config.settings import QueueConfig
 
 # Unit tests of the pipeline mechanics hand records over at once (no batching linger) and retry fast.
 FAST: dict[str, Any] = {"retry_initial_backoff_s": 0.01, "retry_max_backoff_s": 0.05, "flush_interval_s": 0.0}

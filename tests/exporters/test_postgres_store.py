@@ -12,11 +12,11 @@ import msgspec
 import pytest
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware.config import LogStoreConfig
+from llm_obs_middleware.config.settings import LogStoreConfig
 from llm_obs_middleware.errors import ConfigurationError, MissingDependencyError
 from llm_obs_middleware.exporters.logstore import open_log_store
 from llm_obs_middleware.exporters.logstore.postgres import SCHEMA_VERSION, VERSION_TABLE, PostgresLogStore, redact_url
-from llm_obs_middleware.schema import LLMRecord, Usage
+from llm_obs_middleware.records.schema import LLMRecord, Usage
 from llm_obs_middleware.testing import create_fake_provider
 
 from ..conftest import config_dict

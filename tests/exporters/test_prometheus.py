@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from llm_obs_middleware.exporters import prometheus
-from llm_obs_middleware.exporters.base import ExportPipeline
-from llm_obs_middleware.exporters.prometheus import PrometheusSink
-from llm_obs_middleware.schema import Cost, Timing, Usage
+from llm_obs_middleware.exporters.pipeline.export_pipeline import ExportPipeline
+from llm_obs_middleware.exporters.prometheus import exporter as prometheus
+from llm_obs_middleware.exporters.prometheus.exporter import PrometheusSink
+from llm_obs_middleware.records.schema import Cost, Timing, Usage
 
 from .conftest import START_NS, RecordFactory
 
@@ -137,8 +137,8 @@ async def test_pipeline_health_is_read_at_scrape_time(
 async def test_sink_queue_depth_is_live(registry: CollectorRegistry, record_factory: RecordFactory) -> None:
     import asyncio
 
-    from llm_obs_middleware.config import QueueConfig
-    from llm_obs_middleware.state import Exchange
+    from llm_obs_middleware.asgi.state import Exchange
+    from llm_obs_middleware.config.settings import QueueConfig
 
     class Stuck:
         name = "stuck"

@@ -8,10 +8,10 @@ import threading
 import pytest
 from prometheus_client import CollectorRegistry
 
-from llm_obs_middleware.config import PrometheusConfig
-from llm_obs_middleware.exporters.prometheus import PrometheusSink, _instance
+from llm_obs_middleware.asgi.aliases import Receive, Scope, Send
+from llm_obs_middleware.config.settings import PrometheusConfig
+from llm_obs_middleware.exporters.prometheus.exporter import PrometheusSink, _instance
 from llm_obs_middleware.testing import BackgroundServer
-from llm_obs_middleware.types import Receive, Scope, Send
 
 from .conftest import RecordFactory
 

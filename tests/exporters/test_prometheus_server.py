@@ -137,9 +137,9 @@ def _check_pushgateway(push_url: str, prometheus: Prometheus, inputs: float, out
 def test_push_reaches_a_real_pushgateway_and_close_pushes_the_last_state(
     tmp_path: Path, record_factory: Callable[..., Any]
 ) -> None:
-    from llm_obs_middleware.config import PrometheusConfig
+    from llm_obs_middleware.config.settings import PrometheusConfig
     from llm_obs_middleware.exporters import PrometheusSink
-    from llm_obs_middleware.schema import Usage
+    from llm_obs_middleware.records.schema import Usage
 
     with pushgateway(tmp_path) as push_url:
         # A push interval far longer than the test: only close() pushes.

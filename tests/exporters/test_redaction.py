@@ -11,9 +11,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from llm_obs_middleware import Config, ConfigurationError, create_gateway
-from llm_obs_middleware.config import RedactConfig
-from llm_obs_middleware.exporters.redact import Redactor, redactor
-from llm_obs_middleware.schema import Message, ToolCall
+from llm_obs_middleware.config.settings import RedactConfig
+from llm_obs_middleware.exporters.pipeline.redact import Redactor, redactor
+from llm_obs_middleware.records.schema import Message, ToolCall
 from llm_obs_middleware.testing import OTLPReceiver, create_fake_provider
 
 from ..conftest import config_dict

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from llm_obs_middleware.config import JSONLConfig
-from llm_obs_middleware.exporters._sink_thread import SinkThread
+from llm_obs_middleware.config.settings import JSONLConfig
 from llm_obs_middleware.exporters.jsonl import JSONLSink
 from llm_obs_middleware.exporters.logstore import SQLiteLogStore
+from llm_obs_middleware.exporters.pipeline.sink_thread import SinkThread
 
 from .conftest import RecordFactory
 

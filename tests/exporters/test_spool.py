@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 from llm_obs_middleware import ExportPipeline
-from llm_obs_middleware.config import QueueConfig
-from llm_obs_middleware.exporters.spool import Spool
+from llm_obs_middleware.config.settings import QueueConfig
+from llm_obs_middleware.exporters.pipeline.spool import Spool
 
 from .conftest import RecordFactory
 from .test_pipeline import FlakySink, GatedSink, finished_exchange

@@ -9,11 +9,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from llm_obs_middleware.config import LogStoreConfig
+from llm_obs_middleware.config.settings import LogStoreConfig
 from llm_obs_middleware.errors import ConfigurationError
 from llm_obs_middleware.exporters.logstore import SQLiteLogStore, open_log_store
 from llm_obs_middleware.exporters.logstore.sqlite import SCHEMA_VERSION, parse_status, parse_time, sqlite_path
-from llm_obs_middleware.schema import Cost, LLMRecord, Usage
+from llm_obs_middleware.records.schema import Cost, LLMRecord, Usage
 
 from .conftest import START_NS, RecordFactory
 

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware.gateway import Gateway
+from llm_obs_middleware.gateway.standalone import Gateway
 from llm_obs_middleware.testing import FakeProvider, FakeProviderConfig, create_fake_provider
 
 FAKE = FakeProviderConfig(prompt_tokens=17, completion_tokens=3, chunks=3)

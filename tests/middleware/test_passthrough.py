@@ -14,8 +14,8 @@ import pytest
 
 from llm_obs_middleware import Config, create_gateway
 from llm_obs_middleware.errors import ConfigurationError
-from llm_obs_middleware.gateway import Gateway
-from llm_obs_middleware.middleware._passthrough_rules import PassthroughRules
+from llm_obs_middleware.gateway.standalone import Gateway
+from llm_obs_middleware.routing.passthrough_rules import PassthroughRules
 from llm_obs_middleware.testing import BackgroundServer, FakeProviderServer
 
 from ..conftest import drive

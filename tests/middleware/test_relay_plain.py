@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from llm_obs_middleware.middleware._relay import relay
-from llm_obs_middleware.providers.openai import OpenAIAdapter
-from llm_obs_middleware.state import Exchange
-from llm_obs_middleware.types import Message
-from llm_obs_middleware.upstream import UpstreamResponse
+from llm_obs_middleware.asgi.aliases import Message
+from llm_obs_middleware.asgi.state import Exchange
+from llm_obs_middleware.providers.openai.adapter import OpenAIAdapter
+from llm_obs_middleware.routing.relay import relay
+from llm_obs_middleware.upstream.client import UpstreamResponse
 
 
 def _upstream(chunks: list[bytes]) -> UpstreamResponse:

@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 from llm_obs_middleware import Config, create_gateway
+from llm_obs_middleware.asgi.aliases import Message, Receive, Scope, Send
 from llm_obs_middleware.testing import BackgroundServer
-from llm_obs_middleware.types import Message, Receive, Scope, Send
-from llm_obs_middleware.upstream import build_client
+from llm_obs_middleware.upstream.client import build_client
 
 POOL = 4
 STREAMS = 12

@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware.gateway import Gateway
+from llm_obs_middleware.gateway.standalone import Gateway
 from llm_obs_middleware.testing import FakeProviderConfig, FakeProviderServer
 
 from ..conftest import GatewayKit, config_dict, drive
@@ -255,7 +255,7 @@ async def test_upstream_cookies_are_never_kept_or_replayed() -> None:
         seen.append(request.headers.get("cookie"))
         return _httpx.Response(200, json={"choices": []}, headers={"set-cookie": "session=user-a"})
 
-    from llm_obs_middleware.upstream import build_client
+    from llm_obs_middleware.upstream.client import build_client
 
     client = build_client(transport=_httpx.MockTransport(upstream))
     gateway = create_gateway(Config.from_dict(config_dict()), client=client)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware.gateway import Gateway
+from llm_obs_middleware.gateway.standalone import Gateway
 from llm_obs_middleware.testing import FakeProviderConfig, FakeProviderServer
 
 from ..conftest import Recorded, drive

@@ -16,7 +16,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware.gateway import Gateway
+from llm_obs_middleware.gateway.standalone import Gateway
 
 from ..conftest import drive
 

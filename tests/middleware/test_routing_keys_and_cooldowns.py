@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from llm_obs_middleware import Config, create_gateway
+from llm_obs_middleware.asgi.aliases import Receive, Scope, Send
 from llm_obs_middleware.testing import BackgroundServer, FakeProviderServer
-from llm_obs_middleware.types import Receive, Scope, Send
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 OK_BODY = {

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware.gateway import Gateway
+from llm_obs_middleware.gateway.standalone import Gateway
 
 from ..conftest import drive
 

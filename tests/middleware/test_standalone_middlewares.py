@@ -175,7 +175,7 @@ async def test_interleaved_concurrent_streams_keep_their_own_records(tmp_path: P
     sink = ListSink()
     fake = create_fake_provider()
     from llm_obs_middleware import LLMObservability
-    from llm_obs_middleware.exporters.setup import build_exporters
+    from llm_obs_middleware.exporters.factory import build_exporters
 
     config = Config.from_dict(config_dict(tmp_path=tmp_path))
     exporters = build_exporters(config)

@@ -6,8 +6,8 @@ import itertools
 
 from hypothesis import given, settings, strategies as st
 
-from llm_obs_middleware.middleware._relay import _UsageChunkFilter
-from llm_obs_middleware.state import Exchange
+from llm_obs_middleware.asgi.state import Exchange
+from llm_obs_middleware.routing.relay import _UsageChunkFilter
 
 # As OpenAI sends them once usage is asked for: every chunk says "usage":null, the last one has no choices.
 EVENTS = [

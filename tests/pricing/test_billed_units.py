@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from llm_obs_middleware.config import PricingConfig
+from llm_obs_middleware.config.settings import PricingConfig
 from llm_obs_middleware.pricing.chain import build_price_source
-from llm_obs_middleware.schema import Usage
+from llm_obs_middleware.records.schema import Usage
 
 
 def test_billed_counts_are_the_cost_basis() -> None:

@@ -13,7 +13,7 @@ from genai_prices import data_snapshot
 from genai_prices.types import TieredPrices, Usage as GenAIUsage
 
 from llm_obs_middleware.pricing import GenAIPricesSource, PriceSource
-from llm_obs_middleware.schema import Usage
+from llm_obs_middleware.records.schema import Usage
 
 # Published prices in the genai-prices data (genai_prices/data.py, openai "gpt-4o-mini", from
 # https://platform.openai.com/docs/pricing): $0.15 per million input tokens, $0.075 per million

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from llm_obs_middleware import Config, ConfigurationError, LLMObservability
-from llm_obs_middleware.config import PricingConfig
+from llm_obs_middleware.config.settings import PricingConfig
 from llm_obs_middleware.pricing import ChainedPriceSource, GenAIPricesSource, OverridePriceSource, build_price_source
 from llm_obs_middleware.pricing.overrides import load_table, parse_table
-from llm_obs_middleware.schema import Usage
+from llm_obs_middleware.records.schema import Usage
 
 # A negotiated price for gpt-4o (list: $2.50 / $1.25 / $10.00), a fine-tune, and a self-hosted model.
 PRICES_YAML = """

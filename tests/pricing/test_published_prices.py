@@ -18,9 +18,9 @@ from typing import NamedTuple
 
 import pytest
 
-from llm_obs_middleware.config import PricingConfig
+from llm_obs_middleware.config.settings import PricingConfig
 from llm_obs_middleware.pricing import ChainedPriceSource, build_price_source
-from llm_obs_middleware.schema import Usage
+from llm_obs_middleware.records.schema import Usage
 
 CHECKED_WITH = "0.2.3"  # genai-prices version the figures were checked against
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp()  # a weekday, 12:00 UTC

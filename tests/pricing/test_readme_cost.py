@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llm_obs_middleware import Config, PricingConfig, cli
+from llm_obs_middleware import Config, PricingConfig
+from llm_obs_middleware.gateway import cli
 from llm_obs_middleware.pricing import build_price_source
 from llm_obs_middleware.pricing.overrides import parse_table
-from llm_obs_middleware.schema import Usage
+from llm_obs_middleware.records.schema import Usage
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 COST = README[README.index("## Cost\n") : README.index("## Metrics (Prometheus)")]

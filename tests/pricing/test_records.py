@@ -13,15 +13,16 @@ import pytest
 import tiktoken
 from prometheus_client import CollectorRegistry
 
-from llm_obs_middleware import Config, LLMObservability, _estimate
-from llm_obs_middleware._estimate import TokenEstimator
-from llm_obs_middleware._record import build_record
-from llm_obs_middleware.config import PricingConfig
-from llm_obs_middleware.exporters.prometheus import PrometheusSink
+from llm_obs_middleware import Config, LLMObservability
+from llm_obs_middleware.asgi.state import Exchange
+from llm_obs_middleware.config.settings import PricingConfig
+from llm_obs_middleware.exporters.prometheus.exporter import PrometheusSink
 from llm_obs_middleware.pricing import ChainedPriceSource, build_price_source
-from llm_obs_middleware.providers._openai_observers import ChatJSONObserver, ChatStreamObserver
-from llm_obs_middleware.schema import Cost, LLMRecord, NormalizedResponse, Usage
-from llm_obs_middleware.state import Exchange
+from llm_obs_middleware.providers.openai.observe import ChatJSONObserver, ChatStreamObserver
+from llm_obs_middleware.records import estimate as _estimate
+from llm_obs_middleware.records.build import build_record
+from llm_obs_middleware.records.estimate import TokenEstimator
+from llm_obs_middleware.records.schema import Cost, LLMRecord, NormalizedResponse, Usage
 from llm_obs_middleware.testing import FakeProviderConfig, create_fake_provider
 
 from ..conftest import SHARED_FIXTURES

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_obs_middleware._record import build_record
+from llm_obs_middleware.asgi.state import Exchange
 from llm_obs_middleware.providers.base import Endpoint, ProviderAdapter
-from llm_obs_middleware.providers.openai import CHAT, EMBEDDINGS, RESPONSES, OpenAIAdapter
-from llm_obs_middleware.schema import NormalizedRequest, NormalizedResponse
-from llm_obs_middleware.state import Exchange
+from llm_obs_middleware.providers.openai.adapter import CHAT, EMBEDDINGS, RESPONSES, OpenAIAdapter
+from llm_obs_middleware.records.build import build_record
+from llm_obs_middleware.records.schema import NormalizedRequest, NormalizedResponse
 from tests._fixture_paths import PROVIDER_FIXTURES
 
 SHARED_FIXTURES = PROVIDER_FIXTURES

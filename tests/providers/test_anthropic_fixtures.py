@@ -15,13 +15,13 @@ import pytest
 from _openai_cases import SHARED_FIXTURES, has_images, header_extras, load_expected, read_bytes
 from hypothesis import given, settings, strategies as st
 
+from llm_obs_middleware.asgi.state import Exchange
 from llm_obs_middleware.errors import SchemaError
-from llm_obs_middleware.providers._anthropic_observers import anthropic_usage, finish_reason
-from llm_obs_middleware.providers._anthropic_wire import AnthropicUsage
-from llm_obs_middleware.providers.anthropic import ADAPTERS, MESSAGES, AnthropicAdapter
+from llm_obs_middleware.providers.anthropic.adapter import ADAPTERS, MESSAGES, AnthropicAdapter
+from llm_obs_middleware.providers.anthropic.observe import anthropic_usage, finish_reason
+from llm_obs_middleware.providers.anthropic.wire import AnthropicUsage
 from llm_obs_middleware.providers.registry import adapter_for_kind, match_request
-from llm_obs_middleware.schema import NormalizedRequest, NormalizedResponse
-from llm_obs_middleware.state import Exchange
+from llm_obs_middleware.records.schema import NormalizedRequest, NormalizedResponse
 
 FIXTURE = "anthropic_messages"
 EXPECTED = load_expected(FIXTURE)

@@ -20,12 +20,12 @@ import pytest
 from _openai_cases import has_images, header_extras
 from hypothesis import given, settings, strategies as st
 
+from llm_obs_middleware.asgi.state import Exchange
 from llm_obs_middleware.errors import SchemaError
 from llm_obs_middleware.providers.base import Endpoint
-from llm_obs_middleware.providers.bedrock import CONVERSE, CONVERSE_STREAM, BedrockAdapter
+from llm_obs_middleware.providers.bedrock.adapter import CONVERSE, CONVERSE_STREAM, BedrockAdapter
 from llm_obs_middleware.providers.registry import adapter_for_kind, match_request
-from llm_obs_middleware.schema import NormalizedResponse
-from llm_obs_middleware.state import Exchange
+from llm_obs_middleware.records.schema import NormalizedResponse
 from tests._fixture_paths import PROVIDER_FIXTURES
 
 FIXTURE = PROVIDER_FIXTURES / "bedrock_converse"

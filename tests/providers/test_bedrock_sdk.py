@@ -30,14 +30,14 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware.config import ProviderConfig
+from llm_obs_middleware.asgi.aliases import Message, Receive, Scope, Send
+from llm_obs_middleware.config.settings import ProviderConfig
 from llm_obs_middleware.errors import ConfigurationError, MissingDependencyError
-from llm_obs_middleware.providers.bedrock import BedrockAdapter
+from llm_obs_middleware.providers.bedrock.adapter import BedrockAdapter
 from llm_obs_middleware.testing import BackgroundServer, FakeProviderConfig, FakeProviderServer
 from llm_obs_middleware.testing._fake_bedrock import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
 from llm_obs_middleware.testing._payloads import text_pieces
-from llm_obs_middleware.types import Message, Receive, Scope, Send
-from llm_obs_middleware.upstream import build_client
+from llm_obs_middleware.upstream.client import build_client
 
 OUTPUT_TOKENS = 6
 FAKE = FakeProviderConfig(
@@ -591,7 +591,7 @@ def test_config_api_key_is_left_to_the_router() -> None:
 
 def test_no_credentials_warns_and_forwards_unsigned(caplog: pytest.LogCaptureFixture) -> None:
     request = upstream_request()
-    with caplog.at_level(logging.WARNING, logger="llm_obs_middleware.providers.bedrock"):
+    with caplog.at_level(logging.WARNING, logger="llm_obs_middleware.providers.bedrock.adapter"):
         BedrockAdapter(environ={}).sign(request, provider())
     assert "has no credentials" in caplog.text
     assert "authorization" not in request.headers and "x-amz-date" not in request.headers

@@ -15,12 +15,12 @@ import pytest
 from _openai_cases import SHARED_FIXTURES, has_images, load_expected, read_bytes
 from hypothesis import given, settings, strategies as st
 
+from llm_obs_middleware.asgi.state import Exchange
 from llm_obs_middleware.errors import SchemaError
-from llm_obs_middleware.providers._cohere_observers import finish_reason
-from llm_obs_middleware.providers.cohere import ADAPTERS, CHAT, EMBED, CohereAdapter
+from llm_obs_middleware.providers.cohere.adapter import ADAPTERS, CHAT, EMBED, CohereAdapter
+from llm_obs_middleware.providers.cohere.observe import finish_reason
 from llm_obs_middleware.providers.registry import adapter_for_kind, match_request
-from llm_obs_middleware.schema import NormalizedRequest, NormalizedResponse
-from llm_obs_middleware.state import Exchange
+from llm_obs_middleware.records.schema import NormalizedRequest, NormalizedResponse
 
 FIXTURE = "cohere_v2"
 EXPECTED = load_expected(FIXTURE)

@@ -18,14 +18,14 @@ from _openai_cases import has_images
 from hypothesis import given, settings, strategies as st
 
 from llm_obs_middleware import Config
-from llm_obs_middleware.config import ProviderConfig
+from llm_obs_middleware.asgi.state import Exchange
+from llm_obs_middleware.config.settings import ProviderConfig
 from llm_obs_middleware.errors import SchemaError
-from llm_obs_middleware.providers._gemini_observers import ErrorObserver
 from llm_obs_middleware.providers.base import Endpoint
-from llm_obs_middleware.providers.gemini import BATCH_EMBED, EMBED, GENERATE, STREAM_GENERATE, GeminiAdapter
+from llm_obs_middleware.providers.gemini.adapter import BATCH_EMBED, EMBED, GENERATE, STREAM_GENERATE, GeminiAdapter
+from llm_obs_middleware.providers.gemini.observe import ErrorObserver
 from llm_obs_middleware.providers.registry import adapter_for_kind, match_request
-from llm_obs_middleware.schema import NormalizedRequest, NormalizedResponse
-from llm_obs_middleware.state import Exchange
+from llm_obs_middleware.records.schema import NormalizedRequest, NormalizedResponse
 from tests._fixture_paths import PROVIDER_FIXTURES
 
 FIXTURE = PROVIDER_FIXTURES / "gemini"

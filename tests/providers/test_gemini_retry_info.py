@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware.gateway import Gateway
+from llm_obs_middleware.gateway.standalone import Gateway
 
 PATH = "/gemini/v1beta/models/gemini-2.5-flash:generateContent"
 REQUEST = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}

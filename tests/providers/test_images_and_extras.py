@@ -15,15 +15,15 @@ from typing import Any
 import msgspec
 import pytest
 
-from llm_obs_middleware._record import build_record
-from llm_obs_middleware.providers.anthropic import MESSAGES, AnthropicAdapter
-from llm_obs_middleware.providers.bedrock import BedrockAdapter
-from llm_obs_middleware.providers.cohere import CHAT as COHERE_CHAT, CohereAdapter
-from llm_obs_middleware.providers.gemini import GENERATE, STREAM_GENERATE, GeminiAdapter
-from llm_obs_middleware.providers.ollama import CHAT as OLLAMA_CHAT, GENERATE as OLLAMA_GENERATE, OllamaAdapter
-from llm_obs_middleware.providers.openai import CHAT, RESPONSES, OpenAIAdapter
-from llm_obs_middleware.schema import ImageRef, Message, NormalizedRequest, ToolCall
-from llm_obs_middleware.state import Exchange
+from llm_obs_middleware.asgi.state import Exchange
+from llm_obs_middleware.providers.anthropic.adapter import MESSAGES, AnthropicAdapter
+from llm_obs_middleware.providers.bedrock.adapter import BedrockAdapter
+from llm_obs_middleware.providers.cohere.adapter import CHAT as COHERE_CHAT, CohereAdapter
+from llm_obs_middleware.providers.gemini.adapter import GENERATE, STREAM_GENERATE, GeminiAdapter
+from llm_obs_middleware.providers.ollama.adapter import CHAT as OLLAMA_CHAT, GENERATE as OLLAMA_GENERATE, OllamaAdapter
+from llm_obs_middleware.providers.openai.adapter import CHAT, RESPONSES, OpenAIAdapter
+from llm_obs_middleware.records.build import build_record
+from llm_obs_middleware.records.schema import ImageRef, Message, NormalizedRequest, ToolCall
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4  # stands in for an image: any bytes will do
 PNG_B64 = base64.b64encode(PNG).decode()

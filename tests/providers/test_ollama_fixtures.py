@@ -16,14 +16,14 @@ import pytest
 from _openai_cases import has_images
 from hypothesis import given, settings, strategies as st
 
-from llm_obs_middleware._ndjson import NDJSONSplitter
+from llm_obs_middleware.asgi.state import Exchange
+from llm_obs_middleware.codecs.ndjson import NDJSONSplitter
 from llm_obs_middleware.errors import SchemaError
 from llm_obs_middleware.providers.base import Endpoint
-from llm_obs_middleware.providers.ollama import CHAT, EMBED, GENERATE, OllamaAdapter
-from llm_obs_middleware.providers.openai import CHAT as OPENAI_CHAT, EMBEDDINGS as OPENAI_EMBEDDINGS
+from llm_obs_middleware.providers.ollama.adapter import CHAT, EMBED, GENERATE, OllamaAdapter
+from llm_obs_middleware.providers.openai.adapter import CHAT as OPENAI_CHAT, EMBEDDINGS as OPENAI_EMBEDDINGS
 from llm_obs_middleware.providers.registry import adapter_for_kind, match_request
-from llm_obs_middleware.schema import NormalizedRequest, NormalizedResponse
-from llm_obs_middleware.state import Exchange
+from llm_obs_middleware.records.schema import NormalizedRequest, NormalizedResponse
 from tests._fixture_paths import PROVIDER_FIXTURES
 
 FIXTURE = PROVIDER_FIXTURES / "ollama"

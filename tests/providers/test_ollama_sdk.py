@@ -24,8 +24,8 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 
 from llm_obs_middleware import Config, create_gateway
+from llm_obs_middleware.asgi.aliases import Receive, Scope, Send
 from llm_obs_middleware.testing import BackgroundServer, FakeProviderConfig, FakeProviderServer, create_fake_provider
-from llm_obs_middleware.types import Receive, Scope, Send
 
 FAKE = FakeProviderConfig(prompt_tokens=23, completion_tokens=9, chunks=3)
 MODEL = "qwen3:8b"

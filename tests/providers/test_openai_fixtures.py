@@ -27,10 +27,10 @@ from _openai_cases import (
     request_for,
 )
 
+from llm_obs_middleware.asgi.state import Exchange
 from llm_obs_middleware.errors import SchemaError
-from llm_obs_middleware.providers.openai import CHAT, EMBEDDINGS, RESPONSES, OpenAIAdapter
-from llm_obs_middleware.schema import NormalizedRequest
-from llm_obs_middleware.state import Exchange
+from llm_obs_middleware.providers.openai.adapter import CHAT, EMBEDDINGS, RESPONSES, OpenAIAdapter
+from llm_obs_middleware.records.schema import NormalizedRequest
 
 CASES = all_cases()
 SUCCESS = [pytest.param(case, id=case.id) for case in CASES if not case.is_error]

@@ -22,8 +22,8 @@ import openai
 import pytest
 
 from llm_obs_middleware import Config, create_gateway
-from llm_obs_middleware._eventstream import EventStreamDecoder, FrameBoundary, encode_message
-from llm_obs_middleware.gateway import Gateway
+from llm_obs_middleware.codecs.eventstream import EventStreamDecoder, FrameBoundary, encode_message
+from llm_obs_middleware.gateway.standalone import Gateway
 
 LINE = b'{"model":"qwen3","message":{"role":"assistant","content":"Hel"},"done":false}\n'
 

@@ -8,7 +8,7 @@ import pytest
 from _openai_cases import Case, assert_matches_expected, new_exchange, observe, stream_cases
 from hypothesis import given, settings, strategies as st
 
-from llm_obs_middleware.providers.openai import OpenAIAdapter
+from llm_obs_middleware.providers.openai.adapter import OpenAIAdapter
 
 STREAMS = [pytest.param(case, id=case.id) for case in stream_cases()]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from llm_obs_middleware.translation import ResponseContext
+from llm_obs_middleware.providers.translators import ResponseContext
 
 from .._fixture_paths import PROVIDER_FIXTURES
 

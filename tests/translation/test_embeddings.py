@@ -17,9 +17,9 @@ import openai
 import pytest
 
 from llm_obs_middleware import Config, create_gateway
+from llm_obs_middleware.providers.translators import ResponseContext, TranslationError, Translator, translator_for
 from llm_obs_middleware.testing import BackgroundServer, FakeProviderConfig, FakeProviderServer
 from llm_obs_middleware.testing._fake_bedrock import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
-from llm_obs_middleware.translation import ResponseContext, TranslationError, Translator, translator_for
 
 from ._golden import CREATED, check_golden
 from .test_gateway_translation import eventually

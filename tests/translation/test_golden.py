@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from llm_obs_middleware.translation import TranslationError, decode_chat_request, translator_for
+from llm_obs_middleware.providers.translators import TranslationError, decode_chat_request, translator_for
 
 from ._golden import REQUESTS, SHARED, check_golden, context, shared_error, sse_events
 

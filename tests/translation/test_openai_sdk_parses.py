@@ -17,7 +17,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageFunctionToolCall, ChatCompletionMessageParam
 
-from llm_obs_middleware.translation import Translator, translator_for
+from llm_obs_middleware.providers.translators import Translator, translator_for
 
 from ._golden import CREATED, SHARED, context, shared_error
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from llm_obs_middleware import Config, RouterMiddleware
-from llm_obs_middleware.types import Receive, Scope, Send
+from llm_obs_middleware.asgi.aliases import Receive, Scope, Send
 
 from ._golden import SHARED
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llm_obs_middleware import Config
-from llm_obs_middleware.middleware._targets import Routes
+from llm_obs_middleware.routing.targets import Routes
 
 
 def routes() -> Routes:

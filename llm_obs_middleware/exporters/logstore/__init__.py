@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...errors import ConfigurationError
-from ._base import LogStoreTimeout, LogStoreUnavailable, SQLLogStore
-from .sqlite import SQLiteLogStore
+from llm_obs_middleware.errors import ConfigurationError
+from llm_obs_middleware.exporters.logstore._base import LogStoreTimeout, LogStoreUnavailable, SQLLogStore
+from llm_obs_middleware.exporters.logstore.sqlite import SQLiteLogStore
 
 if TYPE_CHECKING:
-    from ...config import LogStoreConfig
+    from llm_obs_middleware.config.settings import LogStoreConfig
 
 __all__ = ["LogStoreTimeout", "LogStoreUnavailable", "SQLLogStore", "SQLiteLogStore", "open_log_store"]
 
@@ -31,7 +31,7 @@ def open_log_store(config: LogStoreConfig) -> SQLLogStore:
     if scheme == "sqlite":
         return SQLiteLogStore(config.url, retention_days=config.retention_days, timeout_s=config.timeout_s)
     if scheme in _POSTGRES_SCHEMES:
-        from .postgres import PostgresLogStore
+        from llm_obs_middleware.exporters.logstore.postgres import PostgresLogStore
 
         return PostgresLogStore(
             config.url,

@@ -21,15 +21,24 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from ...errors import ExportError, PermanentExportError
-from .._sink_thread import SinkThread
-from ..base import THREAD_SLICE, give_way_to_the_loop
-from ._sql import Filters, StatsRow, StatsWindow, record_row, session_sql, stats_payload, stats_row, stats_sql
+from llm_obs_middleware.errors import ExportError, PermanentExportError
+from llm_obs_middleware.exporters.logstore._sql import (
+    Filters,
+    StatsRow,
+    StatsWindow,
+    record_row,
+    session_sql,
+    stats_payload,
+    stats_row,
+    stats_sql,
+)
+from llm_obs_middleware.exporters.pipeline.export_pipeline import THREAD_SLICE, give_way_to_the_loop
+from llm_obs_middleware.exporters.pipeline.sink_thread import SinkThread
 
 if TYPE_CHECKING:
-    from ...schema import LLMRecord
-    from ._search import LogSearch
-    from ._sql import Dialect
+    from llm_obs_middleware.exporters.logstore._search import LogSearch
+    from llm_obs_middleware.exporters.logstore._sql import Dialect
+    from llm_obs_middleware.records.schema import LLMRecord
 
 __all__ = ["DEFAULT_PRUNE_INTERVAL_S", "DEFAULT_TIMEOUT_S", "LogStoreTimeout", "LogStoreUnavailable", "SQLLogStore"]
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from .postgres import raw_json_loader, session_settings
+from llm_obs_middleware.exporters.logstore.postgres import raw_json_loader, session_settings
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
-    from .postgres import PostgresLogStore
+    from llm_obs_middleware.exporters.logstore.postgres import PostgresLogStore
 
 __all__ = ["AsyncReader"]
 

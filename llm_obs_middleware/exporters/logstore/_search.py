@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 if TYPE_CHECKING:
-    from ._sql import Dialect
+    from llm_obs_middleware.exporters.logstore._sql import Dialect
 
 __all__ = ["METADATA_PREFIX", "RANGE_PARAMETERS", "LogSearch"]
 

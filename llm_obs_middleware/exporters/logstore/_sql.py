@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 import msgspec
 
 if TYPE_CHECKING:
-    from ...schema import LLMRecord
-    from ._search import LogSearch
+    from llm_obs_middleware.exporters.logstore._search import LogSearch
+    from llm_obs_middleware.records.schema import LLMRecord
 
 __all__ = [
     "COLUMNS",

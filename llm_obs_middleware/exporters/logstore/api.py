@@ -29,9 +29,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ._base import LogStoreTimeout, LogStoreUnavailable
-from ._search import LogSearch
-from ._sql import StatsWindow, parse_status, parse_time
+from llm_obs_middleware.exporters.logstore._base import LogStoreTimeout, LogStoreUnavailable
+from llm_obs_middleware.exporters.logstore._search import LogSearch
+from llm_obs_middleware.exporters.logstore._sql import StatsWindow, parse_status, parse_time
 
 __all__ = ["LogReader", "log_routes"]
 

@@ -26,16 +26,22 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from ...errors import ConfigurationError, MissingDependencyError
-from ._base import DEFAULT_PRUNE_INTERVAL_S, DEFAULT_TIMEOUT_S, LogStoreTimeout, LogStoreUnavailable, SQLLogStore
-from ._sql import COLUMNS, Dialect
+from llm_obs_middleware.errors import ConfigurationError, MissingDependencyError
+from llm_obs_middleware.exporters.logstore._base import (
+    DEFAULT_PRUNE_INTERVAL_S,
+    DEFAULT_TIMEOUT_S,
+    LogStoreTimeout,
+    LogStoreUnavailable,
+    SQLLogStore,
+)
+from llm_obs_middleware.exporters.logstore._sql import COLUMNS, Dialect
 
 if TYPE_CHECKING:
     import psycopg
     from psycopg.abc import Buffer
     from psycopg.adapt import Loader
 
-    from ._postgres_reads import AsyncReader
+    from llm_obs_middleware.exporters.logstore._postgres_reads import AsyncReader
 
 __all__ = ["SCHEMA_VERSION", "PostgresLogStore", "redact_url", "session_settings"]
 
@@ -278,7 +284,7 @@ class PostgresLogStore(SQLLogStore):
 
     async def _afetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         if self._async_reader is None:
-            from ._postgres_reads import AsyncReader
+            from llm_obs_middleware.exporters.logstore._postgres_reads import AsyncReader
 
             self._async_reader = AsyncReader(self)
         try:

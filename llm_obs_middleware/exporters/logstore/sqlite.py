@@ -17,9 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from ...errors import ConfigurationError
-from ._base import DEFAULT_PRUNE_INTERVAL_S, DEFAULT_TIMEOUT_S, LogStoreTimeout, LogStoreUnavailable, SQLLogStore
-from ._sql import COLUMNS, Dialect, parse_status, parse_time
+from llm_obs_middleware.errors import ConfigurationError
+from llm_obs_middleware.exporters.logstore._base import (
+    DEFAULT_PRUNE_INTERVAL_S,
+    DEFAULT_TIMEOUT_S,
+    LogStoreTimeout,
+    LogStoreUnavailable,
+    SQLLogStore,
+)
+from llm_obs_middleware.exporters.logstore._sql import COLUMNS, Dialect, parse_status, parse_time
 
 __all__ = ["SCHEMA_VERSION", "SQLiteLogStore", "parse_status", "parse_time", "sqlite_path"]
 

@@ -1,0 +1,1 @@
+"""OTLP export: GenAI spans (encoded here, sent over HTTP or gRPC), GenAI metrics, OpenInference attributes."""

@@ -1,0 +1,1 @@
+"""The export pipeline: the bounded queues, one worker per sink, retries, the disk spool and redaction."""

@@ -1,0 +1,1 @@
+"""Prometheus metrics built from records, and the router's live state as gauges."""

@@ -1,0 +1,2 @@
+"""The Bedrock Runtime wire format (Converse, ConverseStream, InvokeModel embeddings): adapter, wire Structs,
+response observers and the OpenAI translator."""

@@ -1,0 +1,357 @@
+"""Incremental observers of Bedrock Converse responses: JSON bodies, ConverseStream event streams, errors.
+
+Usage is normalized as the fixtures README says: ``inputTokens`` excludes cache reads and writes, so
+they are added back; ``totalTokens`` is kept as reported. Bedrock reports no response id (only the
+``x-amzn-requestid`` header) and no model, so the model is the one the request was sent to.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from llm_obs_middleware.codecs.eventstream import EventStreamDecoder, EventStreamMessage, encode_message
+from llm_obs_middleware.providers._buffered import BufferedBody
+from llm_obs_middleware.providers.base import normalize_finish_reason
+from llm_obs_middleware.providers.bedrock.wire import (
+    ConverseResponse,
+    ErrorBody,
+    Metrics,
+    StreamEvent,
+    TokenUsage,
+    compact_json,
+)
+from llm_obs_middleware.records.schema import ExtraValue, NormalizedResponse, ToolCall, Usage
+
+if TYPE_CHECKING:
+    from llm_obs_middleware.asgi.state import Exchange
+
+__all__ = [
+    "ConverseJSONObserver",
+    "ConverseStreamObserver",
+    "ErrorObserver",
+    "converse_usage",
+    "error_type_name",
+    "finish_reason",
+    "stream_exception",
+]
+
+_decode_response = msgspec.json.Decoder(ConverseResponse).decode
+_decode_event = msgspec.json.Decoder(StreamEvent).decode
+_decode_error = msgspec.json.Decoder(ErrorBody).decode
+_MAX_NOTES = 5
+# ConverseStream's exception for a stream that failed after it started; botocore raises it as an
+# EventStreamError with this code ("retry your request").
+_STREAM_EXCEPTION = {
+    ":message-type": "exception",
+    ":exception-type": "modelStreamErrorException",
+    ":content-type": "application/json",
+}
+_INVALID = "invalid_response"
+# Stop reasons the shared vocabulary does not know by name (botocore bedrock-runtime StopReason enum).
+_STOP_REASONS = {
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+    "model_context_window_exceeded": "length",
+}
+# Error type by status when neither the body nor the x-amzn-errortype header names it. 429 may also
+# be ModelNotReadyException, 400 ServiceQuotaExceededException.
+_STATUS_ERRORS = {
+    400: "ValidationException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    408: "ModelTimeoutException",
+    424: "ModelErrorException",
+    429: "ThrottlingException",
+    500: "InternalServerException",
+    503: "ServiceUnavailableException",
+}
+_EVENTS = frozenset(
+    {"messageStart", "contentBlockStart", "contentBlockDelta", "contentBlockStop", "messageStop", "metadata"}
+)
+
+
+def finish_reason(raw: str | None, has_tool_calls: bool) -> str | None:
+    """Map a Converse ``stopReason`` onto the shared vocabulary."""
+    mapped = _STOP_REASONS.get(raw) if raw is not None else None
+    return mapped or normalize_finish_reason(raw, has_tool_calls)
+
+
+def converse_usage(usage: TokenUsage | None) -> Usage | None:
+    if usage is None:
+        return None
+    read, write, output = usage.cache_read_input_tokens, usage.cache_write_input_tokens, usage.output_tokens
+    total_input = None if usage.input_tokens is None else usage.input_tokens + (read or 0) + (write or 0)
+    total = usage.total_tokens
+    if total is None and total_input is not None and output is not None:
+        total = total_input + output
+    details = usage.cache_details
+    return Usage(
+        input_tokens=total_input,
+        output_tokens=output,
+        total_tokens=total,
+        cache_read_tokens=read,
+        cache_write_tokens=write,
+        cache_write_1h_tokens=None if details is None else sum(d.input_tokens for d in details if d.ttl == "1h"),
+    )
+
+
+def _extra(metrics: Metrics | None) -> dict[str, ExtraValue]:
+    """``bedrock.latency_ms``: the model's own processing time as Bedrock reports it."""
+    if metrics is None or metrics.latency_ms is None:
+        return {}
+    return {"bedrock.latency_ms": metrics.latency_ms}
+
+
+def error_type_name(named: str) -> str | None:
+    """``com.amazon.coral.service#ThrottlingException:http://...`` -> ``ThrottlingException``."""
+    return named.rpartition("#")[2].partition(":")[0] or None
+
+
+class ConverseJSONObserver(BufferedBody):
+    """A ``/converse`` answer: one JSON object with the whole message and usage."""
+
+    __slots__ = ("_capture", "_model")
+
+    def __init__(self, model: str | None, capture: bool) -> None:
+        super().__init__()
+        self._model = model
+        self._capture = capture
+
+    def finish(self) -> NormalizedResponse:
+        body = self._body()
+        if not body:
+            return NormalizedResponse(model=self._model, completed=False)
+        try:
+            response = _decode_response(body)
+        except msgspec.DecodeError as exc:
+            return NormalizedResponse(
+                model=self._model, completed=False, error_type=_INVALID, error_message=f"converse body: {exc}"
+            )
+        tool_calls: list[ToolCall] = []
+        texts: list[str] = []
+        chars = 0
+        message = response.output.message if response.output is not None else None
+        for block in message.content if message is not None else ():
+            if block.text is not None:
+                chars += len(block.text)
+                if self._capture:
+                    texts.append(block.text)
+            elif block.tool_use is not None:
+                call = block.tool_use
+                arguments = compact_json(call.input)
+                tool_calls.append(ToolCall(id=call.tool_use_id, name=call.name or "", arguments=arguments))
+                chars += len(call.name or "") + len(arguments)
+            elif block.reasoning_content is not None and block.reasoning_content.reasoning_text is not None:
+                chars += len(block.reasoning_content.reasoning_text.text or "")
+        raw = response.stop_reason
+        return NormalizedResponse(
+            model=self._model,
+            finish_reasons=[raw] if raw else [],
+            finish_reason=finish_reason(raw, bool(tool_calls)),
+            usage=converse_usage(response.usage),
+            tool_calls=tool_calls,
+            output_text="".join(texts) if texts else None,
+            output_chars=chars,
+            extra=_extra(response.metrics),
+        )
+
+
+class ConverseStreamObserver:
+    """Decodes ConverseStream's event-stream frames as they pass; marks token arrival for TTFT.
+
+    An ``exception`` (or ``error``) frame ends the stream in-band: ``completed=False``, finish reason
+    ``error``, the exception type as the error type. A framing error (bad CRC, truncated message) or
+    an undecodable known event ends parsing with ``error_type="invalid_response"``; unknown event
+    types are counted and noted in ``error_message`` only. None of this changes the forwarded bytes.
+    """
+
+    __slots__ = (
+        "_capture",
+        "_chars",
+        "_decoder",
+        "_error",
+        "_events",
+        "_exchange",
+        "_invalid",
+        "_metadata",
+        "_metrics",
+        "_model",
+        "_notes",
+        "_stop",
+        "_texts",
+        "_tools",
+        "_usage",
+    )
+
+    def __init__(self, exchange: Exchange, model: str | None, capture: bool) -> None:
+        self._exchange = exchange
+        self._model = model
+        self._capture = capture
+        self._decoder = EventStreamDecoder()
+        self._events = 0
+        self._chars = 0
+        self._texts: list[str] = []
+        # content block index -> ([toolUseId, name], argument pieces)
+        self._tools: dict[int, tuple[list[str | None], list[str]]] = {}
+        self._stop: str | None = None
+        self._usage: TokenUsage | None = None
+        self._metadata = False
+        self._metrics: Metrics | None = None
+        self._error: tuple[str, str | None] | None = None
+        self._invalid: str | None = None
+        self._notes: list[str] = []
+
+    def feed(self, chunk: bytes, now_ns: int) -> None:
+        messages = self._decoder.feed(chunk)
+        if messages and self._handle(messages):
+            self._exchange.mark_token(now_ns)
+
+    def _handle(self, messages: list[EventStreamMessage]) -> bool:
+        saw_token = False
+        for message in messages:
+            self._events += 1
+            headers = message.headers
+            kind = headers.get(":message-type")
+            if kind == "event":
+                saw_token = self._event(headers.get(":event-type"), message.payload) or saw_token
+            elif kind == "exception":
+                error = _error_body(message.payload)
+                message_text = (error.message or error.Message) if error is not None else None
+                self._error = (str(headers.get(":exception-type") or "exception"), message_text)
+            elif kind == "error":
+                text = headers.get(":error-message")
+                self._error = (str(headers.get(":error-code") or "error"), str(text) if text else None)
+            else:
+                self._note(f"unknown event-stream message type {kind!r}")
+        return saw_token
+
+    def _event(self, name: object, payload: bytes) -> bool:
+        if name not in _EVENTS:
+            self._note(f"unknown ConverseStream event {name!r} ignored")
+            return False
+        try:
+            event = _decode_event(payload)
+        except msgspec.DecodeError as exc:
+            if self._invalid is None:
+                self._invalid = f"undecodable {name} event: {exc}"
+            return False
+        if name == "contentBlockDelta":
+            delta = event.delta
+            if delta is None:
+                return False
+            if delta.text:
+                self._chars += len(delta.text)
+                if self._capture:
+                    self._texts.append(delta.text)
+                return True
+            if delta.tool_use is not None:
+                piece = delta.tool_use.input
+                self._tool(event.content_block_index)[1].append(piece or "")
+                self._chars += len(piece or "")
+                return bool(piece)
+            if delta.reasoning_content is not None and delta.reasoning_content.text:
+                self._chars += len(delta.reasoning_content.text)
+                return True
+        elif name == "contentBlockStart":
+            start = event.start.tool_use if event.start is not None else None
+            if start is not None:
+                head = self._tool(event.content_block_index)[0]
+                head[0], head[1] = start.tool_use_id, start.name
+                self._chars += len(start.name or "")
+                return True
+        elif name == "messageStop":
+            self._stop = event.stop_reason
+        elif name == "metadata":
+            self._metadata = True
+            if event.usage is not None:
+                self._usage = event.usage
+            self._metrics = event.metrics
+        return False
+
+    def _tool(self, index: int) -> tuple[list[str | None], list[str]]:
+        slot = self._tools.get(index)
+        if slot is None:
+            slot = self._tools[index] = ([None, None], [])
+        return slot
+
+    def _note(self, note: str) -> None:
+        if len(self._notes) < _MAX_NOTES and note not in self._notes:
+            self._notes.append(note)
+
+    def finish(self) -> NormalizedResponse:
+        self._decoder.close()
+        tool_calls = [
+            ToolCall(id=head[0], name=head[1] or "", arguments="".join(pieces))
+            for _, (head, pieces) in sorted(self._tools.items())
+        ]
+        raw = self._stop
+        error_type: str | None = None
+        message: str | None = None
+        invalid = self._decoder.error and f"event stream: {self._decoder.error}"
+        invalid = invalid or self._invalid
+        if self._error is not None:
+            error_type, message = self._error
+        elif invalid is not None:
+            error_type, message = _INVALID, invalid
+        if self._notes:
+            message = "; ".join([message, *self._notes] if message else self._notes)
+        return NormalizedResponse(
+            model=self._model,
+            finish_reasons=[raw] if raw else [],
+            finish_reason="error" if self._error else finish_reason(raw, bool(tool_calls)),
+            usage=converse_usage(self._usage),
+            tool_calls=tool_calls,
+            output_text="".join(self._texts) if self._texts else None,
+            completed=self._metadata and self._error is None and invalid is None,
+            error_type=error_type,
+            error_message=message,
+            events=self._events,
+            output_chars=self._chars,
+            extra=_extra(self._metrics),
+        )
+
+
+def _error_body(body: bytes) -> ErrorBody | None:
+    try:
+        return _decode_error(body)
+    except msgspec.DecodeError:
+        return None
+
+
+class ErrorObserver(BufferedBody):
+    """An error answer: ``{"message": ...}``; the type from ``__type``/``code``, else the
+    ``x-amzn-errortype`` header (``header_type``), else the status."""
+
+    __slots__ = ("_header_type", "_model", "_status")
+
+    def __init__(self, model: str | None, status: int, header_type: str | None = None) -> None:
+        super().__init__()
+        self._model = model
+        self._status = status
+        self._header_type = header_type
+
+    def finish(self) -> NormalizedResponse:
+        error = _error_body(self._body() or b"")
+        error_type = None
+        message = None
+        if error is not None:
+            message = error.message or error.Message
+            named = error.type or error.code
+            if named:
+                error_type = error_type_name(named)
+        if error_type is None and self._header_type:
+            error_type = error_type_name(self._header_type)
+        return NormalizedResponse(
+            model=self._model,
+            completed=False,
+            finish_reason="error",
+            error_type=error_type or _STATUS_ERRORS.get(self._status) or f"http_{self._status}",
+            error_message=message,
+        )
+
+
+def stream_exception(message: str) -> bytes:
+    """The event-stream exception message that ends a stream the gateway had to cut."""
+    return encode_message(_STREAM_EXCEPTION, msgspec.json.encode({"message": message}))

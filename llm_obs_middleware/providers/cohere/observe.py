@@ -1,0 +1,318 @@
+"""Incremental observers of Cohere v2 chat responses: plain, streamed (SSE) and errors.
+
+Usage follows the fixtures' rules: input/output come from ``usage.tokens`` (raw model tokens, of
+which ``cached_tokens`` is a subset), not from ``usage.billed_units``. Responses name no model, so
+the observer takes the one the request was sent with.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from llm_obs_middleware.codecs.sse import SSEParser
+from llm_obs_middleware.providers._buffered import BufferedBody
+from llm_obs_middleware.providers.base import normalize_finish_reason
+from llm_obs_middleware.providers.cohere.wire import ChatResponse, CohereUsage, ErrorBody, StreamEvent
+from llm_obs_middleware.records.schema import NormalizedResponse, ToolCall, Usage
+
+if TYPE_CHECKING:
+    from llm_obs_middleware.asgi.state import Exchange
+
+__all__ = ["ChatErrorObserver", "ChatJSONObserver", "ChatStreamObserver", "cohere_usage", "finish_reason"]
+
+_decode_response = msgspec.json.Decoder(ChatResponse).decode
+_decode_event = msgspec.json.Decoder(StreamEvent).decode
+_decode_error = msgspec.json.Decoder(ErrorBody).decode
+
+# https://docs.cohere.com/reference/chat (finish_reason); ERROR_TOXIC/ERROR_LIMIT/USER_CANCEL are v1 values.
+_FINISH = {
+    "COMPLETE": "stop",
+    "STOP_SEQUENCE": "stop",
+    "MAX_TOKENS": "length",
+    "TOOL_CALL": "tool_calls",
+    "ERROR": "error",
+    "TIMEOUT": "error",
+    "ERROR_TOXIC": "content_filter",
+    "ERROR_LIMIT": "length",
+    "USER_CANCEL": "other",
+}
+_KNOWN_EVENTS = frozenset(
+    {
+        b"message-start",
+        b"content-start",
+        b"content-delta",
+        b"content-end",
+        b"tool-plan-delta",
+        b"tool-call-start",
+        b"tool-call-delta",
+        b"tool-call-end",
+        b"citation-start",
+        b"citation-end",
+        b"message-end",
+        b"debug",
+    }
+)
+_SILENT = frozenset({"content-end", "tool-call-end", "citation-start", "citation-end", "debug"})
+_MAX_NOTED = 5
+
+
+def finish_reason(raw: str | None, has_tool_calls: bool) -> str | None:
+    """Map a Cohere ``finish_reason`` onto the shared vocabulary."""
+    return normalize_finish_reason(_FINISH.get(raw, raw) if raw is not None else None, has_tool_calls)
+
+
+def _int(value: int | float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def cohere_usage(usage: CohereUsage | None) -> Usage | None:
+    """Normalize Cohere usage from ``usage.tokens``; the total is input + output (none is reported)."""
+    if usage is None:
+        return None
+    tokens = usage.tokens
+    input_tokens = _int(tokens.input_tokens) if tokens is not None else None
+    output_tokens = _int(tokens.output_tokens) if tokens is not None else None
+    return Usage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=input_tokens + output_tokens if input_tokens is not None and output_tokens is not None else None,
+        cache_read_tokens=_int(usage.cached_tokens),
+        billed_input_tokens=_int(billed.input_tokens) if (billed := usage.billed_units) is not None else None,
+        billed_output_tokens=_int(billed.output_tokens) if billed is not None else None,
+    )
+
+
+def _response_model(exchange: Exchange) -> str | None:
+    request = exchange.request
+    return exchange.served_model or (request.model if request is not None else None)
+
+
+def _is_error(raw: str | None, message: str | None) -> bool:
+    return message is not None or (raw is not None and _FINISH.get(raw) == "error")
+
+
+class ChatJSONObserver(BufferedBody):
+    """A non-streamed chat body, decoded once at the end."""
+
+    __slots__ = ("_capture", "_model")
+
+    def __init__(self, exchange: Exchange, capture: bool) -> None:
+        super().__init__()
+        self._capture = capture
+        self._model = _response_model(exchange)
+
+    def _result(self, body: bytes) -> NormalizedResponse:
+        try:
+            response = _decode_response(body)
+        except msgspec.DecodeError as exc:
+            return NormalizedResponse(
+                completed=False, error_type="invalid_response", error_message=f"unparsable chat body: {exc}"
+            )
+        message = response.message
+        tool_calls: list[ToolCall] = []
+        texts: list[str] = []
+        chars = 0
+        if message is not None:
+            for part in message.content:
+                if part.type == "text" and part.text:
+                    chars += len(part.text)
+                    if self._capture:
+                        texts.append(part.text)
+                elif part.thinking:
+                    chars += len(part.thinking)
+            chars += len(message.tool_plan or "")
+            for call in message.tool_calls:
+                function = call.function
+                name, arguments = (function.name or "", function.arguments or "") if function else ("", "")
+                chars += len(name) + len(arguments)
+                tool_calls.append(ToolCall(id=call.id, name=name, arguments=arguments))
+        raw = response.finish_reason
+        failed = _is_error(raw, None)
+        return NormalizedResponse(
+            id=response.id,
+            model=self._model,
+            finish_reasons=[raw] if raw else [],
+            finish_reason=finish_reason(raw, bool(tool_calls)),
+            usage=cohere_usage(response.usage),
+            tool_calls=tool_calls,
+            output_text="".join(texts) if texts else None,
+            completed=not failed,
+            error_type=raw if failed else None,
+            output_chars=chars,
+        )
+
+
+class ChatStreamObserver:
+    """Reads v2 chat stream events as they pass; marks token arrival (text, thinking, tool plan, tool calls).
+
+    ``completed`` needs ``message-end`` without an error (``data: [DONE]`` is optional). A
+    ``message-end`` reporting ``ERROR``/``TIMEOUT`` or an ``error`` text ends it with
+    ``finish_reason`` ``error``. Unparsable events make the record say ``invalid_response``; unknown
+    event types are only noted in ``error_message``.
+    """
+
+    __slots__ = (
+        "_bad",
+        "_capture",
+        "_chars",
+        "_ended",
+        "_error",
+        "_events",
+        "_exchange",
+        "_id",
+        "_model",
+        "_parser",
+        "_reason",
+        "_texts",
+        "_tools",
+        "_unknown",
+        "_usage",
+    )
+
+    def __init__(self, exchange: Exchange, capture: bool) -> None:
+        self._exchange = exchange
+        self._capture = capture
+        self._model = _response_model(exchange)
+        self._parser = SSEParser()
+        self._id: str | None = None
+        self._usage: CohereUsage | None = None
+        self._reason: str | None = None
+        self._error: str | None = None
+        self._ended = False
+        # tool index -> [id, name, argument pieces...]
+        self._tools: dict[int, list[str | None]] = {}
+        self._texts: list[str] = []
+        self._chars = 0
+        self._events = 0
+        self._bad: list[str] = []
+        self._unknown: list[str] = []
+
+    def feed(self, chunk: bytes, now_ns: int) -> None:
+        self._handle(self._parser.feed(chunk), now_ns)
+
+    def _handle(self, events: list[tuple[bytes, bytes]], now_ns: int) -> None:
+        saw_token = False
+        for name, data in events:
+            if data == b"[DONE]":
+                continue
+            self._events += 1
+            if name and name not in _KNOWN_EVENTS:
+                if len(self._unknown) < _MAX_NOTED:
+                    self._unknown.append(name.decode(errors="replace"))
+                continue
+            try:
+                event = _decode_event(data)
+            except msgspec.DecodeError:
+                if len(self._bad) < _MAX_NOTED:
+                    self._bad.append(name.decode(errors="replace") or "(unnamed)")
+                continue
+            if self._apply(event):
+                saw_token = True
+        if saw_token:
+            self._exchange.mark_token(now_ns)
+
+    def _apply(self, event: StreamEvent) -> bool:
+        """Fold one event into the state; ``True`` when it carried output tokens."""
+        kind = event.type
+        delta = event.delta
+        message = delta.message if delta is not None else None
+        if kind == "content-delta" or kind == "content-start":
+            content = message.content if message is not None else None
+            if content is None or isinstance(content, list):
+                return False
+            if content.text:
+                self._chars += len(content.text)
+                if self._capture:
+                    self._texts.append(content.text)
+                return True
+            if content.thinking:
+                self._chars += len(content.thinking)
+                return True
+            return False
+        if kind == "tool-plan-delta":
+            plan = message.tool_plan if message is not None else None
+            self._chars += len(plan or "")
+            return bool(plan)
+        if kind == "tool-call-start" or kind == "tool-call-delta":
+            call = message.tool_calls if message is not None else None
+            if call is None or isinstance(call, list):
+                return False
+            slot = self._tools.setdefault(event.index, [None, None])
+            if call.id:
+                slot[0] = call.id
+            function = call.function
+            if function is not None:
+                if function.name:
+                    slot[1] = function.name
+                    self._chars += len(function.name)
+                if function.arguments:
+                    slot.append(function.arguments)
+                    self._chars += len(function.arguments)
+            return kind == "tool-call-start" or bool(function and function.arguments)
+        if kind == "message-start":
+            self._id = event.id
+        elif kind == "message-end":
+            self._ended = True
+            if delta is not None:
+                self._reason = delta.finish_reason or self._reason
+                self._usage = delta.usage or self._usage
+                self._error = delta.error
+        elif kind not in _SILENT and len(self._unknown) < _MAX_NOTED:
+            self._unknown.append(kind or "(untyped)")
+        return False
+
+    def finish(self) -> NormalizedResponse:
+        self._handle(self._parser.close(), 0)
+        tool_calls = [
+            ToolCall(id=slot[0], name=slot[1] or "", arguments="".join(piece or "" for piece in slot[2:]))
+            for _, slot in sorted(self._tools.items())
+        ]
+        raw = self._reason
+        failed = _is_error(raw, self._error)
+        error_type = (raw or "stream_error") if failed else None
+        message = self._error
+        if self._bad:
+            error_type = error_type or "invalid_response"
+            message = message or f"unparsable stream events: {', '.join(self._bad)}"
+        elif self._unknown and message is None:
+            message = f"unknown stream events passed through: {', '.join(self._unknown)}"
+        return NormalizedResponse(
+            id=self._id,
+            model=self._model,
+            finish_reasons=[raw] if raw else [],
+            finish_reason="error" if failed else finish_reason(raw, bool(tool_calls)),
+            usage=cohere_usage(self._usage),
+            tool_calls=tool_calls,
+            output_text="".join(self._texts) if self._texts else None,
+            completed=self._ended and not failed,
+            error_type=error_type,
+            error_message=message,
+            events=self._events,
+            output_chars=self._chars,
+        )
+
+
+class ChatErrorObserver(BufferedBody):
+    """An error status. Cohere bodies carry no error type, so the record says ``http_<status>``."""
+
+    __slots__ = ("_status",)
+
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self._status = status
+
+    def finish(self) -> NormalizedResponse:
+        try:
+            error: ErrorBody | None = _decode_error(self._body() or b"")
+        except msgspec.DecodeError:
+            error = None
+        return NormalizedResponse(
+            completed=False,
+            finish_reason="error",
+            error_type=f"http_{self._status}",
+            error_message=error.message if error is not None else None,
+            # Cohere names the failed request only in the error body (no request id header).
+            extra={"cohere.request_id": error.id} if error is not None and error.id else {},
+        )

@@ -1,0 +1,236 @@
+"""Incremental observers of Ollama response bodies: chat/generate (plain and NDJSON), embed, errors.
+
+A stream is one JSON object per line; the last one has ``"done": true`` and carries the counts
+(``prompt_eval_count`` / ``eval_count``, omitted by Ollama when zero) and ``done_reason``. A failure
+after the status went out arrives as a ``{"error": "..."}`` line.
+https://github.com/ollama/ollama/blob/main/docs/api.md#generate-a-chat-completion
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from llm_obs_middleware.codecs.ndjson import NDJSONSplitter
+from llm_obs_middleware.providers._buffered import BufferedBody
+from llm_obs_middleware.providers.base import normalize_finish_reason
+from llm_obs_middleware.providers.ollama.wire import EmbedResponse, ErrorEnvelope, Reply
+from llm_obs_middleware.records.schema import ExtraValue, NormalizedResponse, ToolCall, Usage
+
+if TYPE_CHECKING:
+    from llm_obs_middleware.asgi.state import Exchange
+
+__all__ = ["EmbedObserver", "ErrorObserver", "ReplyJSONObserver", "ReplyStreamObserver", "ollama_usage"]
+
+_decode_reply = msgspec.json.Decoder(Reply).decode
+_decode_embed = msgspec.json.Decoder(EmbedResponse).decode
+_decode_error = msgspec.json.Decoder(ErrorEnvelope).decode
+_INVALID = "invalid_response"
+
+
+def ollama_usage(reply: Reply) -> Usage:
+    """Counts of a final (``done``) reply; Go's ``omitempty`` drops zero counts, so absent is 0."""
+    input_tokens = reply.prompt_eval_count or 0
+    output_tokens = reply.eval_count or 0
+    return Usage(input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=input_tokens + output_tokens)
+
+
+class _Accumulator:
+    __slots__ = (
+        "capture",
+        "chars",
+        "done",
+        "error",
+        "extra",
+        "model",
+        "problem",
+        "reason",
+        "texts",
+        "tools",
+        "usage",
+    )
+
+    def __init__(self, capture: bool) -> None:
+        self.capture = capture
+        self.model: str | None = None
+        self.reason: str | None = None
+        self.done = False
+        self.usage: Usage | None = None
+        self.tools: list[ToolCall] = []
+        self.texts: list[str] = []
+        self.chars = 0
+        self.error: str | None = None
+        self.problem: str | None = None
+        self.extra: dict[str, ExtraValue] = {}
+
+    def add(self, reply: Reply) -> bool:
+        """Take in one reply/line; whether it carried output (text, thinking or a tool call)."""
+        if reply.error is not None:
+            self.error = reply.error
+            return False
+        if reply.model:
+            self.model = reply.model
+        if reply.done:
+            self.done = True
+            self.reason = reply.done_reason
+            self.usage = ollama_usage(reply)
+            self.extra = _durations(reply)
+        saw_output = False
+        message = reply.message
+        text = message.content if message is not None else reply.response
+        thinking = message.thinking if message is not None else reply.thinking
+        if text:
+            saw_output = True
+            self.chars += len(text)
+            if self.capture:
+                self.texts.append(text)
+        if thinking:
+            saw_output = True
+            self.chars += len(thinking)
+        for call in (message.tool_calls if message is not None else None) or ():
+            saw_output = True
+            function = call.function
+            name = (function.name if function else None) or ""
+            arguments = bytes(function.arguments).decode() if function and function.arguments else "{}"
+            self.chars += len(name) + len(arguments)
+            self.tools.append(ToolCall(id=call.id, name=name, arguments=arguments))
+        return saw_output
+
+    def result(self, events: int = 0) -> NormalizedResponse:
+        error = self.error
+        if error is not None:
+            error_type: str | None = "stream_error"
+            message: str | None = error
+            reason: str | None = "error"
+        else:
+            error_type, message = (_INVALID, self.problem) if self.problem is not None else (None, None)
+            reason = normalize_finish_reason(self.reason, bool(self.tools))
+        return NormalizedResponse(
+            model=self.model,
+            finish_reasons=[self.reason] if self.reason else [],
+            finish_reason=reason,
+            usage=self.usage,
+            tool_calls=self.tools,
+            output_text="".join(self.texts) if self.texts else None,
+            completed=self.done and error is None,
+            error_type=error_type,
+            error_message=message,
+            events=events,
+            output_chars=self.chars,
+            extra=self.extra,
+        )
+
+
+def _durations(reply: Reply) -> dict[str, ExtraValue]:
+    """Ollama's timings of the final line (nanoseconds): ``ollama.load_duration_ns`` tells a cold model
+    load apart from slow generation."""
+    extra: dict[str, ExtraValue] = {}
+    for name in ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration"):
+        value = getattr(reply, name)
+        if value is not None:
+            extra[f"ollama.{name}_ns"] = value
+    return extra
+
+
+def _unparsed(exc: Exception) -> NormalizedResponse:
+    return NormalizedResponse(
+        completed=False, error_type=_INVALID, error_message=f"the response body could not be parsed: {exc}"
+    )
+
+
+class ReplyJSONObserver(BufferedBody):
+    """A ``/api/chat`` or ``/api/generate`` answer with ``"stream": false``."""
+
+    __slots__ = ("_capture",)
+
+    def __init__(self, capture: bool) -> None:
+        super().__init__()
+        self._capture = capture
+
+    def finish(self) -> NormalizedResponse:
+        body = self._body()
+        if not body:
+            return NormalizedResponse(completed=False)
+        try:
+            reply = _decode_reply(body)
+        except msgspec.DecodeError as exc:
+            return _unparsed(exc)
+        acc = _Accumulator(self._capture)
+        acc.add(reply)
+        return acc.result()
+
+
+class ReplyStreamObserver:
+    """Reads NDJSON lines as they pass; marks token arrival for TTFT."""
+
+    __slots__ = ("_acc", "_events", "_exchange", "_lines")
+
+    def __init__(self, exchange: Exchange, capture: bool) -> None:
+        self._exchange = exchange
+        self._lines = NDJSONSplitter()
+        self._acc = _Accumulator(capture)
+        self._events = 0
+
+    def feed(self, chunk: bytes, now_ns: int) -> None:
+        self._handle(self._lines.feed(chunk), now_ns)
+
+    def _handle(self, lines: list[bytes], now_ns: int) -> None:
+        saw_output = False
+        for line in lines:
+            self._events += 1
+            try:
+                reply = _decode_reply(line)
+            except msgspec.DecodeError as exc:
+                if self._acc.problem is None:
+                    self._acc.problem = f"stream line {self._events} could not be parsed: {exc}"
+                continue
+            saw_output = self._acc.add(reply) or saw_output
+        if saw_output:
+            self._exchange.mark_token(now_ns)
+
+    def finish(self) -> NormalizedResponse:
+        self._handle(self._lines.close(), 0)
+        return self._acc.result(self._events)
+
+
+class EmbedObserver(BufferedBody):
+    """``/api/embed`` reports ``prompt_eval_count``; the older ``/api/embeddings`` reports nothing."""
+
+    __slots__ = ()
+
+    def finish(self) -> NormalizedResponse:
+        body = self._body()
+        if not body:
+            return NormalizedResponse(completed=False)
+        try:
+            response = _decode_embed(body)
+        except msgspec.DecodeError as exc:
+            return _unparsed(exc)
+        count = response.prompt_eval_count
+        usage = Usage(input_tokens=count, total_tokens=count) if count is not None else None
+        return NormalizedResponse(model=response.model, usage=usage)
+
+
+class ErrorObserver(BufferedBody):
+    """An error response: Ollama's ``{"error": "..."}`` has a message but no type, so the type is
+    ``http_<status>``."""
+
+    __slots__ = ("_status",)
+
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self._status = status
+
+    def finish(self) -> NormalizedResponse:
+        body = self._body() or b""
+        error_type, message = f"http_{self._status}", None
+        try:
+            error = _decode_error(body).error
+        except msgspec.DecodeError:
+            error = None
+        if isinstance(error, str):
+            message = error
+        elif error is not None:
+            error_type, message = error.type or error_type, error.message
+        return NormalizedResponse(completed=False, finish_reason="error", error_type=error_type, error_message=message)

@@ -1,0 +1,301 @@
+"""OpenAI Chat Completions <-> Ollama ``POST /api/chat`` (plain, and NDJSON streams).
+
+Request: sampling parameters go in ``options`` (``max_tokens`` -> ``num_predict``); images must be
+base64 data URLs (Ollama cannot fetch a URL: such a part is an unsupported parameter); tool calls
+carry their arguments as objects; a tool message names its function (``tool_name``, looked up from
+the call it answers); ``response_format`` maps to ``format`` (``"json"`` or the schema). ``stream``
+is always sent, as Ollama streams by default. Response: ``thinking`` becomes ``reasoning_content``;
+usage is ``prompt_eval_count`` / ``eval_count``; Ollama names no response id, so the router's is used.
+https://github.com/ollama/ollama/blob/main/docs/api.md#generate-a-chat-completion
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from llm_obs_middleware.codecs.ndjson import NDJSONSplitter
+from llm_obs_middleware.providers.openai.chat_shapes import (
+    ChatMessage,
+    ChatRequest,
+    ChunkWriter,
+    Delta,
+    FunctionDelta,
+    OpenAIUsage,
+    OutputFunction,
+    OutputToolCall,
+    PromptTokensDetails,
+    ToolCallDelta,
+    assistant_completion,
+    encode,
+    error_event,
+    present,
+)
+from llm_obs_middleware.providers.translate_base import (
+    DONE,
+    OPENAI_ONLY,
+    ChatDecoding,
+    ResponseContext,
+    TranslatedError,
+    TranslationError,
+    UnsupportedParams,
+    UnsupportedRule,
+    UpstreamRequest,
+    arguments_object,
+    compact_json,
+    data_url,
+    openai_error,
+    raw_error_message,
+)
+
+__all__ = ["OllamaTranslator"]
+
+_UNSUPPORTED = (
+    "n",
+    "logprobs",
+    *OPENAI_ONLY,
+)
+_FINISH = {"stop": "stop", "length": "length"}
+_EMPTY_SCHEMA = msgspec.Raw(b'{"type":"object","properties":{}}')
+
+
+class _Function(msgspec.Struct):
+    name: str = ""
+    arguments: msgspec.Raw = msgspec.Raw()
+
+
+class _Call(msgspec.Struct):
+    function: _Function
+    id: str | None = None
+
+
+class _Message(msgspec.Struct):
+    content: str = ""
+    thinking: str | None = None
+    tool_calls: list[_Call] = []
+
+
+class _Response(msgspec.Struct):
+    model: str = ""
+    message: _Message | None = None
+    done: bool = False
+    done_reason: str | None = None
+    prompt_eval_count: int | None = None
+    eval_count: int | None = None
+    error: str | None = None
+
+
+_decode_response = msgspec.json.Decoder(_Response).decode
+
+
+def _usage(response: _Response) -> OpenAIUsage | None:
+    if response.prompt_eval_count is None and response.eval_count is None:
+        return None
+    prompt, completion = response.prompt_eval_count or 0, response.eval_count or 0
+    return OpenAIUsage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=0),
+    )
+
+
+def _finish(reason: str | None, has_tool_calls: bool) -> str:
+    mapped = _FINISH.get(reason or "stop", "stop")
+    return "tool_calls" if mapped == "stop" and has_tool_calls else mapped
+
+
+def _text_and_images(message: ChatMessage, skipped: UnsupportedParams) -> tuple[str, list[str]]:
+    content = message.content
+    if content is None or isinstance(content, str):
+        return content or "", []
+    texts: list[str] = []
+    images: list[str] = []
+    for part in content:
+        if part.type == "text":
+            texts.append(part.text or "")
+        elif part.type == "image_url" and part.image_url is not None:
+            inline = data_url(part.image_url.url)
+            if inline is None:
+                skipped.add("messages[].content[].image_url")  # by URL: Ollama takes base64 only
+            else:
+                images.append(inline[1])
+        else:
+            skipped.add(f"messages[].content[].{part.type}")
+    return "".join(texts), images
+
+
+def _messages(chat: ChatRequest, skipped: UnsupportedParams) -> list[dict[str, Any]]:
+    names: dict[str, str] = {}  # tool call id -> function name
+    messages: list[dict[str, Any]] = []
+    for message in chat.messages:
+        role = "system" if message.role == "developer" else message.role
+        if role not in ("system", "user", "assistant", "tool"):
+            raise TranslationError(f"message role {role!r} cannot be sent to ollama", param="messages")
+        text, images = _text_and_images(message, skipped)
+        item: dict[str, Any] = {"role": role, "content": text}
+        if images:
+            item["images"] = images
+        if message.tool_calls:
+            calls = []
+            for call in message.tool_calls:
+                names[call.id] = call.function.name
+                arguments = arguments_object(call.function.arguments, call.id)
+                calls.append({"id": call.id, "function": {"name": call.function.name, "arguments": arguments}})
+            item["tool_calls"] = calls
+        if role == "tool":
+            call_id = message.tool_call_id or ""
+            item["tool_call_id"] = call_id
+            if call_id in names:
+                item["tool_name"] = names[call_id]
+        messages.append(item)
+    return messages
+
+
+def _calls(message: _Message, response_id: str, first: int = 0) -> list[OutputToolCall]:
+    return [
+        OutputToolCall(
+            id=call.id or f"call_{response_id}_{first + index}",
+            function=OutputFunction(call.function.name, compact_json(call.function.arguments)),
+        )
+        for index, call in enumerate(message.tool_calls)
+    ]
+
+
+class OllamaTranslator(ChatDecoding):
+    """OpenAI Chat Completions to Ollama's chat API and back (see the module docstring)."""
+
+    def request(self, chat: ChatRequest, model: str, *, unsupported: UnsupportedRule) -> UpstreamRequest:
+        skipped = UnsupportedParams("ollama")
+        skipped.check(chat, _UNSUPPORTED)
+        if chat.parallel_tool_calls is False:
+            skipped.add("parallel_tool_calls")
+        if chat.tool_choice is not None and chat.tool_choice != "auto":
+            skipped.add("tool_choice")
+        body: dict[str, Any] = {"model": model, "messages": _messages(chat, skipped), "stream": bool(chat.stream)}
+        options: dict[str, Any] = {}
+        for ours, theirs in (
+            ("temperature", "temperature"),
+            ("top_p", "top_p"),
+            ("seed", "seed"),
+            ("presence_penalty", "presence_penalty"),
+            ("frequency_penalty", "frequency_penalty"),
+        ):
+            value = getattr(chat, ours)
+            if value is not None:
+                options[theirs] = value
+        if chat.output_limit is not None:
+            options["num_predict"] = chat.output_limit
+        if chat.stop_list:
+            options["stop"] = chat.stop_list
+        if options:
+            body["options"] = options
+        if chat.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": tool.function.name,
+                        **({"description": tool.function.description} if tool.function.description else {}),
+                        "parameters": (
+                            tool.function.parameters if present(tool.function.parameters) else _EMPTY_SCHEMA
+                        ),
+                    },
+                }
+                for tool in chat.tools
+            ]
+        format_ = chat.response_format
+        if format_ is not None and format_.type == "json_object":
+            body["format"] = "json"
+        elif format_ is not None and format_.type == "json_schema":
+            schema = format_.json_schema.schema if format_.json_schema is not None else None
+            body["format"] = schema if schema is not None and present(schema) else "json"
+        elif format_ is not None and format_.type != "text":
+            skipped.add("response_format")
+        dropped = skipped.resolve(unsupported)
+        return UpstreamRequest("/api/chat", encode(body), [], dropped)
+
+    def response(self, body: bytes, context: ResponseContext) -> bytes:
+        response = _decode_response(body)
+        message = response.message or _Message()
+        calls = _calls(message, context.response_id)
+        completion = assistant_completion(
+            id=context.response_id,
+            created=context.created,
+            model=response.model or context.model,
+            texts=[message.content] if message.content else [],
+            reasoning=[message.thinking] if message.thinking else [],
+            calls=calls,
+            finish_reason=_finish(response.done_reason, bool(calls)),
+            usage=_usage(response),
+        )
+        return encode(completion)
+
+    def stream(self, context: ResponseContext) -> OllamaStream:
+        return OllamaStream(context)
+
+    def error(self, status: int, body: bytes, headers: Mapping[str, str], retry_after: str | None) -> TranslatedError:
+        try:
+            message = _decode_response(body).error
+        except msgspec.DecodeError:
+            message = None
+        if not message:
+            message = raw_error_message(body, "ollama", status)
+        return openai_error(status, message, None, retry_after)
+
+
+class OllamaStream:
+    """Ollama's NDJSON lines (each a partial response, the last with ``done: true``) to OpenAI chunks."""
+
+    __slots__ = ("_done", "_include_usage", "_last", "_lines", "_out", "_started", "_tools")
+
+    def __init__(self, context: ResponseContext) -> None:
+        self._lines = NDJSONSplitter()
+        self._out = ChunkWriter(context.created, context.response_id, context.model)
+        self._include_usage = context.include_usage
+        self._started = False
+        self._tools = 0
+        self._done = False
+        self._last: _Response | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b"".join([self._line(line) for line in self._lines.feed(chunk)])
+
+    def _line(self, line: bytes) -> bytes:
+        try:
+            response = _decode_response(line)
+        except msgspec.DecodeError:
+            return b""
+        if response.error is not None:
+            return error_event(response.error, "server_error", None)
+        out = self._out
+        pieces: list[bytes] = []
+        if not self._started:
+            self._started = True
+            out.model = response.model or out.model
+            pieces.append(out.delta(Delta(role="assistant", content="")))
+        message = response.message
+        if message is not None:
+            if message.thinking:
+                pieces.append(out.delta(Delta(reasoning_content=message.thinking)))
+            if message.content:
+                pieces.append(out.delta(Delta(content=message.content)))
+            for call in _calls(message, out.id, self._tools):
+                function = FunctionDelta(name=call.function.name, arguments=call.function.arguments)
+                tool = ToolCallDelta(index=self._tools, id=call.id, type="function", function=function)
+                pieces.append(out.delta(Delta(tool_calls=[tool])))
+                self._tools += 1
+        if response.done:
+            self._done = True
+            self._last = response
+            pieces.append(out.delta(Delta(), _finish(response.done_reason, self._tools > 0)))
+        return b"".join(pieces)
+
+    def close(self) -> bytes:
+        tail = b"".join([self._line(line) for line in self._lines.close()])
+        if not self._done or self._last is None:
+            return tail
+        usage = _usage(self._last) if self._include_usage else None
+        return tail + (self._out.usage(usage) if usage is not None else b"") + DONE

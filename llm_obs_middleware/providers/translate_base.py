@@ -1,0 +1,276 @@
+"""What every provider translator shares: the protocol, the unsupported-parameter rule, errors, SSE output."""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Iterable, Mapping
+from typing import Literal, NamedTuple, Protocol, TypeVar
+
+import msgspec
+
+from llm_obs_middleware.asgi.messages import error_json
+from llm_obs_middleware.providers.openai.chat_shapes import (
+    ChatRequest,
+    EmbeddingsRequest,
+    decode_chat_request,
+    decode_embeddings_request,
+    present,
+)
+
+__all__ = [
+    "DONE",
+    "OPENAI_ONLY",
+    "ChatDecoding",
+    "EmbeddingsDecoding",
+    "ResponseContext",
+    "StreamTranslator",
+    "TranslatedError",
+    "TranslationError",
+    "Translator",
+    "UnsupportedParams",
+    "UnsupportedRule",
+    "UpstreamRequest",
+    "arguments_object",
+    "compact_json",
+    "data_url",
+    "openai_error",
+    "openai_finish_reason",
+    "raw_error_message",
+    "retry_after_seconds",
+]
+
+UnsupportedRule = Literal["drop", "error"]
+RequestT = TypeVar("RequestT")
+DONE = b"data: [DONE]\n\n"
+OPENAI_ONLY = (
+    "top_logprobs",
+    "logit_bias",
+    "reasoning_effort",
+    "modalities",
+    "audio",
+    "prediction",
+    "web_search_options",
+    "functions",
+    "function_call",
+    "verbosity",
+    "service_tier",
+    "store",
+    "metadata",
+    "prompt_cache_key",
+    "safety_identifier",
+)
+"""Chat parameters no other provider has (the ``unsupported_params`` rule applies to them)."""
+_JSON_CONTENT_TYPE = (b"content-type", b"application/json")
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+_decode_object = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+
+
+class TranslationError(Exception):
+    """The request cannot be expressed in the provider's API (answered 400, OpenAI-shaped)."""
+
+    def __init__(self, message: str, *, param: str | None = None, code: str = "unsupported_parameter") -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+    def body(self) -> bytes:
+        return error_json(str(self), "invalid_request_error", code=self.code, param=self.param)
+
+
+class UpstreamRequest(NamedTuple):
+    """The provider-native request a translator built."""
+
+    path: str
+    """Appended to the provider's ``base_url`` (query string included)."""
+    body: bytes
+    headers: list[tuple[bytes, bytes]]
+    """Extra headers the provider needs (e.g. ``anthropic-version``)."""
+    dropped: tuple[str, ...]
+    """OpenAI parameters left out under ``unsupported_params: drop`` (reported to the client in a header)."""
+
+
+class TranslatedError(NamedTuple):
+    """A provider error answer in OpenAI's error format."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[bytes, bytes]]
+    retry_after: str | None
+
+
+class ResponseContext(NamedTuple):
+    """What a translated response says that the provider's answer may not (Bedrock and Ollama name no id)."""
+
+    created: int
+    """``created`` of the completion and its chunks (Unix seconds)."""
+    model: str
+    """The model, when the answer does not name it."""
+    response_id: str
+    """The completion id, when the answer has none."""
+    include_usage: bool = False
+    """Streams: end with the usage chunk (the client set ``stream_options.include_usage``)."""
+    base64: bool = False
+    """Embeddings: vectors as base64 float32 (the client set ``encoding_format: base64``)."""
+
+
+class StreamTranslator(Protocol):
+    """Turns a provider stream into OpenAI chunks, one upstream chunk at a time."""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """OpenAI SSE bytes for the complete events in ``chunk`` (``b""`` if none completed)."""
+
+    def close(self) -> bytes:
+        """What is left at the end of the upstream body: the usage chunk and ``[DONE]`` if it completed."""
+
+
+class Translator(Protocol[RequestT]):
+    """One OpenAI API (``RequestT``: its request) to one provider's API and back."""
+
+    def decode(self, body: bytes) -> RequestT:
+        """The client's request; raises ``msgspec.DecodeError`` / ``ValidationError`` when malformed."""
+
+    def request(self, client: RequestT, model: str, *, unsupported: UnsupportedRule) -> UpstreamRequest:
+        """The native request; raises :class:`TranslationError` for what cannot be sent."""
+
+    def response(self, body: bytes, context: ResponseContext) -> bytes:
+        """A native (non-streamed) success body in OpenAI's shape (``chat.completion``, embeddings list)."""
+
+    def stream(self, context: ResponseContext) -> StreamTranslator:
+        """A translator for a native success stream."""
+
+    def error(self, status: int, body: bytes, headers: Mapping[str, str], retry_after: str | None) -> TranslatedError:
+        """A native error answer in OpenAI's error format (``retry_after``: the provider's, as the router read it)."""
+
+
+class ChatDecoding:
+    """``decode`` of the translators of ``/v1/chat/completions``."""
+
+    def decode(self, body: bytes) -> ChatRequest:
+        return decode_chat_request(body)
+
+
+class EmbeddingsDecoding:
+    """``decode`` and ``stream`` of the translators of ``/v1/embeddings`` (which never stream)."""
+
+    def decode(self, body: bytes) -> EmbeddingsRequest:
+        return decode_embeddings_request(body)
+
+    def stream(self, context: ResponseContext) -> StreamTranslator:
+        raise TranslationError("embeddings are not streamed")
+
+
+class UnsupportedParams:
+    """Collects OpenAI parameters a provider lacks and applies the route's rule to them."""
+
+    __slots__ = ("names", "provider")
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.names: list[str] = []
+
+    def check(self, chat: ChatRequest, names: Iterable[str]) -> None:
+        """Note each of ``names`` the request sets to something other than its neutral value."""
+        for name in names:
+            value = getattr(chat, name)
+            if value is None or value is False or (isinstance(value, msgspec.Raw) and not present(value)):
+                continue
+            if (name == "n" and value == 1) or (name == "service_tier" and value == "auto"):
+                continue
+            self.names.append(name)
+
+    def add(self, name: str) -> None:
+        self.names.append(name)
+
+    def resolve(self, rule: UnsupportedRule) -> tuple[str, ...]:
+        """The dropped names under ``drop``; under ``error`` a :class:`TranslationError` naming them."""
+        if self.names and rule == "error":
+            listed = ", ".join(self.names)
+            raise TranslationError(
+                f"{self.provider} does not support: {listed} (this route sets unsupported_params: error)",
+                param=self.names[0],
+            )
+        return tuple(self.names)
+
+
+def data_url(url: str) -> tuple[str, str] | None:
+    """``(media_type, base64 data)`` of a ``data:<type>;base64,<data>`` URL, else ``None``."""
+    if not url.startswith("data:"):
+        return None
+    header, sep, data = url[5:].partition(",")
+    media_type, _, encoding = header.partition(";")
+    if not sep or encoding != "base64":
+        raise TranslationError("image data URLs must be base64-encoded (data:<type>;base64,...)", param="messages")
+    try:
+        binascii.a2b_base64(data[:8].ljust(8, "="))  # cheap sanity check; the provider validates the rest
+    except binascii.Error:
+        raise TranslationError("image data URL is not valid base64", param="messages") from None
+    return media_type or "application/octet-stream", data
+
+
+def compact_json(raw: msgspec.Raw) -> str:
+    """A JSON document without insignificant whitespace (tool arguments as OpenAI sends them)."""
+    data = bytes(raw)
+    return msgspec.json.format(data, indent=-1).decode() if data and data != b"null" else "{}"
+
+
+def arguments_object(arguments: str, tool_call_id: str) -> msgspec.Raw:
+    """An assistant tool call's ``arguments`` string as the JSON object providers expect."""
+    text = arguments.strip() or "{}"
+    try:
+        _decode_object(text)
+    except msgspec.DecodeError:
+        raise TranslationError(
+            f"tool call {tool_call_id!r}: arguments must be a JSON object", param="messages", code="invalid_arguments"
+        ) from None
+    return msgspec.Raw(text.encode())
+
+
+def openai_error(
+    status: int, message: str, code: str | None, retry_after: str | None, *, error_type: str | None = None
+) -> TranslatedError:
+    """An OpenAI-shaped error answer keeping the provider's message, status and ``Retry-After``."""
+    kind = error_type or _ERROR_TYPES.get(status) or ("server_error" if status >= 500 else "invalid_request_error")
+    body = error_json(message, kind, code=code)
+    headers = [_JSON_CONTENT_TYPE]
+    if retry_after is not None:
+        headers.append((b"retry-after", retry_after.encode("latin-1")))
+    return TranslatedError(status, body, headers, retry_after)
+
+
+def retry_after_seconds(delay: str | None) -> str | None:
+    """Google's ``RetryInfo.retryDelay`` (``"37s"``, ``"1.5s"``) as ``Retry-After`` (whole seconds, rounded up)."""
+    if not delay or not delay.endswith("s"):
+        return None
+    try:
+        seconds = float(delay[:-1])
+    except ValueError:
+        return None
+    whole = int(seconds)
+    return str(whole + (1 if seconds > whole else 0))
+
+
+def raw_error_message(body: bytes, provider: str, status: int) -> str:
+    """An error body that is not the provider's JSON, as text (its first 1000 bytes), or a line naming the status."""
+    return body[:1000].decode("utf-8", "replace") or f"{provider} answered HTTP {status}"
+
+
+_OPENAI_FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "content_filter": "content_filter"}
+
+
+def openai_finish_reason(normalized: str | None) -> str:
+    """The OpenAI ``finish_reason`` a translated answer carries for the record's normalized one.
+
+    Every translator derives the client's value from the record's (``providers.base.normalize_finish_reason``
+    and the provider's native map), so the two never disagree. OpenAI's vocabulary has no ``error`` or
+    ``other``: both read ``stop`` (an error is also told to the client in-band, by the translator).
+    """
+    return _OPENAI_FINISH.get(normalized or "stop", "stop")

@@ -1,0 +1,1 @@
+"""The record: the normalized schema, building a record from a finished exchange, token estimates, length bounds."""

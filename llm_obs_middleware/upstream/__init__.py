@@ -1,0 +1,1 @@
+"""The one upstream HTTP client: building it, sending through it, and the errors it raises."""
