@@ -24,7 +24,6 @@ from __future__ import annotations
 __all__ = [
     "ConfigurationError",
     "ExportError",
-    "LLMObsDeprecationWarning",
     "LLMObsError",
     "MissingDependencyError",
     "PermanentExportError",
@@ -119,7 +118,3 @@ class PermanentExportError(ExportError):
     def __init__(self, message: str, *, whole_batch: bool = False) -> None:
         super().__init__(message)
         self.whole_batch = whole_batch
-
-
-class LLMObsDeprecationWarning(UserWarning):
-    """A deprecated option or API is used (a UserWarning so users see it)."""

@@ -2,7 +2,7 @@
 
 A ``(provider, model)`` pair is resolved against the genai-prices snapshot once and cached, misses
 included, so pricing a record is a dict lookup and a few float multiplications: the uncached
-genai-prices lookup costs ~57 µs (see DESIGN.md, section 5), far too much per record. The data
+genai-prices lookup costs ~57 µs (``benchmarks/pricing_bench.py``), far too much per record. The data
 module takes a few hundred milliseconds to import, so it is imported lazily, by :meth:`preload`
 (the gateway calls it at start-up) or on the first record.
 

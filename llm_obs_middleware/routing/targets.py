@@ -15,7 +15,7 @@ from llm_obs_middleware.routing.balancing import DeploymentState, KeyPool, KeySt
 from llm_obs_middleware.routing.passthrough_rules import PassthroughRules
 from llm_obs_middleware.upstream.paths import contained_path
 
-__all__ = ["AliasRoute", "ProviderTarget", "Routes", "build_routes"]
+__all__ = ["AliasRoute", "ProviderTarget", "Routes"]
 
 _MAX_NATIVE_DEPLOYMENTS = 1024  # native routes name any model: keep the health table bounded
 
@@ -166,7 +166,3 @@ class Routes:
     def all_deployments(self) -> list[DeploymentState]:
         seen = [d for route in self.aliases.values() for d in route.deployments]
         return seen + list(self._native.values()) + [d for r in self._default_routes.values() for d in r.deployments]
-
-
-def build_routes(config: Config) -> Routes:
-    return Routes(config)
