@@ -48,15 +48,21 @@ class SSEParser:
         if b"\r" in buf:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         end = buf.rfind(b"\n")
-        if end < 0:
+        if end < 0:  # no line ends yet: hold it all
             self._tail = buf + self._tail
-            if len(self._tail) > MAX_EVENT_BYTES:
-                self._drop()
-            return []
-        self._tail = buf[end + 1 :] + self._tail
+            events: list[tuple[bytes, bytes]] = []
+        else:
+            self._tail = buf[end + 1 :] + self._tail
+            events = self._interpret(buf[:end])
+        if len(self._tail) > MAX_EVENT_BYTES:
+            self._drop()
+        return events
+
+    def _interpret(self, lines: bytes) -> list[tuple[bytes, bytes]]:
+        """Apply each line to the event being read; return the events the blank lines dispatched."""
         events: list[tuple[bytes, bytes]] = []
         data = self._data
-        for line in buf[:end].split(b"\n"):
+        for line in lines.split(b"\n"):
             if not line:
                 if data and not self._dropping:
                     events.append((self._event, b"\n".join(data)))
@@ -74,8 +80,6 @@ class SSEParser:
             elif line.startswith(b"event:"):
                 self._event = line[7:] if line[6:7] == b" " else line[6:]
             # id:, retry: and comments carry nothing we record.
-        if len(self._tail) > MAX_EVENT_BYTES:
-            self._drop()
         return events
 
     def _drop(self) -> None:

@@ -8,7 +8,15 @@ import msgspec
 
 from llm_obs_middleware.records.bounds import MAX_NAME_CHARS, MAX_TEXT_CHARS, bounded
 from llm_obs_middleware.records.estimate import default_estimator
-from llm_obs_middleware.records.schema import Attempt, ExtraValue, LLMRecord, NormalizedResponse, RequestParams, Timing
+from llm_obs_middleware.records.schema import (
+    Attempt,
+    ExtraValue,
+    LLMRecord,
+    NormalizedResponse,
+    RequestParams,
+    Timing,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from llm_obs_middleware.asgi.state import Exchange
@@ -35,51 +43,21 @@ def build_record(
     A successful LLM exchange whose provider reported no usage gets estimated usage (``estimator``,
     default :func:`~._estimate.default_estimator`) and ``estimated=True``. The price is the one in
     force when the request started.
+
+    Most of its length is the record itself: one keyword per :class:`LLMRecord` field, in one place,
+    so a field left out shows; the parts with logic are :func:`_usage`, :func:`_diagnosis` and :func:`_timing`.
     """
     ex = exchange
     response = ex.response or _EMPTY_RESPONSE
     request = ex.request
-    end_ns = ex.end_ns or ex.start_ns
-    timing = Timing(
-        start_unix_nano=ex.start_unix_nano,
-        end_unix_nano=ex.end_unix_nano or ex.start_unix_nano + (end_ns - ex.start_ns),
-        duration_s=(end_ns - ex.start_ns) * _NS,
-        first_byte_s=(ex.first_byte_ns - ex.start_ns) * _NS if ex.first_byte_ns else None,
-        time_to_first_token_s=(ex.first_token_ns - ex.start_ns) * _NS if ex.first_token_ns else None,
-        inter_token_mean_s=((ex.last_token_ns - ex.first_token_ns) * _NS / ex.token_gaps if ex.token_gaps else None),
-        inter_token_max_s=ex.max_gap_ns * _NS if ex.token_gaps else None,
-        chunks=ex.chunks,
-    )
     response_model = response.model or ex.served_model
     model = response_model or ex.requested_model
-    usage = response.usage
-    estimated = False
-    if usage is None and ex.is_llm and 200 <= ex.status < 300 and ex.body:
-        usage = (estimator or default_estimator()).estimate(model, ex.operation, ex.body, response)
-        estimated = usage is not None
+    usage, estimated = _usage(ex, response, model, estimator)
     cost = None
     if price_source is not None and usage is not None and model:
         cost = price_source.price(ex.provider_kind or ex.provider, model, usage, timestamp=ex.start_unix_nano * _NS)
-    outcome, error_type, error_message = ex.outcome, ex.error_type, ex.error_message
-    # A provider's error text can echo the prompt (or a key): it is content, kept only with capture on;
-    # its type and the status always are. Our own notes (an unparsable body: ``invalid_response``; an
-    # unknown event, without an error type) and ex.error_message (timeouts...) are not content.
-    upstream_message = response.error_message
-    if not capture_content and response.error_type not in _NOTE_TYPES:
-        upstream_message = None
-    if response.error_type is not None and (error_type is None or outcome == "client_disconnected"):
-        # A client that hangs up after the provider's in-band error event is reacting to it (botocore
-        # closes on an exception event), so the provider's error is the diagnosis, not the disconnect.
-        error_type, error_message = response.error_type, upstream_message
-        if outcome == "client_disconnected":
-            outcome = "upstream_error"
-    elif outcome == "client_disconnected" and response.completed:
-        # The stream's own end (``[DONE]``, ``message_stop``...) had been sent: a client that closes
-        # then (the openai SDK stops reading at ``[DONE]``) got the whole answer, before the gateway
-        # could send the HTTP body's terminator.
-        outcome, error_type, error_message = "completed", None, None
-    if error_type is None and ex.status >= 400:
-        error_type = f"http_{ex.status}"
+    outcome, error_type, error_message = _diagnosis(ex, response, capture_content)
+    last = ex.attempts[-1] if ex.attempts else None
     return LLMRecord(
         request_id=ex.request_id,
         client_request_id=ex.client_request_id,
@@ -112,20 +90,70 @@ def build_record(
         status=ex.status,
         outcome=outcome,
         error_type=bounded(error_type),
-        error_message=bounded(error_message or upstream_message, MAX_TEXT_CHARS),
+        error_message=bounded(error_message, MAX_TEXT_CHARS),
         attempts=_bounded_attempts(ex.attempts),
         retries=max(0, len(ex.attempts) - 1),
-        fallback_index=ex.attempts[-1].fallback_index if ex.attempts else 0,
+        fallback_index=last.fallback_index if last else 0,
         streamed=ex.streamed,
         estimated=estimated,
-        timing=timing,
+        timing=_timing(ex),
         input_messages=request.messages if capture_content and request else None,
         output_text=response.output_text if capture_content else None,
         extra=_extra(ex, response),
-        served_api=(ex.attempts[-1].api if ex.attempts else None) or ex.api or None,
-        deployment=ex.attempts[-1].deployment if ex.attempts else None,
-        key_id=ex.attempts[-1].key_id if ex.attempts else None,
+        served_api=(last.api if last else None) or ex.api or None,
+        deployment=last.deployment if last else None,
+        key_id=last.key_id if last else None,
     )
+
+
+def _usage(
+    ex: Exchange, response: NormalizedResponse, model: str | None, estimator: TokenEstimator | None
+) -> tuple[Usage | None, bool]:
+    """``(usage, estimated)``: the provider's usage, else an estimate for a successful LLM exchange."""
+    if response.usage is not None or not (ex.is_llm and 200 <= ex.status < 300 and ex.body):
+        return response.usage, False
+    usage = (estimator or default_estimator()).estimate(model, ex.operation, ex.body, response)
+    return usage, usage is not None
+
+
+def _timing(ex: Exchange) -> Timing:
+    """The exchange's clock readings as seconds from its start (``None`` for what never happened)."""
+    end_ns = ex.end_ns or ex.start_ns
+    return Timing(
+        start_unix_nano=ex.start_unix_nano,
+        end_unix_nano=ex.end_unix_nano or ex.start_unix_nano + (end_ns - ex.start_ns),
+        duration_s=(end_ns - ex.start_ns) * _NS,
+        first_byte_s=(ex.first_byte_ns - ex.start_ns) * _NS if ex.first_byte_ns else None,
+        time_to_first_token_s=(ex.first_token_ns - ex.start_ns) * _NS if ex.first_token_ns else None,
+        inter_token_mean_s=((ex.last_token_ns - ex.first_token_ns) * _NS / ex.token_gaps if ex.token_gaps else None),
+        inter_token_max_s=ex.max_gap_ns * _NS if ex.token_gaps else None,
+        chunks=ex.chunks,
+    )
+
+
+def _diagnosis(ex: Exchange, response: NormalizedResponse, capture_content: bool) -> tuple[str, str | None, str | None]:
+    """``(outcome, error_type, error_message)``: the exchange's, corrected by what the response itself said."""
+    outcome, error_type, error_message = ex.outcome, ex.error_type, ex.error_message
+    # A provider's error text can echo the prompt (or a key): it is content, kept only with capture on;
+    # its type and the status always are. Our own notes (an unparsable body: ``invalid_response``; an
+    # unknown event, without an error type) and ex.error_message (timeouts...) are not content.
+    upstream_message = response.error_message
+    if not capture_content and response.error_type not in _NOTE_TYPES:
+        upstream_message = None
+    if response.error_type is not None and (error_type is None or outcome == "client_disconnected"):
+        # A client that hangs up after the provider's in-band error event is reacting to it (botocore
+        # closes on an exception event), so the provider's error is the diagnosis, not the disconnect.
+        error_type, error_message = response.error_type, upstream_message
+        if outcome == "client_disconnected":
+            outcome = "upstream_error"
+    elif outcome == "client_disconnected" and response.completed:
+        # The stream's own end (``[DONE]``, ``message_stop``...) had been sent: a client that closes
+        # then (the openai SDK stops reading at ``[DONE]``) got the whole answer, before the gateway
+        # could send the HTTP body's terminator.
+        outcome, error_type, error_message = "completed", None, None
+    if error_type is None and ex.status >= 400:
+        error_type = f"http_{ex.status}"
+    return outcome, error_type, error_message or upstream_message
 
 
 def _bounded_attempts(attempts: list[Attempt]) -> list[Attempt]:

@@ -114,20 +114,7 @@ async def _answer(
     rid: bytes,
     send: Send,
 ) -> None:
-    if method != "POST":
-        raise _Error(405, f"Method {method} not allowed for {path}")
-    if "x-api-key" not in headers and not headers.get("authorization", "").startswith("Bearer "):
-        raise _Error(401, "x-api-key header is required")
-    if o.status is not None and o.status >= 400:
-        raise _Error(o.status, f"Fake failure requested by x-fake-status: {o.status}")
-    try:
-        request = _decode(body)
-    except msgspec.DecodeError as exc:
-        raise _Error(400, f"invalid request body: {exc}") from None
-    if not request.model:
-        raise _Error(400, "model: Field required")
-    if (fail := _FAIL_MODEL.match(request.model)) is not None and 400 <= int(fail.group(1)) <= 599:
-        raise _Error(int(fail.group(1)), f"Fake failure requested by model {request.model!r}")
+    request, model = _admit(method, path, headers, body, o)
     config = fake.config
     if path == _COUNT:
         await _send_json(send, 200, _encode({"input_tokens": config.prompt_tokens}), rid)
@@ -147,9 +134,7 @@ async def _answer(
     tool = _tool(request)
     message_id = "msg_fake" + rid[len(b"req_fake") :].decode()
     if request.stream:
-        await _stream(
-            _events(message_id, request.model, tool, usage, o.chunks, bool(config.reasoning_tokens)), o, rid, send
-        )
+        await _stream(_events(message_id, model, tool, usage, o.chunks, bool(config.reasoning_tokens)), o, rid, send)
         return
     content: list[dict[str, Any]] = []
     if config.reasoning_tokens:
@@ -158,8 +143,27 @@ async def _answer(
         content.append({"type": "text", "text": "".join(text_pieces(o.chunks))})
     else:
         content.append(_tool_block(message_id, tool[0], msgspec.json.decode(tool[1])))
-    message = _message(message_id, request.model, content, "end_turn" if tool is None else "tool_use", usage)
+    message = _message(message_id, model, content, "end_turn" if tool is None else "tool_use", usage)
     await _send_json(send, 200, _encode(message), rid)
+
+
+def _admit(method: str, path: str, headers: dict[str, str], body: bytes, o: Overrides) -> tuple[_Request, str]:
+    """The request and its model, after the API's checks (method, key, body, model) and a requested failure."""
+    if method != "POST":
+        raise _Error(405, f"Method {method} not allowed for {path}")
+    if "x-api-key" not in headers and not headers.get("authorization", "").startswith("Bearer "):
+        raise _Error(401, "x-api-key header is required")
+    if o.status is not None and o.status >= 400:
+        raise _Error(o.status, f"Fake failure requested by x-fake-status: {o.status}")
+    try:
+        request = _decode(body)
+    except msgspec.DecodeError as exc:
+        raise _Error(400, f"invalid request body: {exc}") from None
+    if not request.model:
+        raise _Error(400, "model: Field required")
+    if (fail := _FAIL_MODEL.match(request.model)) is not None and 400 <= int(fail.group(1)) <= 599:
+        raise _Error(int(fail.group(1)), f"Fake failure requested by model {request.model!r}")
+    return request, request.model
 
 
 def _tool(request: _Request) -> tuple[str, str] | None:

@@ -1,9 +1,10 @@
-"""Request side of the fake provider: the few body fields it reads, and the override headers."""
+"""Request side of the fake provider: routing, the few body fields it reads, and the override headers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -14,12 +15,26 @@ __all__ = [
     "ChatRequest",
     "EmbeddingsRequest",
     "HTTPError",
+    "OpenAIEndpoint",
     "Overrides",
     "Request",
     "ResponsesRequest",
+    "admit_openai_request",
+    "decode_openai_request",
     "read_body",
+    "read_overrides",
     "route_path",
 ]
+
+
+_ENDPOINTS = {
+    "/chat/completions": ("POST", "chat"),
+    "/responses": ("POST", "responses"),
+    "/embeddings": ("POST", "embeddings"),
+    "/models": ("GET", "models"),
+}
+_AZURE_DEPLOYMENT = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings|responses)$")
+_FAIL_MODEL = re.compile(r"fail-(\d{3})")
 
 
 class HTTPError(Exception):
@@ -126,3 +141,92 @@ async def read_body(receive: Receive) -> bytes:
         message = await receive()
         parts.append(message.get("body", b""))
     return b"".join(parts)
+
+
+def read_overrides(headers: Mapping[str, str], defaults: Overrides) -> Overrides:
+    """``defaults`` (from the config) with the request's ``x-fake-*`` headers applied; a bad value is a 400."""
+
+    def number(name: str, default: float, scale: float = 1.0) -> float:
+        raw = headers.get(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw) * scale
+        except ValueError:
+            value = -1.0
+        if not value >= 0:  # also rejects NaN
+            raise HTTPError(400, f"{name}: expected a non-negative number, got {raw!r}")
+        return value
+
+    status = defaults.status
+    if "x-fake-status" in headers:
+        status = int(number("x-fake-status", 0))
+        if not 100 <= status <= 599:
+            raise HTTPError(400, f"x-fake-status: expected an HTTP status, got {headers['x-fake-status']!r}")
+    drop = headers.get("x-fake-drop-after")
+    return Overrides(
+        latency_s=number("x-fake-latency-ms", defaults.latency_s, 0.001),
+        ttft_s=number("x-fake-ttft-ms", defaults.ttft_s, 0.001),
+        interval_s=number("x-fake-chunk-interval-ms", defaults.interval_s, 0.001),
+        chunks=min(int(number("x-fake-chunks", defaults.chunks)), 100_000),
+        drop_after=None if drop is None else int(number("x-fake-drop-after", 0)),
+        status=status,
+    )
+
+
+class OpenAIEndpoint(NamedTuple):
+    """Which OpenAI endpoint a request is for."""
+
+    name: str
+    """``chat``, ``responses``, ``embeddings``, ``models`` or ``model`` (one model)."""
+    path: str
+    """The OpenAI path (``/chat/completions``...), whatever URL shape it came in."""
+    deployment: str | None
+    """The Azure deployment named in the URL, which stands for the model."""
+
+
+def admit_openai_request(scope: Scope, headers: Mapping[str, str], overrides: Overrides) -> OpenAIEndpoint:
+    """The endpoint, after the checks the API makes before reading the body: path, method, key.
+
+    Raises:
+        HTTPError: an unknown path (404), a wrong method (405), no key (401), or a failure the
+            ``x-fake-status`` header or the config asks for.
+    """
+    path = route_path(scope)
+    # Azure OpenAI: the same payloads at deployment URLs (the deployment names the model).
+    deployment = None
+    if (azure := _AZURE_DEPLOYMENT.match(path)) is not None:
+        deployment, path = azure.group(1), "/" + azure.group(2)
+    elif path.startswith("/openai/v1/"):
+        path = path.removeprefix("/openai/v1")
+    method, endpoint = _ENDPOINTS.get(path, (None, None))
+    if endpoint is None and path.startswith("/models/"):
+        method, endpoint = "GET", "model"
+    if endpoint is None:
+        raise HTTPError(404, f"Invalid URL ({scope['method']} {scope['path']})")
+    if scope["method"] != method:
+        raise HTTPError(405, f"Method {scope['method']} not allowed for {scope['path']}")
+    if "authorization" not in headers and "api-key" not in headers:
+        raise HTTPError(401, "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.")
+    if overrides.status is not None and overrides.status >= 400:
+        raise HTTPError(overrides.status, f"Fake failure requested by x-fake-status: {overrides.status}")
+    return OpenAIEndpoint(endpoint, path, deployment)
+
+
+def decode_openai_request(endpoint: OpenAIEndpoint, body: bytes) -> tuple[Request, bytes]:
+    """The request's fields and its model as a JSON string.
+
+    Raises:
+        HTTPError: a body that is not JSON or names no model (400), or a ``fail-NNN`` model (NNN).
+    """
+    try:
+        request = DECODERS[endpoint.name](body)
+    except msgspec.DecodeError as exc:
+        raise HTTPError(400, f"We could not parse the JSON body of your request: {exc}") from None
+    model_name = request.model or endpoint.deployment
+    if not model_name:
+        raise HTTPError(400, "you must provide a model parameter", param="model")
+    fail = _FAIL_MODEL.match(model_name)
+    if fail is not None and 400 <= int(fail.group(1)) <= 599:
+        raise HTTPError(int(fail.group(1)), f"Fake failure requested by model {model_name!r}")
+    return request, msgspec.json.encode(model_name)

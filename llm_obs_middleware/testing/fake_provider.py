@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -38,14 +37,15 @@ import msgspec
 from llm_obs_middleware.asgi.aliases import Receive, Scope, Send
 from llm_obs_middleware.testing import _payloads as p
 from llm_obs_middleware.testing._requests import (
-    DECODERS,
     ChatRequest,
     EmbeddingsRequest,
     HTTPError,
     Overrides,
     ResponsesRequest,
+    admit_openai_request,
+    decode_openai_request,
     read_body,
-    route_path,
+    read_overrides,
 )
 from llm_obs_middleware.testing.server import BackgroundServer
 
@@ -61,7 +61,6 @@ __all__ = [
 
 _T = TypeVar("_T")
 
-_FAIL_MODEL = re.compile(r"fail-(\d{3})")
 _JSON = (b"content-type", b"application/json")
 _SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 _ERROR_KINDS = {
@@ -71,14 +70,7 @@ _ERROR_KINDS = {
     404: ("invalid_request_error", "model_not_found"),
     429: ("requests", "rate_limit_exceeded"),
 }
-_ENDPOINTS = {
-    "/chat/completions": ("POST", "chat"),
-    "/responses": ("POST", "responses"),
-    "/embeddings": ("POST", "embeddings"),
-    "/models": ("GET", "models"),
-}
 _TEMPLATE_CACHE_SIZE = 256
-_AZURE_DEPLOYMENT = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings|responses)$")
 
 
 class FakeProviderConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -140,6 +132,23 @@ class FakeProvider:
         self._created = int(time.time())
         self._templates: dict[tuple[Any, ...], Any] = {}
 
+    @property
+    def config(self) -> FakeProviderConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: FakeProviderConfig) -> None:
+        self._config = config
+        # What a request without x-fake-* headers gets, made once.
+        self._defaults = Overrides(
+            latency_s=config.latency_s,
+            ttft_s=config.ttft_s,
+            interval_s=config.chunk_interval_s,
+            chunks=config.chunks,
+            drop_after=None,
+            status=config.fail_status,
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
@@ -157,83 +166,25 @@ class FakeProvider:
             await self._send_error(send, exc.status, str(exc), request_id, param=exc.param)
 
     async def _handle(self, scope: Scope, headers: dict[str, str], body: bytes, rid: bytes, send: Send) -> None:
-        overrides = self._overrides(headers)
+        overrides = read_overrides(headers, self._defaults)
         if overrides.latency_s > 0:
             await asyncio.sleep(overrides.latency_s)
-        path = route_path(scope)
         for handle in _native_handlers():
             if await handle(self, scope, headers, body, overrides, rid, send):
                 return
-        # Azure OpenAI: the same payloads at deployment URLs (the deployment names the model).
-        deployment = None
-        if (azure := _AZURE_DEPLOYMENT.match(path)) is not None:
-            deployment, path = azure.group(1), "/" + azure.group(2)
-        elif path.startswith("/openai/v1/"):
-            path = path.removeprefix("/openai/v1")
-        method, endpoint = _ENDPOINTS.get(path, (None, None))
-        if endpoint is None and path.startswith("/models/"):
-            method, endpoint = "GET", "model"
-        if endpoint is None:
-            raise HTTPError(404, f"Invalid URL ({scope['method']} {scope['path']})")
-        if scope["method"] != method:
-            raise HTTPError(405, f"Method {scope['method']} not allowed for {scope['path']}")
-        if "authorization" not in headers and "api-key" not in headers:
-            raise HTTPError(401, "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.")
-        if overrides.status is not None and overrides.status >= 400:
-            raise HTTPError(overrides.status, f"Fake failure requested by x-fake-status: {overrides.status}")
-        if endpoint == "models":
+        endpoint = admit_openai_request(scope, headers, overrides)
+        if endpoint.name == "models":
             await _send_json(send, 200, p.models_body(self.config.models, self._created), rid)
-            return
-        if endpoint == "model":
-            await _send_json(send, 200, p.model_body(path.removeprefix("/models/"), self._created), rid)
-            return
-        try:
-            request = DECODERS[endpoint](body)
-        except msgspec.DecodeError as exc:
-            raise HTTPError(400, f"We could not parse the JSON body of your request: {exc}") from None
-        model_name = request.model or deployment
-        if not model_name:
-            raise HTTPError(400, "you must provide a model parameter", param="model")
-        fail = _FAIL_MODEL.match(model_name)
-        if fail is not None and 400 <= int(fail.group(1)) <= 599:
-            raise HTTPError(int(fail.group(1)), f"Fake failure requested by model {model_name!r}")
-        model = msgspec.json.encode(model_name)
-        if isinstance(request, EmbeddingsRequest):
-            await _send_json(send, 200, self._embeddings(request, rid, model), rid)
-        elif isinstance(request, ChatRequest):
-            await self._chat(request, overrides, rid, model, send)
+        elif endpoint.name == "model":
+            await _send_json(send, 200, p.model_body(endpoint.path.removeprefix("/models/"), self._created), rid)
         else:
-            await self._responses(request, overrides, rid, model, send)
-
-    def _overrides(self, headers: dict[str, str]) -> Overrides:
-        config = self.config
-
-        def number(name: str, default: float, scale: float = 1.0) -> float:
-            raw = headers.get(name)
-            if raw is None:
-                return default
-            try:
-                value = float(raw) * scale
-            except ValueError:
-                value = -1.0
-            if not value >= 0:  # also rejects NaN
-                raise HTTPError(400, f"{name}: expected a non-negative number, got {raw!r}")
-            return value
-
-        status = config.fail_status
-        if "x-fake-status" in headers:
-            status = int(number("x-fake-status", 0))
-            if not 100 <= status <= 599:
-                raise HTTPError(400, f"x-fake-status: expected an HTTP status, got {headers['x-fake-status']!r}")
-        drop = headers.get("x-fake-drop-after")
-        return Overrides(
-            latency_s=number("x-fake-latency-ms", config.latency_s, 0.001),
-            ttft_s=number("x-fake-ttft-ms", config.ttft_s, 0.001),
-            interval_s=number("x-fake-chunk-interval-ms", config.chunk_interval_s, 0.001),
-            chunks=min(int(number("x-fake-chunks", config.chunks)), 100_000),
-            drop_after=None if drop is None else int(number("x-fake-drop-after", 0)),
-            status=status,
-        )
+            request, model = decode_openai_request(endpoint, body)
+            if isinstance(request, EmbeddingsRequest):
+                await _send_json(send, 200, self._embeddings(request, rid, model), rid)
+            elif isinstance(request, ChatRequest):
+                await self._chat(request, overrides, rid, model, send)
+            else:
+                await self._responses(request, overrides, rid, model, send)
 
     def _tokens(self, chunks: int) -> p.Tokens:
         config = self.config

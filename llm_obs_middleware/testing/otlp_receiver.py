@@ -277,25 +277,14 @@ class _HTTPApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        body = await _read_body(receive)
+        if body is None:
+            return
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
-        if scope["path"] not in (_TRACES_PATH, _METRICS_PATH):
-            await _respond(send, 404, b"only /v1/traces and /v1/metrics are served", "text/plain")
+        refusal = _refusal(scope, headers)
+        if refusal is not None:
+            await _respond(send, *refusal, "text/plain")
             return
-        if scope["method"] != "POST":
-            await _respond(send, 405, b"POST only", "text/plain")
-            return
-        if headers.get("content-type", "").split(";")[0].strip().lower() != _PROTOBUF:
-            await _respond(send, 415, b"send application/x-protobuf", "text/plain")
-            return
-        body = b"".join(chunks)
         try:
             encoding = headers.get("content-encoding", "identity").lower()
             if encoding == "gzip":
@@ -318,6 +307,29 @@ class _HTTPApp:
             self._receiver._collect(request, "http", headers)
             reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
         await _respond(send, 200, reply, _PROTOBUF)
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request body; ``None`` if the client went away first."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _refusal(scope: Scope, headers: dict[str, str]) -> tuple[int, bytes] | None:
+    """The status and reason a collector would refuse this request with (path, method, content type)."""
+    if scope["path"] not in (_TRACES_PATH, _METRICS_PATH):
+        return 404, b"only /v1/traces and /v1/metrics are served"
+    if scope["method"] != "POST":
+        return 405, b"POST only"
+    if headers.get("content-type", "").split(";")[0].strip().lower() != _PROTOBUF:
+        return 415, b"send application/x-protobuf"
+    return None
 
 
 def _trace_service(receiver: OTLPReceiver) -> TraceServiceServicer:

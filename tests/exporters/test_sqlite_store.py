@@ -92,6 +92,14 @@ async def test_invalid_filters_name_the_parameter(store: SQLiteLogStore) -> None
         store.query(until=float("nan"))
 
 
+async def test_a_misspelt_filter_is_refused_not_ignored(store: SQLiteLogStore) -> None:
+    # An unknown filter would otherwise widen the query to every record.
+    with pytest.raises(TypeError, match="modle"):
+        store.query(modle="gpt-4o")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="modle"):
+        await store.aquery(modle="gpt-4o")  # type: ignore[call-arg]
+
+
 async def test_columns_schema_and_wal(store: SQLiteLogStore) -> None:
     await store.close()
     conn = sqlite3.connect(store.path)

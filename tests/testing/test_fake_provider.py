@@ -388,6 +388,14 @@ async def test_fail_status_config_and_success_status_header() -> None:
         assert (await client.post("/v1/responses", json={"model": "m"})).status_code == 200
 
 
+async def test_a_new_config_applies_to_the_next_request() -> None:
+    app = make_app()
+    async with http(app) as client:
+        assert (await client.post("/v1/responses", json={"model": "m"})).status_code == 200
+        app.config = FakeProviderConfig(fail_status=503)
+        assert (await client.post("/v1/responses", json={"model": "m"})).status_code == 503
+
+
 @pytest.mark.parametrize(
     ("header", "value"),
     [("x-fake-status", "abc"), ("x-fake-status", "700"), ("x-fake-latency-ms", "-5"), ("x-fake-chunks", "nan")],

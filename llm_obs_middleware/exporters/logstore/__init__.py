@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 
 from llm_obs_middleware.errors import ConfigurationError
 from llm_obs_middleware.exporters.logstore._base import LogStoreTimeout, LogStoreUnavailable, SQLLogStore
+from llm_obs_middleware.exporters.logstore._sql import LogFilters
 from llm_obs_middleware.exporters.logstore.sqlite import SQLiteLogStore
 
 if TYPE_CHECKING:
     from llm_obs_middleware.config.settings import LogStoreConfig
 
-__all__ = ["LogStoreTimeout", "LogStoreUnavailable", "SQLLogStore", "SQLiteLogStore", "open_log_store"]
+__all__ = ["LogFilters", "LogStoreTimeout", "LogStoreUnavailable", "SQLLogStore", "SQLiteLogStore", "open_log_store"]
 
 _POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
 

@@ -17,7 +17,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Unpack
 
 import msgspec
 
@@ -36,8 +36,7 @@ from llm_obs_middleware.exporters.pipeline.export_pipeline import THREAD_SLICE, 
 from llm_obs_middleware.exporters.pipeline.sink_thread import SinkThread
 
 if TYPE_CHECKING:
-    from llm_obs_middleware.exporters.logstore._search import LogSearch
-    from llm_obs_middleware.exporters.logstore._sql import Dialect
+    from llm_obs_middleware.exporters.logstore._sql import Dialect, LogFilters
     from llm_obs_middleware.records.schema import LLMRecord
 
 __all__ = ["DEFAULT_PRUNE_INTERVAL_S", "DEFAULT_TIMEOUT_S", "LogStoreTimeout", "LogStoreUnavailable", "SQLLogStore"]
@@ -185,46 +184,13 @@ class SQLLogStore(ABC):
             give_way_to_the_loop()
         self._write_rows(rows)
 
-    def query(
-        self,
-        *,
-        model: str | None = None,
-        provider: str | None = None,
-        status: int | str | None = None,
-        session_id: str | None = None,
-        team: str | None = None,
-        since: float | str | None = None,
-        until: float | str | None = None,
-        limit: int = 100,
-        search: LogSearch | None = None,
-        client_request_id: str | None = None,
-    ) -> list[bytes]:
-        """Records (their JSON) matching every filter given, newest first.
-
-        Args:
-            model: the served or the requested model.
-            status: an HTTP status or a class such as ``"5xx"``.
-            since: earliest start time (inclusive), Unix seconds or ISO-8601.
-            until: latest start time (exclusive), Unix seconds or ISO-8601.
-            limit: most records returned.
-            search: metadata, cost/latency/token range and free-text filters (see :mod:`._search`).
-            client_request_id: the ``x-request-id`` the client sent.
+    def query(self, *, limit: int = 100, **filters: Unpack[LogFilters]) -> list[bytes]:
+        """Records (their JSON) matching every filter given (:class:`LogFilters`), newest first, at most ``limit``.
 
         Raises:
             ValueError: a filter value cannot be parsed (the message names it).
         """
-        filters = Filters(
-            model=model,
-            provider=provider,
-            status=status,
-            session_id=session_id,
-            team=team,
-            since=since,
-            until=until,
-            search=search,
-            client_request_id=client_request_id,
-        )
-        sql, params = filters.select_records(self.dialect, limit)
+        sql, params = Filters(filters).select_records(self.dialect, limit)
         return [row[0] for row in self._fetch(sql, params)]
 
     def get(self, request_id: str) -> bytes | None:
@@ -288,20 +254,7 @@ class SQLLogStore(ABC):
 
     # -- async API for request handlers: bounded in time, never in the loop's default executor ---
 
-    async def aquery(
-        self,
-        *,
-        model: str | None = None,
-        provider: str | None = None,
-        status: int | str | None = None,
-        session_id: str | None = None,
-        team: str | None = None,
-        since: float | str | None = None,
-        until: float | str | None = None,
-        limit: int = 100,
-        search: LogSearch | None = None,
-        client_request_id: str | None = None,
-    ) -> list[bytes]:
+    async def aquery(self, *, limit: int = 100, **filters: Unpack[LogFilters]) -> list[bytes]:
         """:meth:`query`, answered within ``timeout_s``.
 
         Raises:
@@ -309,18 +262,7 @@ class SQLLogStore(ABC):
             LogStoreTimeout: the database did not answer in time.
             LogStoreUnavailable: the database cannot be reached.
         """
-        filters = Filters(
-            model=model,
-            provider=provider,
-            status=status,
-            session_id=session_id,
-            team=team,
-            since=since,
-            until=until,
-            search=search,
-            client_request_id=client_request_id,
-        )
-        sql, params = filters.select_records(self.dialect, limit)
+        sql, params = Filters(filters).select_records(self.dialect, limit)
         async with self._deadline():
             return [row[0] for row in await self._afetch(sql, params)]
 

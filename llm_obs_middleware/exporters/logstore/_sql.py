@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, TypedDict, get_args
 
 import msgspec
 
@@ -27,6 +27,7 @@ __all__ = [
     "Dialect",
     "Filters",
     "GroupBy",
+    "LogFilters",
     "StatsRow",
     "StatsWindow",
     "parse_status",
@@ -149,45 +150,54 @@ class Dialect:
         return f" ORDER BY start_unix_nano, {self.tiebreak} LIMIT {self.param}"
 
 
+class LogFilters(TypedDict, total=False):
+    """The ``/logs`` filters, each optional; ``None`` is the same as leaving one out."""
+
+    model: str | None
+    """The served or the requested model."""
+    provider: str | None
+    status: int | str | None
+    """An HTTP status or a class such as ``"5xx"``."""
+    session_id: str | None
+    team: str | None
+    since: float | str | None
+    """Earliest start time (inclusive), Unix seconds or ISO-8601."""
+    until: float | str | None
+    """Latest start time (exclusive), Unix seconds or ISO-8601."""
+    search: LogSearch | None
+    """Metadata, cost/latency/token range and free-text filters (see :mod:`._search`)."""
+    client_request_id: str | None
+    """The ``x-request-id`` the client sent."""
+
+
+_FILTER_NAMES: Final = LogFilters.__optional_keys__
+_EQUALITY_FILTERS: Final = ("provider", "session_id", "team", "client_request_id")
+
+
 class Filters:
     """Parsed ``/logs`` filters turned into a ``WHERE`` clause; bad values raise ``ValueError`` naming them."""
 
     __slots__ = ("clauses", "model", "params", "search")
 
-    def __init__(
-        self,
-        *,
-        model: str | None = None,
-        provider: str | None = None,
-        status: int | str | None = None,
-        session_id: str | None = None,
-        team: str | None = None,
-        since: float | str | None = None,
-        until: float | str | None = None,
-        search: LogSearch | None = None,
-        client_request_id: str | None = None,
-    ) -> None:
-        self.model = model
-        self.search = search
+    def __init__(self, filters: LogFilters) -> None:
+        if unknown := filters.keys() - _FILTER_NAMES:  # a typo must not silently widen the query
+            raise TypeError(f"unknown log filter: {', '.join(sorted(unknown))}")
+        self.model = filters.get("model")
+        self.search = filters.get("search")
         self.clauses: list[str] = []
         self.params: list[Any] = []
-        for column, value in (
-            ("provider", provider),
-            ("session_id", session_id),
-            ("team", team),
-            ("client_request_id", client_request_id),
-        ):
-            if value is not None:
+        for column in _EQUALITY_FILTERS:
+            if (value := filters.get(column)) is not None:
                 self.clauses.append(f"{column} = {{p}}")
                 self.params.append(value)
-        if status is not None:
+        if (status := filters.get("status")) is not None:
             try:
                 low, high = parse_status(status)
             except ValueError:
                 raise ValueError(f"status: expected an HTTP status or a class like '5xx', got {status!r}") from None
             self.clauses.append("status >= {p} AND status < {p}")
             self.params += (low, high)
-        for name, moment, op in (("since", since, ">="), ("until", until, "<")):
+        for name, moment, op in (("since", filters.get("since"), ">="), ("until", filters.get("until"), "<")):
             if moment is not None:
                 self.params.append(_time(name, moment))
                 self.clauses.append(f"start_unix_nano {op} {{p}}")
@@ -315,7 +325,7 @@ class StatsWindow:
         self.until_ns = _time("until", until) if until is not None else time.time_ns()
         default_since = max(0, self.until_ns - DEFAULT_STATS_WINDOW_S * 1_000_000_000)
         self.since_ns = _time("since", since) if since is not None else default_since
-        self.filters = Filters(model=model, provider=provider, team=team)
+        self.filters = Filters({"model": model, "provider": provider, "team": team})
         self.filters.clauses += ("start_unix_nano >= {p}", "start_unix_nano < {p}")
         self.filters.params += (self.since_ns, self.until_ns)
 

@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Protocol, TypeAlias
+from typing import Any, Final, Protocol, TypeAlias, Unpack
 
 import msgspec
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from llm_obs_middleware.exporters.logstore._base import LogStoreTimeout, LogStoreUnavailable
 from llm_obs_middleware.exporters.logstore._search import LogSearch
-from llm_obs_middleware.exporters.logstore._sql import StatsWindow, parse_status, parse_time
+from llm_obs_middleware.exporters.logstore._sql import LogFilters, StatsWindow, parse_status, parse_time
 
 __all__ = ["LogReader", "log_routes"]
 
@@ -46,20 +47,7 @@ Endpoint: TypeAlias = Callable[[Request], Awaitable[Response]]
 class LogReader(Protocol):
     """What the API needs from a log store."""
 
-    async def aquery(
-        self,
-        *,
-        model: str | None = None,
-        provider: str | None = None,
-        status: int | str | None = None,
-        session_id: str | None = None,
-        team: str | None = None,
-        since: float | str | None = None,
-        until: float | str | None = None,
-        limit: int = 100,
-        search: LogSearch | None = None,
-        client_request_id: str | None = None,
-    ) -> list[bytes]: ...
+    async def aquery(self, *, limit: int = 100, **filters: Unpack[LogFilters]) -> list[bytes]: ...
 
     async def aget(self, request_id: str) -> bytes | None: ...
 
@@ -88,75 +76,88 @@ def log_routes(store: LogReader, *, wrap: Callable[[Endpoint], Endpoint] | None 
         store: answers the queries.
         wrap: applied to every endpoint (the gateway's admin-key check).
     """
-
-    async def list_logs(request: Request) -> Response:
-        query = request.query_params
-        try:
-            limit = _limit(query.get("limit"), MAX_LIMIT, DEFAULT_LIMIT)
-            status = query.get("status")
-            if status is not None:
-                _check(parse_status, "status", status, "an HTTP status such as 503 or a class such as 5xx")
-            since, until = query.get("since"), query.get("until")
-            for name, value in (("since", since), ("until", until)):
-                if value is not None:
-                    _check(parse_time, name, value, "Unix seconds or an ISO-8601 time")
-            search = LogSearch.from_query(query)
-        except ValueError as exc:  # _InvalidParameter, or LogSearch naming the parameter
-            return _error(400, str(exc), "invalid_request_error")
-        rows = await store.aquery(
-            model=query.get("model"),
-            provider=query.get("provider"),
-            status=status,
-            session_id=query.get("session_id"),
-            team=query.get("team"),
-            since=since,
-            until=until,
-            limit=limit,
-            search=search,
-            client_request_id=query.get("client_request_id"),
-        )
-        return _records(rows)
-
-    async def stats(request: Request) -> Response:
-        query = request.query_params
-        options = {name: query.get(name) for name in ("since", "until", "group_by", "model", "provider", "team")}
-        try:
-            StatsWindow(**options)  # validates every parameter, naming the bad one
-        except ValueError as exc:
-            return _error(400, str(exc), "invalid_request_error")
-        return Response(_encode(await store.astats(**options)), media_type=_JSON)
-
-    async def get_log(request: Request) -> Response:
-        request_id: str = request.path_params["request_id"]
-        record = await store.aget(request_id)
-        if record is None:
-            return _error(404, f"no record with request id {request_id!r}", "not_found_error")
-        return Response(record, media_type=_JSON)
-
-    async def get_session(request: Request) -> Response:
-        session_id: str = request.path_params["session_id"]
-        try:
-            limit = _limit(request.query_params.get("limit"), MAX_SESSION_LIMIT, MAX_LIMIT)
-        except _InvalidParameter as exc:
-            return _error(400, str(exc), "invalid_request_error")
-        rows = await store.asession(session_id, limit=limit)
-        if not rows:
-            return _error(404, f"no record with session id {session_id!r}", "not_found_error")
-        return Response(
-            b'{"session_id":' + _encode(session_id) + b',"data":[' + b",".join(rows) + b"]}", media_type=_JSON
-        )
+    endpoints = _LogEndpoints(store)
 
     def w(endpoint: Endpoint) -> Endpoint:
         endpoint = _answers_when_the_store_does_not(endpoint)
         return endpoint if wrap is None else wrap(endpoint)
 
     return [
-        Route("/logs", w(list_logs), methods=["GET"], name="llm_obs_logs"),
+        Route("/logs", w(endpoints.list_logs), methods=["GET"], name="llm_obs_logs"),
         # Before /logs/{request_id}, which would otherwise take "stats" for a request id.
-        Route("/logs/stats", w(stats), methods=["GET"], name="llm_obs_log_stats"),
-        Route("/logs/{request_id}", w(get_log), methods=["GET"], name="llm_obs_log"),
-        Route("/sessions/{session_id}", w(get_session), methods=["GET"], name="llm_obs_session"),
+        Route("/logs/stats", w(endpoints.stats), methods=["GET"], name="llm_obs_log_stats"),
+        Route("/logs/{request_id}", w(endpoints.get_log), methods=["GET"], name="llm_obs_log"),
+        Route("/sessions/{session_id}", w(endpoints.get_session), methods=["GET"], name="llm_obs_session"),
     ]
+
+
+class _LogEndpoints:
+    """The API's endpoints over one store; a bad parameter is a 400 naming it."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: LogReader) -> None:
+        self.store = store
+
+    async def list_logs(self, request: Request) -> Response:
+        try:
+            limit, filters = _list_parameters(request.query_params)
+        except ValueError as exc:  # _InvalidParameter, or LogSearch naming the parameter
+            return _error(400, str(exc), "invalid_request_error")
+        return _records(await self.store.aquery(limit=limit, **filters))
+
+    async def stats(self, request: Request) -> Response:
+        query = request.query_params
+        options = {name: query.get(name) for name in ("since", "until", "group_by", "model", "provider", "team")}
+        try:
+            StatsWindow(**options)  # validates every parameter, naming the bad one
+        except ValueError as exc:
+            return _error(400, str(exc), "invalid_request_error")
+        return Response(_encode(await self.store.astats(**options)), media_type=_JSON)
+
+    async def get_log(self, request: Request) -> Response:
+        request_id: str = request.path_params["request_id"]
+        record = await self.store.aget(request_id)
+        if record is None:
+            return _error(404, f"no record with request id {request_id!r}", "not_found_error")
+        return Response(record, media_type=_JSON)
+
+    async def get_session(self, request: Request) -> Response:
+        session_id: str = request.path_params["session_id"]
+        try:
+            limit = _limit(request.query_params.get("limit"), MAX_SESSION_LIMIT, MAX_LIMIT)
+        except _InvalidParameter as exc:
+            return _error(400, str(exc), "invalid_request_error")
+        rows = await self.store.asession(session_id, limit=limit)
+        if not rows:
+            return _error(404, f"no record with session id {session_id!r}", "not_found_error")
+        return Response(
+            b'{"session_id":' + _encode(session_id) + b',"data":[' + b",".join(rows) + b"]}", media_type=_JSON
+        )
+
+
+def _list_parameters(query: QueryParams) -> tuple[int, LogFilters]:
+    """``GET /logs``'s limit and filters; a value that cannot be parsed raises ``ValueError`` naming it."""
+    limit = _limit(query.get("limit"), MAX_LIMIT, DEFAULT_LIMIT)
+    status = query.get("status")
+    if status is not None:
+        _check(parse_status, "status", status, "an HTTP status such as 503 or a class such as 5xx")
+    since, until = query.get("since"), query.get("until")
+    for name, value in (("since", since), ("until", until)):
+        if value is not None:
+            _check(parse_time, name, value, "Unix seconds or an ISO-8601 time")
+    filters: LogFilters = {
+        "model": query.get("model"),
+        "provider": query.get("provider"),
+        "status": status,
+        "session_id": query.get("session_id"),
+        "team": query.get("team"),
+        "since": since,
+        "until": until,
+        "search": LogSearch.from_query(query),
+        "client_request_id": query.get("client_request_id"),
+    }
+    return limit, filters
 
 
 def _answers_when_the_store_does_not(endpoint: Endpoint) -> Endpoint:

@@ -20,7 +20,7 @@ import msgspec
 if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
 
-    from llm_obs_middleware.records.schema import LLMRecord, Message
+    from llm_obs_middleware.records.schema import LLMRecord, Message, Usage
 
 __all__ = ["openinference_attributes"]
 
@@ -67,27 +67,52 @@ def openinference_attributes(record: LLMRecord) -> dict[str, AttributeValue]:
         attrs["llm.system"] = system
     if model := record.response_model or record.requested_model:
         attrs["llm.model_name"] = model
-    if (usage := record.usage) is not None:
-        total = usage.total_tokens
-        if total is None and usage.input_tokens is not None and usage.output_tokens is not None:
-            total = usage.input_tokens + usage.output_tokens
-        # Our input_tokens include cache reads and writes, as OpenInference's prompt count does.
-        for key, value in (
-            ("llm.token_count.prompt", usage.input_tokens),
-            ("llm.token_count.completion", usage.output_tokens),
-            ("llm.token_count.total", total),
-            ("llm.token_count.prompt_details.cache_read", usage.cache_read_tokens),
-            ("llm.token_count.prompt_details.cache_write", usage.cache_write_tokens),
-            ("llm.token_count.prompt_details.audio", usage.audio_input_tokens),
-            ("llm.token_count.completion_details.reasoning", usage.reasoning_tokens),
-            ("llm.token_count.completion_details.audio", usage.audio_output_tokens),
-        ):
-            if value is not None:
-                attrs[key] = value
+    if record.usage is not None:
+        _put_token_counts(attrs, record.usage)
     if (cost := record.cost) is not None:
         attrs["llm.cost.total"] = cost.total_usd
         attrs["llm.cost.prompt"] = cost.input_usd + cost.cache_read_usd + cost.cache_write_usd
         attrs["llm.cost.completion"] = cost.output_usd
+    if parameters := _invocation_parameters(record):
+        attrs["llm.invocation_parameters"] = _encode(parameters).decode()
+    if record.session_id:
+        attrs["session.id"] = record.session_id
+    if record.user:
+        attrs["user.id"] = record.user
+    if record.metadata:
+        attrs["metadata"] = _encode(record.metadata).decode()
+    if record.input_messages is not None:
+        _put_input_messages(attrs, record.input_messages)
+    if record.output_text is not None:
+        attrs["output.value"] = record.output_text
+        attrs["output.mime_type"] = "text/plain"
+        attrs["llm.output_messages.0.message.role"] = "assistant"
+        attrs["llm.output_messages.0.message.content"] = record.output_text
+    return attrs
+
+
+def _put_token_counts(attrs: dict[str, AttributeValue], usage: Usage) -> None:
+    """``llm.token_count.*``; the total, when the provider gave none, is input plus output."""
+    total = usage.total_tokens
+    if total is None and usage.input_tokens is not None and usage.output_tokens is not None:
+        total = usage.input_tokens + usage.output_tokens
+    # Our input_tokens include cache reads and writes, as OpenInference's prompt count does.
+    for key, value in (
+        ("llm.token_count.prompt", usage.input_tokens),
+        ("llm.token_count.completion", usage.output_tokens),
+        ("llm.token_count.total", total),
+        ("llm.token_count.prompt_details.cache_read", usage.cache_read_tokens),
+        ("llm.token_count.prompt_details.cache_write", usage.cache_write_tokens),
+        ("llm.token_count.prompt_details.audio", usage.audio_input_tokens),
+        ("llm.token_count.completion_details.reasoning", usage.reasoning_tokens),
+        ("llm.token_count.completion_details.audio", usage.audio_output_tokens),
+    ):
+        if value is not None:
+            attrs[key] = value
+
+
+def _invocation_parameters(record: LLMRecord) -> dict[str, Any]:
+    """The request's model, set parameters and streaming flag (``llm.invocation_parameters``, as JSON)."""
     parameters: dict[str, Any] = {}
     if record.requested_model:
         parameters["model"] = record.requested_model
@@ -97,25 +122,15 @@ def openinference_attributes(record: LLMRecord) -> dict[str, AttributeValue]:
                 parameters[name] = value
     if record.streamed:
         parameters["stream"] = True
-    if parameters:
-        attrs["llm.invocation_parameters"] = _encode(parameters).decode()
-    if record.session_id:
-        attrs["session.id"] = record.session_id
-    if record.user:
-        attrs["user.id"] = record.user
-    if record.metadata:
-        attrs["metadata"] = _encode(record.metadata).decode()
-    if record.input_messages is not None:
-        attrs["input.value"] = _encode([_plain(m) for m in record.input_messages]).decode()
-        attrs["input.mime_type"] = "application/json"
-        for index, message in enumerate(record.input_messages):
-            _flatten(attrs, f"llm.input_messages.{index}.message.", message)
-    if record.output_text is not None:
-        attrs["output.value"] = record.output_text
-        attrs["output.mime_type"] = "text/plain"
-        attrs["llm.output_messages.0.message.role"] = "assistant"
-        attrs["llm.output_messages.0.message.content"] = record.output_text
-    return attrs
+    return parameters
+
+
+def _put_input_messages(attrs: dict[str, AttributeValue], messages: list[Message]) -> None:
+    """The captured input as ``input.value`` (JSON) and as flattened ``llm.input_messages.*``."""
+    attrs["input.value"] = _encode([_plain(m) for m in messages]).decode()
+    attrs["input.mime_type"] = "application/json"
+    for index, message in enumerate(messages):
+        _flatten(attrs, f"llm.input_messages.{index}.message.", message)
 
 
 def _plain(message: Message) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import msgspec
@@ -83,36 +83,55 @@ def resolve_settings(
         ConfigurationError: an unsupported protocol, contradictory TLS options, or a certificate file
             that does not exist (each named).
     """
-    env = os.environ if environ is None else environ
-    specific = f"OTEL_EXPORTER_OTLP_{signal.upper()}_"
+    env = _OTLPEnvironment(os.environ if environ is None else environ, f"OTEL_EXPORTER_OTLP_{signal.upper()}_")
+    protocol = _protocol(config, env)
+    endpoint, exact = _endpoint(config.endpoint, protocol, env.variable("ENDPOINT"), env.specific)
+    if protocol == "http" and not exact:
+        endpoint = _with_signal_path(endpoint, signal)
+    headers: dict[str, str] = {}
+    if (found := env.variable("HEADERS")) is not None:
+        headers.update(parse_env_headers(found[1], liberal=True))
+    headers.update(config.headers)
+    return OTLPSettings(
+        endpoint=endpoint,
+        protocol=protocol,
+        headers=headers,
+        timeout=config.timeout,
+        insecure=_insecure(config, protocol, urlsplit(endpoint).scheme, env),
+        certificate=_certificate(config, env),
+        compression=_compression(protocol, env),
+    )
 
-    def variable(name: str) -> tuple[str, str] | None:
-        for key in (specific + name, "OTEL_EXPORTER_OTLP_" + name):
-            if value := env.get(key, "").strip():
+
+class _OTLPEnvironment(NamedTuple):
+    """The ``OTEL_EXPORTER_OTLP_*`` variables of one signal."""
+
+    env: Mapping[str, str]
+    specific: str
+    """The signal's own prefix (``OTEL_EXPORTER_OTLP_TRACES_``), which wins over the generic one."""
+
+    def variable(self, name: str) -> tuple[str, str] | None:
+        """``(variable, value)`` of the signal's own variable, else the generic one; ``None`` if neither is set."""
+        for key in (self.specific + name, "OTEL_EXPORTER_OTLP_" + name):
+            if value := self.env.get(key, "").strip():
                 return key, value
         return None
 
-    protocol: Literal["http", "grpc"]
+
+def _protocol(config: OTLPConfig, env: _OTLPEnvironment) -> Literal["http", "grpc"]:
+    """The configured protocol, else ``OTEL_EXPORTER_OTLP_*PROTOCOL``, else HTTP."""
     if config.protocol is not None:
-        protocol = config.protocol
-    elif (found := variable("PROTOCOL")) is not None:
-        key, value = found
-        if value not in _PROTOCOLS:
-            raise ConfigurationError(f"{key}={value!r}: supported are grpc and http/protobuf")
-        protocol = "grpc" if _PROTOCOLS[value] == "grpc" else "http"
-    else:
-        protocol = "http"
+        return config.protocol
+    if (found := env.variable("PROTOCOL")) is None:
+        return "http"
+    key, value = found
+    if value not in _PROTOCOLS:
+        raise ConfigurationError(f"{key}={value!r}: supported are grpc and http/protobuf")
+    return "grpc" if _PROTOCOLS[value] == "grpc" else "http"
 
-    endpoint, exact = _endpoint(config.endpoint, protocol, variable("ENDPOINT"), specific)
-    if protocol == "http" and not exact:
-        endpoint = _with_signal_path(endpoint, signal)
 
-    headers: dict[str, str] = {}
-    if (found := variable("HEADERS")) is not None:
-        headers.update(parse_env_headers(found[1], liberal=True))
-    headers.update(config.headers)
-
-    scheme = urlsplit(endpoint).scheme
+def _insecure(config: OTLPConfig, protocol: str, scheme: str, env: _OTLPEnvironment) -> bool:
+    """Plaintext or TLS: the config (checked against the endpoint's scheme), else the scheme, else the variable."""
     if config.insecure is not None:
         if config.insecure and scheme == "https":
             raise ConfigurationError(
@@ -122,38 +141,36 @@ def resolve_settings(
             raise ConfigurationError(
                 "exporters.otlp.insecure: false needs an https:// endpoint over http (the scheme decides)"
             )
-        insecure = config.insecure
-    elif scheme == "https":
-        insecure = False
-    elif (found := variable("INSECURE")) is not None and protocol == "grpc":
-        insecure = found[1].lower() == "true"
-    else:
-        insecure = scheme != "https"
+        return config.insecure
+    if scheme == "https":
+        return False
+    if (found := env.variable("INSECURE")) is not None and protocol == "grpc":
+        return found[1].lower() == "true"
+    return scheme != "https"
 
+
+def _certificate(config: OTLPConfig, env: _OTLPEnvironment) -> str | None:
+    """The CA file from the config, else the variable; it must exist."""
     certificate = config.certificate
     source = "exporters.otlp.certificate"
-    if certificate is None and (found := variable("CERTIFICATE")) is not None:
+    if certificate is None and (found := env.variable("CERTIFICATE")) is not None:
         source, certificate = found
     if certificate is not None and not Path(certificate).is_file():
         raise ConfigurationError(f"{source}: no certificate file at {certificate}")
+    return certificate
 
-    compression: Literal["gzip", "deflate"] | None = None
-    if (found := variable("COMPRESSION")) is not None:
-        key, value = found
-        supported = ("gzip",) if protocol == "grpc" else ("gzip", "deflate")
-        if value.lower() in supported:
-            compression = "gzip" if value.lower() == "gzip" else "deflate"
-        elif value.lower() != "none":
-            raise ConfigurationError(f"{key}={value!r}: supported over {protocol} are none, {', '.join(supported)}")
-    return OTLPSettings(
-        endpoint=endpoint,
-        protocol=protocol,
-        headers=headers,
-        timeout=config.timeout,
-        insecure=insecure,
-        certificate=certificate,
-        compression=compression,
-    )
+
+def _compression(protocol: str, env: _OTLPEnvironment) -> Literal["gzip", "deflate"] | None:
+    """The request compression named by ``OTEL_EXPORTER_OTLP_*COMPRESSION`` (``None``: none)."""
+    if (found := env.variable("COMPRESSION")) is None:
+        return None
+    key, value = found
+    supported = ("gzip",) if protocol == "grpc" else ("gzip", "deflate")
+    if value.lower() in supported:
+        return "gzip" if value.lower() == "gzip" else "deflate"
+    if value.lower() != "none":
+        raise ConfigurationError(f"{key}={value!r}: supported over {protocol} are none, {', '.join(supported)}")
+    return None
 
 
 def _endpoint(configured: str | None, protocol: str, found: tuple[str, str] | None, specific: str) -> tuple[str, bool]:

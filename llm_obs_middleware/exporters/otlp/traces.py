@@ -37,6 +37,7 @@ from llm_obs_middleware.exporters.otlp.spans import REPEATING_ATTRIBUTES as SPAN
 from llm_obs_middleware.exporters.otlp.transport import build_trace_transport
 from llm_obs_middleware.exporters.pipeline.export_pipeline import LOOP_SLICE, THREAD_SLICE, give_way_to_the_loop
 from llm_obs_middleware.exporters.pipeline.sink_thread import SinkThread
+from llm_obs_middleware.records.schema import RequestParams, Usage
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -208,6 +209,10 @@ class OTLPSink:
                 self._transport.close()
 
 
+_NO_PARAMS: Final = RequestParams()
+_NO_USAGE: Final = Usage()
+
+
 def record_attributes(record: LLMRecord) -> dict[str, AttributeValue]:
     """The span attributes of one record (GenAI semconv plus ``llm_obs.*``); ``None`` values left out."""
     attrs: dict[str, AttributeValue] = {
@@ -219,7 +224,11 @@ def record_attributes(record: LLMRecord) -> dict[str, AttributeValue]:
         "llm_obs.streamed": record.streamed,
         "llm_obs.retries": record.retries,
     }
-    optional: tuple[tuple[str, Any], ...] = (
+    # One table of the optional attributes: a record without params or usage reads all-None stand-ins.
+    # (A literal tuple is the fastest table here: an attrgetter-driven one cost ~30 % more per record.)
+    params = record.params or _NO_PARAMS
+    usage = record.usage or _NO_USAGE
+    for key, value in (
         ("gen_ai.request.model", record.requested_model),
         ("gen_ai.response.model", record.response_model),
         ("gen_ai.response.id", record.response_id),
@@ -228,50 +237,45 @@ def record_attributes(record: LLMRecord) -> dict[str, AttributeValue]:
         ("server.port", record.server_port),
         ("llm_obs.route", record.route),
         ("llm_obs.time_to_first_token_s", record.timing.time_to_first_token_s),
-    )
-    for key, value in optional:
+        ("gen_ai.request.temperature", params.temperature),
+        ("gen_ai.request.top_p", params.top_p),
+        ("gen_ai.request.max_tokens", params.max_tokens),
+        ("gen_ai.request.seed", params.seed),
+        ("gen_ai.request.choice.count", params.n),
+        ("gen_ai.request.frequency_penalty", params.frequency_penalty),
+        ("gen_ai.request.presence_penalty", params.presence_penalty),
+        ("gen_ai.usage.input_tokens", usage.input_tokens),
+        ("gen_ai.usage.output_tokens", usage.output_tokens),
+        ("gen_ai.usage.cache_read.input_tokens", usage.cache_read_tokens),
+        ("gen_ai.usage.cache_creation.input_tokens", usage.cache_write_tokens),
+        ("gen_ai.usage.reasoning.output_tokens", usage.reasoning_tokens),
+    ):
         if value is not None:
             attrs[key] = value
     # Sequences as tuples, as the SDK stores them: an attribute value never changes after the fact.
+    if params.stop is not None:
+        attrs["gen_ai.request.stop_sequences"] = tuple(params.stop)
     finish_reasons = record.finish_reasons or ([record.finish_reason] if record.finish_reason else None)
     if finish_reasons:
         attrs["gen_ai.response.finish_reasons"] = tuple(finish_reasons)
-    if (params := record.params) is not None:
-        for key, value in (
-            ("gen_ai.request.temperature", params.temperature),
-            ("gen_ai.request.top_p", params.top_p),
-            ("gen_ai.request.max_tokens", params.max_tokens),
-            ("gen_ai.request.seed", params.seed),
-            ("gen_ai.request.choice.count", params.n),
-            ("gen_ai.request.stop_sequences", tuple(params.stop) if params.stop is not None else None),
-            ("gen_ai.request.frequency_penalty", params.frequency_penalty),
-            ("gen_ai.request.presence_penalty", params.presence_penalty),
-        ):
-            if value is not None:
-                attrs[key] = value
-    if (usage := record.usage) is not None:
-        for key, value in (
-            ("gen_ai.usage.input_tokens", usage.input_tokens),
-            ("gen_ai.usage.output_tokens", usage.output_tokens),
-            ("gen_ai.usage.cache_read.input_tokens", usage.cache_read_tokens),
-            ("gen_ai.usage.cache_creation.input_tokens", usage.cache_write_tokens),
-            ("gen_ai.usage.reasoning.output_tokens", usage.reasoning_tokens),
-        ):
-            if value is not None:
-                attrs[key] = value
-    if record.cost is not None:
-        cost = record.cost
+    if (cost := record.cost) is not None:
         attrs["llm_obs.cost.usd"] = cost.total_usd
         for component, usd in _cost_components(cost):
             attrs[f"llm_obs.cost.{component}_usd"] = usd
     if record.estimated:
         attrs["llm_obs.usage.estimated"] = True
-    error_type = _error_type(record)
-    if error_type is not None:
+    if (error_type := _error_type(record)) is not None:
         attrs["error.type"] = error_type
     for key, value in record.metadata.items():
         # Only headers the operator listed in trace_context.metadata_headers reach the metadata.
         attrs[f"llm_obs.metadata.{key}"] = value
+    if record.input_messages is not None or record.output_text is not None:
+        _put_content(attrs, record)
+    return attrs
+
+
+def _put_content(attrs: dict[str, AttributeValue], record: LLMRecord) -> None:
+    """The captured messages (content capture on) as ``gen_ai.input.messages``/``gen_ai.output.messages``."""
     if record.input_messages is not None:
         attrs["gen_ai.input.messages"] = _encode([_message(m) for m in record.input_messages]).decode()
     if record.output_text is not None:
@@ -279,7 +283,6 @@ def record_attributes(record: LLMRecord) -> dict[str, AttributeValue]:
         if record.finish_reason:
             output["finish_reason"] = record.finish_reason
         attrs["gen_ai.output.messages"] = _encode([output]).decode()
-    return attrs
 
 
 def _cost_components(cost: Cost) -> list[tuple[str, float]]:
