@@ -28,7 +28,6 @@ OVER_LIMIT_UNTIL_SPLIT = frozenset(
         "providers/openai/observe.py",
         "routing/middleware.py",
         "testing/fake_provider.py",
-        "upstream/client.py",
     }
 )
 
