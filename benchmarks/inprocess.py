@@ -44,7 +44,7 @@ from llm_obs_middleware.middleware.stack import LLMObservability
 from llm_obs_middleware.middleware.tracecontext import TraceContextMiddleware
 from llm_obs_middleware.routing.middleware import RouterMiddleware
 from llm_obs_middleware.testing import FakeProviderConfig, create_fake_provider
-from llm_obs_middleware.upstream.client import build_client
+from llm_obs_middleware.upstream.client import Upstream, build_upstream
 
 App = ASGIApp
 MODEL = "gpt-4o-mini"
@@ -153,14 +153,21 @@ class _Chunks(httpx.AsyncByteStream):
             yield chunk
 
 
-def mock_client(plain: Canned, stream: Canned) -> httpx.AsyncClient:
-    """An httpx client whose transport answers from the canned responses (streamed chunk by chunk)."""
+def mock_transport(plain: Canned, stream: Canned) -> httpx.MockTransport:
+    """An httpx transport answering from the canned responses (streamed chunk by chunk)."""
 
     def handler(request: httpx.Request) -> httpx.Response:
         canned = stream if b'"stream":true' in request.content else plain
         return httpx.Response(canned.status, headers=canned.headers, stream=_Chunks(canned.chunks))
 
-    return build_client(transport=httpx.MockTransport(handler))  # the gateway's own client, mock transport
+    return httpx.MockTransport(handler)
+
+
+def mock_client(plain: Canned, stream: Canned) -> Any:
+    """The gateway's own httpx upstream over :func:`mock_transport` (an internal ``Upstream``: the stack's
+    ``client=`` accepts it at run time, as the router does)."""
+    upstream: Upstream = build_upstream(transport=mock_transport(plain, stream))
+    return upstream
 
 
 async def _never() -> Message:
@@ -239,7 +246,7 @@ async def measure_layers(iterations: int, rounds: int) -> list[tuple[str, str, f
     def routing(kind: str, up_stream: Canned, client_stream: Canned) -> App:
         if kind == "bare":
             proxy = HttpxProxy("http://fake.invalid")
-            proxy.client = mock_client(plain, client_stream)
+            proxy.client = httpx.AsyncClient(transport=mock_transport(plain, client_stream))
             return proxy
         client = mock_client(plain, up_stream)
         if kind == "router":
@@ -355,7 +362,7 @@ async def measure_export(records: int) -> list[tuple[str, float]]:
 
         await timed("SQLite log store: export() (batches of 256, in a thread)", to_sqlite, len(built))
         await store.close()
-    await stack.client.aclose()
+    await stack.upstream.aclose()
     return rows
 
 

@@ -26,7 +26,6 @@ OVER_LIMIT_UNTIL_SPLIT = frozenset(
         "providers/gemini/translate.py",
         "providers/openai/observe.py",
         "routing/middleware.py",
-        "upstream/client.py",
     }
 )
 

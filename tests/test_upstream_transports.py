@@ -1,9 +1,14 @@
-"""Both upstream transports behave the same to the rest of the stack: same bytes, same errors."""
+"""Every upstream implementation behaves the same to the rest of the stack: same bytes, same errors.
+
+``aiohttp`` and ``httpx`` are the gateway's own (``upstream_transport``); ``client`` is an
+``httpx.AsyncClient`` of the caller's own (the ``client=`` option).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -14,28 +19,38 @@ from llm_obs_middleware.errors import (
     UpstreamConnectError,
     UpstreamError,
     UpstreamPoolFull,
+    UpstreamProtocolError,
     UpstreamTimeout,
 )
 from llm_obs_middleware.middleware.stack import LLMObservability
-from llm_obs_middleware.upstream.client import (
-    build_client,
-    direct_request,
-    iter_body,
-    send_upstream,
-    transport_name,
-    upstream_request,
-)
+from llm_obs_middleware.upstream.client import Upstream, build_upstream, signed, upstream_of
 
-TRANSPORTS = ("aiohttp", "httpx")
+IMPLEMENTATIONS = ("aiohttp", "httpx", "client")
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+TIMEOUTS = httpx.Timeout(5.0, connect=2.0)
 
 
-async def _read_request(reader: asyncio.StreamReader) -> None:
+@asynccontextmanager
+async def _upstream(name: str, **options: object) -> AsyncIterator[Upstream]:
+    if name == "client":
+        async with httpx.AsyncClient(**options) as client:  # type: ignore[arg-type]
+            yield upstream_of(client, Config())
+        return
+    upstream = build_upstream(transport_name=name, **options)  # type: ignore[arg-type]
+    try:
+        yield upstream
+    finally:
+        await upstream.aclose()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    """One request's head (its body read and dropped)."""
     head = await reader.readuntil(b"\r\n\r\n")
     length = next(
         (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0
     )
     await reader.readexactly(length)
+    return head
 
 
 async def _serve(handler: Handler) -> AsyncIterator[str]:
@@ -46,7 +61,7 @@ async def _serve(handler: Handler) -> AsyncIterator[str]:
         tasks.add(asyncio.current_task())  # type: ignore[arg-type]
         try:
             await handler(reader, writer)
-        except (asyncio.CancelledError, ConnectionError):
+        except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
@@ -63,27 +78,41 @@ async def _serve(handler: Handler) -> AsyncIterator[str]:
 
 
 async def _exchange(
-    name: str, url: str, *, path: str = "/v1/chat/completions", read_timeout: float = 5.0
+    name: str,
+    url: str,
+    *,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    read_timeout: float = 5.0,
 ) -> list[bytes]:
-    client = build_client(transport_name=name)  # type: ignore[arg-type]
-    try:
-        request = client.build_request(
-            "POST", url + path, content=b"{}", timeout=httpx.Timeout(read_timeout, connect=2.0)
+    async with _upstream(name) as upstream:
+        response = await upstream.send(
+            "POST",
+            url,
+            headers or [],
+            b"{}",
+            timeouts=httpx.Timeout(read_timeout, connect=2.0),
+            provider="p",
         )
-        response = await send_upstream(client, request, provider="p")
         try:
-            return [chunk async for chunk in iter_body(response, provider="p")]
+            return [chunk async for chunk in response.chunks()]
         finally:
             await response.aclose()
-    finally:
-        await client.aclose()
+
+
+def _parsed(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    line, *fields = head.rstrip(b"\r\n").split(b"\r\n")
+    return line, sorted((name.lower(), value.strip()) for name, _, value in (f.partition(b":") for f in fields))
 
 
 def test_auto_picks_aiohttp_when_the_fast_extra_is_installed() -> None:
-    assert transport_name(build_client()) == "aiohttp"
-    assert transport_name(build_client(transport_name="httpx")) == "httpx"
-    stack = LLMObservability(lambda *a: None, config=Config(upstream_transport="httpx"))  # type: ignore[arg-type,return-value]
-    assert transport_name(stack.client) == "httpx"
+    assert build_upstream().name == "aiohttp"
+    assert build_upstream(transport_name="httpx").name == "httpx"
+    assert build_upstream(transport=httpx.MockTransport(lambda r: httpx.Response(200))).name == "httpx"
+    stack = LLMObservability(lambda *a: None, config=Config(upstream_transport="httpx"))  # type: ignore[arg-type]
+    assert stack.upstream.name == "httpx"
+    client_stack = LLMObservability(lambda *a: None, config=Config(), client=httpx.AsyncClient())  # type: ignore[arg-type]
+    assert client_stack.upstream.name == "client" and client_stack.upstream.max_connections is None
+    assert build_upstream(max_connections=7).max_connections == 7
 
 
 def test_unknown_transport_name_is_a_config_error() -> None:
@@ -92,7 +121,7 @@ def test_unknown_transport_name_is_a_config_error() -> None:
     assert issubclass(ConfigurationError, ValueError)
 
 
-@pytest.mark.parametrize("name", TRANSPORTS)
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
 async def test_streamed_bytes_arrive_unchanged_and_unbuffered(name: str) -> None:
     release = asyncio.Event()
 
@@ -107,17 +136,16 @@ async def test_streamed_bytes_arrive_unchanged_and_unbuffered(name: str) -> None
         writer.close()
 
     async for url in _serve(handler):
-        client = build_client(transport_name=name)  # type: ignore[arg-type]
-        response = await send_upstream(client, client.build_request("POST", url, content=b"{}"), provider="p")
-        body = iter_body(response, provider="p")
-        assert await anext(body) == b"data:"
-        release.set()
-        assert b"".join([chunk async for chunk in body]) == b" 1\n\ndon"
-        await response.aclose()
-        await client.aclose()
+        async with _upstream(name) as upstream:
+            response = await upstream.send("POST", url, [], b"{}", timeouts=TIMEOUTS, provider="p")
+            body = response.chunks()
+            assert await anext(body) == b"data:"
+            release.set()
+            assert b"".join([chunk async for chunk in body]) == b" 1\n\ndon"
+            await response.aclose()
 
 
-@pytest.mark.parametrize("name", TRANSPORTS)
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
 async def test_refused_connection_is_a_connect_error(name: str) -> None:
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -127,7 +155,7 @@ async def test_refused_connection_is_a_connect_error(name: str) -> None:
         await _exchange(name, f"http://127.0.0.1:{port}")
 
 
-@pytest.mark.parametrize("name", TRANSPORTS)
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
 async def test_connection_closed_before_headers_is_a_connect_error(name: str) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
@@ -138,7 +166,7 @@ async def test_connection_closed_before_headers_is_a_connect_error(name: str) ->
             await _exchange(name, url)
 
 
-@pytest.mark.parametrize("name", TRANSPORTS)
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
 async def test_silence_before_headers_is_a_first_byte_timeout(name: str) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
@@ -149,7 +177,19 @@ async def test_silence_before_headers_is_a_first_byte_timeout(name: str) -> None
             await _exchange(name, url, read_timeout=0.3)
 
 
-@pytest.mark.parametrize("name", TRANSPORTS)
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+async def test_a_status_http_cannot_carry_is_a_protocol_error(name: str) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 600 Beyond\r\ncontent-length: 2\r\n\r\n{}")
+        await writer.drain()
+
+    async for url in _serve(handler):
+        with pytest.raises(UpstreamProtocolError, match="status 600, outside 100-599"):
+            await _exchange(name, url)
+
+
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
 async def test_drop_mid_body_is_a_disconnect_not_a_timeout(name: str) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
@@ -163,7 +203,7 @@ async def test_drop_mid_body_is_a_disconnect_not_a_timeout(name: str) -> None:
         assert not isinstance(raised.value, UpstreamTimeout)
 
 
-@pytest.mark.parametrize("name", TRANSPORTS)
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
 async def test_silence_mid_body_is_a_timeout(name: str) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
@@ -176,103 +216,101 @@ async def test_silence_mid_body_is_a_timeout(name: str) -> None:
             await _exchange(name, url, read_timeout=0.3)
 
 
-def test_our_client_sends_exactly_the_forwarded_headers() -> None:
-    client = build_client()
-    timeout = httpx.Timeout(7.0, connect=2.0)
-    headers = [(b"content-type", b"application/json"), (b"user-agent", b"OpenAI/Python 1.99")]
-    request = upstream_request(
-        client, "POST", "http://127.0.0.1:9/v1/chat/completions?x=1", headers=headers, content=b"{}", timeout=timeout
-    )
-    again = upstream_request(
-        client, "POST", "http://127.0.0.1:9/v1/chat/completions?x=1", headers=headers, content=b"{}", timeout=timeout
-    )
-    assert request.headers.raw == [
-        (b"Host", b"127.0.0.1:9"),
-        (b"content-type", b"application/json"),
-        (b"user-agent", b"OpenAI/Python 1.99"),
-        (b"Content-Length", b"2"),
-    ]  # no python-httpx user-agent, no accept-encoding the client did not send
-    assert str(request.url) == str(again.url) == "http://127.0.0.1:9/v1/chat/completions?x=1"
-    assert request.extensions["timeout"] == timeout.as_dict()
-    assert request.content == b"{}"
-
-
-def test_a_callers_own_client_keeps_its_defaults() -> None:
-    client = httpx.AsyncClient(headers={"x-team": "search"})
-    request = upstream_request(
-        client, "POST", "http://127.0.0.1:9/v1/embeddings", headers=[], content=b"{}", timeout=httpx.Timeout(3.0)
-    )
-    assert request.headers["x-team"] == "search"
-    assert request.extensions["timeout"] == httpx.Timeout(3.0).as_dict()
-
-
-@pytest.mark.parametrize("name", TRANSPORTS)
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
 async def test_the_path_arrives_exactly_as_encoded(name: str) -> None:
     # A signed request (AWS SigV4 over a Bedrock model id with ':') fails if any byte of the path changes.
     seen: list[bytes] = []
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        seen.append(head.split(b"\r\n", 1)[0])
+        seen.append((await _read_request(reader)).split(b"\r\n", 1)[0])
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
         await writer.drain()
 
+    path = "/bedrock/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse?a=b%2Fc"
     async for url in _serve(handler):
-        path = "/bedrock/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse?a=b%2Fc"
-        assert await _exchange(name, url, path=path) == [b"{}"]
+        assert await _exchange(name, url + path) == [b"{}"]
     assert seen == [f"POST {path} HTTP/1.1".encode()]
 
 
-async def test_a_direct_request_arrives_as_the_httpx_request_would() -> None:
-    # The router skips httpx.Request on our own aiohttp client; the provider must not see a difference.
+async def test_the_gateways_own_upstreams_send_exactly_the_given_headers() -> None:
+    # No python-httpx or aiohttp user-agent, no accept or accept-encoding the client did not send:
+    # both implementations put the same request on the wire.
     heads: list[bytes] = []
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            heads.append(head + await reader.readexactly(2))
+            heads.append(await _read_request(reader))
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
             await writer.drain()
 
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"x-api-key", b"sk-a"),
-        (b"x-repeat", b"1"),
-        (b"x-repeat", b"2"),
-    ]
-    timeout = httpx.Timeout(5.0, connect=2.0)
+    headers = [(b"content-type", b"application/json"), (b"x-repeat", b"1"), (b"x-repeat", b"2")]
     async for url in _serve(handler):
-        client = build_client(transport_name="aiohttp")
-        try:
-            target = url + "/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse?a=b%2Fc"
-            direct = direct_request(client, "POST", target, headers=headers, content=b"{}", timeout=timeout)
-            assert direct is not None
-            built = upstream_request(client, "POST", target, headers=headers, content=b"{}", timeout=timeout)
-            for request in (direct, built):
-                response = await send_upstream(client, request, provider="p")
-                assert [chunk async for chunk in iter_body(response, provider="p")] == [b"{}"]
-                await response.aclose()
-        finally:
-            await client.aclose()
-    assert (
-        direct_request(build_client(transport_name="httpx"), "GET", url, headers=[], content=b"", timeout=timeout)
-        is None
+        for name in ("aiohttp", "httpx"):
+            assert await _exchange(name, url + "/v1/chat/completions?x=1", headers=headers) == [b"{}"]
+    port = url.rsplit(":", 1)[1].encode()
+    expected = (
+        b"POST /v1/chat/completions?x=1 HTTP/1.1",
+        sorted([*headers, (b"host", b"127.0.0.1:" + port), (b"content-length", b"2")]),
     )
-
-    def parsed(raw: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
-        head, _, body = raw.partition(b"\r\n\r\n")
-        line, *fields = head.split(b"\r\n")
-        pairs = sorted((name.lower(), value.strip()) for name, _, value in (f.partition(b":") for f in fields))
-        return line, pairs, body
-
-    sent_direct, sent_built = (parsed(raw) for raw in heads)
-    assert sent_direct == sent_built
-    assert sent_direct[0] == b"POST /model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse?a=b%2Fc HTTP/1.1"
-    assert (b"x-repeat", b"1") in sent_direct[1] and (b"x-repeat", b"2") in sent_direct[1]
-    assert (b"content-length", b"2") in sent_direct[1]
+    assert [_parsed(head) for head in heads] == [expected, expected]
 
 
-@pytest.mark.parametrize("name", TRANSPORTS)
+async def test_a_callers_own_client_keeps_its_defaults() -> None:
+    heads: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await _read_request(reader))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+        await writer.drain()
+
+    async for url in _serve(handler):
+        async with _upstream("client", headers={"x-team": "search"}) as upstream:
+            response = await upstream.send("POST", url, [], b"{}", timeouts=TIMEOUTS, provider="p")
+            await response.aclose()
+    assert (b"x-team", b"search") in _parsed(heads[0])[1]
+
+
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+async def test_a_cookie_set_upstream_is_never_sent_again(name: str) -> None:
+    # The gateway serves many clients: a session cookie one got must not go upstream for the next.
+    cookies: list[bytes | None] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            fields = dict(_parsed(await _read_request(reader))[1])
+            cookies.append(fields.get(b"cookie"))
+            writer.write(b"HTTP/1.1 200 OK\r\nset-cookie: session=user-a; Path=/\r\ncontent-length: 2\r\n\r\n{}")
+            await writer.drain()
+
+    async for url in _serve(handler):
+        by_name = url.replace("127.0.0.1", "localhost")  # cookie jars keep no cookie of an IP address host
+        async with _upstream(name) as upstream:
+            for _ in range(2):
+                response = await upstream.send("POST", by_name + "/v1", [], b"{}", timeouts=TIMEOUTS, provider="p")
+                assert response.headers["set-cookie"] == "session=user-a; Path=/"  # relayed, never stored
+                assert [chunk async for chunk in response.chunks()] == [b"{}"]
+                await response.aclose()
+    assert cookies == [None, None]
+
+
+async def test_a_callers_own_cookies_are_still_sent() -> None:
+    seen: list[bytes | None] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(dict(_parsed(await _read_request(reader))[1]).get(b"cookie"))
+        writer.write(b"HTTP/1.1 200 OK\r\nset-cookie: other=1\r\ncontent-length: 2\r\n\r\n{}")
+        await writer.drain()
+
+    async for url in _serve(handler):
+        async with httpx.AsyncClient(cookies={"team": "search"}) as client:
+            upstream = upstream_of(client, Config())
+            response = await upstream.send("POST", url, [], b"{}", timeouts=TIMEOUTS, provider="p")
+            await response.aclose()
+            assert dict(client.cookies) == {"team": "search"}
+    assert seen == [b"team=search"]
+
+
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
 async def test_headers_as_received_and_the_connection_reused(name: str) -> None:
     connections = 0
 
@@ -288,10 +326,9 @@ async def test_headers_as_received_and_the_connection_reused(name: str) -> None:
             await writer.drain()
 
     async for url in _serve(handler):
-        client = build_client(transport_name=name)  # type: ignore[arg-type]
-        try:
+        async with _upstream(name) as upstream:
             for _ in range(3):
-                response = await send_upstream(client, client.build_request("POST", url, content=b"{}"), provider="p")
+                response = await upstream.send("POST", url, [], b"{}", timeouts=TIMEOUTS, provider="p")
                 assert response.status_code == 429
                 assert response.headers.get("retry-after") == "3"
                 assert response.headers["Content-Type"] == "application/json"
@@ -302,32 +339,27 @@ async def test_headers_as_received_and_the_connection_reused(name: str) -> None:
                     b"x-repeat",
                     b"x-repeat",
                 ]
-                assert [chunk async for chunk in iter_body(response, provider="p")] == [b"{}"]
+                assert [chunk async for chunk in response.chunks()] == [b"{}"]
                 await response.aclose()
-        finally:
-            await client.aclose()
     assert connections == 1  # a body read to its end gives the connection back to the pool
 
 
-@pytest.mark.parametrize("name", TRANSPORTS)
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
 async def test_request_deadline_bounds_the_wait_for_headers(name: str) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
         await asyncio.sleep(10)
 
     async for url in _serve(handler):
-        client = build_client(transport_name=name)  # type: ignore[arg-type]
-        try:
-            request = client.build_request("POST", url, content=b"{}")
+        async with _upstream(name) as upstream:
             with pytest.raises(UpstreamTimeout, match="request deadline"):
-                await send_upstream(client, request, provider="p", deadline_s=0.2)
-        finally:
-            await client.aclose()
+                await upstream.send("POST", url, [], b"{}", timeouts=TIMEOUTS, provider="p", deadline_s=0.2)
 
 
-async def test_waiting_for_a_callers_pool_is_not_a_provider_timeout() -> None:
-    # A client of the caller's own with a small pool: the wait for a connection is the gateway's
-    # capacity (UpstreamPoolFull), never the provider's connect timeout that would cool it down.
+@pytest.mark.parametrize("name", ["httpx", "client"])
+async def test_waiting_for_a_full_pool_is_not_a_provider_timeout(name: str) -> None:
+    # A small pool: the wait for a connection is the gateway's capacity (UpstreamPoolFull), never the
+    # provider's connect timeout that would cool it down.
     release = asyncio.Event()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -338,44 +370,57 @@ async def test_waiting_for_a_callers_pool_is_not_a_provider_timeout() -> None:
         writer.write(b"{}")
         await writer.drain()
 
+    options: dict[str, object] = (
+        {"limits": httpx.Limits(max_connections=1)} if name == "client" else {"max_connections": 1}
+    )
+    timeouts = httpx.Timeout(5.0, pool=0.05)
     async for url in _serve(handler):
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=1)) as client:
-            timeout = httpx.Timeout(5.0, pool=0.05)
-            held = await send_upstream(client, client.build_request("POST", url, timeout=timeout), provider="p")
+        async with _upstream(name, **options) as upstream:
+            held = await upstream.send("POST", url, [], b"", timeouts=timeouts, provider="p")
             with pytest.raises(UpstreamPoolFull, match="no free connection") as raised:
-                await send_upstream(client, client.build_request("POST", url, timeout=timeout), provider="p")
+                await upstream.send("POST", url, [], b"", timeouts=timeouts, provider="p")
             assert not isinstance(raised.value, UpstreamError)
             release.set()
-            assert [chunk async for chunk in iter_body(held, provider="p")] == [b"{}"]
+            assert [chunk async for chunk in held.chunks()] == [b"{}"]
             await held.aclose()
 
 
-@pytest.mark.parametrize("name", TRANSPORTS)
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
 async def test_header_bytes_arrive_exactly_as_given(name: str) -> None:
     # What a signer (Bedrock's SigV4) signed is what the provider gets: aiohttp re-encoded latin-1 text.
     heads: list[bytes] = []
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:  # keep-alive: both requests may come on one connection
-            heads.append(await reader.readuntil(b"\r\n\r\n"))
-            await reader.readexactly(2)
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
-            await writer.drain()
+        heads.append(await _read_request(reader))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+        await writer.drain()
 
     value = "application/json; charset=ünïcode".encode()
-    timeout = httpx.Timeout(5.0, connect=2.0)
     async for url in _serve(handler):
-        client = build_client(transport_name=name)  # type: ignore[arg-type]
-        try:
-            headers = [(b"content-type", value)]
-            request = direct_request(client, "POST", url, headers=headers, content=b"{}", timeout=timeout)
-            built = upstream_request(client, "POST", url, headers=headers, content=b"{}", timeout=timeout)
-            for sent in (request, built):
-                if sent is None:
-                    continue
-                response = await send_upstream(client, sent, provider="p")
-                await response.aclose()
-        finally:
-            await client.aclose()
-    assert len(heads) == (2 if name == "aiohttp" else 1)
-    assert all(b"\r\ncontent-type: " + value + b"\r\n" in head.lower() for head in heads), heads
+        assert await _exchange(name, url, headers=[(b"content-type", value)]) == [b"{}"]
+    assert len(heads) == 1 and b"\r\ncontent-type: " + value + b"\r\n" in heads[0].lower()
+
+
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+async def test_what_a_signer_changed_is_what_is_sent(name: str) -> None:
+    heads: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await _read_request(reader))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+        await writer.drain()
+
+    def sign(request: httpx.Request) -> None:
+        request.url = request.url.copy_remove_param("key")
+        request.headers["authorization"] = "AWS4-HMAC-SHA256 Credential=x"
+
+    async for url in _serve(handler):
+        method, signed_url, headers, body = signed(
+            "POST", url + "/model/m-v1%3A0/converse?key=client&a=b", [(b"content-type", b"x")], b"{}", sign
+        )
+        async with _upstream(name) as upstream:
+            response = await upstream.send(method, signed_url, headers, body, timeouts=TIMEOUTS, provider="p")
+            await response.aclose()
+    line, fields = _parsed(heads[0])
+    assert line == b"POST /model/m-v1%3A0/converse?a=b HTTP/1.1"
+    assert (b"authorization", b"AWS4-HMAC-SHA256 Credential=x") in fields and (b"content-length", b"2") in fields

@@ -12,7 +12,7 @@ from llm_obs_middleware.middleware.accounting import AccountingMiddleware
 from llm_obs_middleware.middleware.export import ExportMiddleware
 from llm_obs_middleware.middleware.tracecontext import TraceContextMiddleware
 from llm_obs_middleware.routing.middleware import RouterMiddleware
-from llm_obs_middleware.upstream.client import build_client
+from llm_obs_middleware.upstream.client import upstream_of
 
 if TYPE_CHECKING:
     import httpx
@@ -36,7 +36,9 @@ class LLMObservability:
     Args:
         app: the ASGI app to wrap.
         config: the stack configuration.
-        client: shared upstream httpx client (default: built by ``upstream.build_client``).
+        client: an ``httpx.AsyncClient`` of your own for every upstream request (its defaults, auth and
+            event hooks apply; the caller closes it; its cookie jar stores no cookie a provider sets).
+            Default: the gateway's own pooled client (aiohttp with the ``fast`` extra, else httpx).
         registry: Prometheus registry for the metrics (default: a private one).
         tracer_provider: OpenTelemetry SDK provider for LLM spans (default: one built from ``exporters.otlp``).
         span_exporter: export spans here instead (tests: ``InMemorySpanExporter``).
@@ -59,9 +61,7 @@ class LLMObservability:
         server_spans: bool = False,
     ) -> None:
         self.config = config
-        self.client = client or build_client(
-            transport_name=config.upstream_transport, max_connections=config.routing.max_connections
-        )
+        self.upstream = upstream_of(client, config)
         self._owns_client = client is None
         self.exporters = exporters or build_exporters(
             config,
@@ -70,7 +70,7 @@ class LLMObservability:
             span_exporter=span_exporter,
             price_source=price_source,
         )
-        self.router = RouterMiddleware(app, config=config, client=self.client)
+        self.router = RouterMiddleware(app, config=config, client=self.upstream)
         if self.exporters.prometheus is not None:
             self.exporters.prometheus.bind_routing(self.router.health)
         inner: Any = self.router
@@ -90,7 +90,7 @@ class LLMObservability:
         async def lifespan_receive() -> Message:
             message = await receive()
             if message["type"] == "lifespan.shutdown":
-                await self.client.aclose()
+                await self.upstream.aclose()
             return message
 
         return lifespan_receive
@@ -99,7 +99,7 @@ class LLMObservability:
         """Flush every queued record, close the sinks and the upstream client we built."""
         await self.exporters.pipeline.close()
         if self._owns_client:
-            await self.client.aclose()
+            await self.upstream.aclose()
 
     @asynccontextmanager
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:

@@ -44,14 +44,7 @@ from llm_obs_middleware.routing.relay import relay, upstream_error_body
 from llm_obs_middleware.routing.targets import AliasRoute, Routes
 from llm_obs_middleware.routing.translated import Translation, Untranslatable, relay_translated, translate_request
 from llm_obs_middleware.routing.url_parts import refuse_url_part, unusable_url_part
-from llm_obs_middleware.upstream.client import (
-    DirectRequest,
-    build_client,
-    direct_request,
-    pool_size,
-    send_upstream,
-    upstream_request,
-)
+from llm_obs_middleware.upstream.client import Upstream, signed, upstream_of
 
 __all__ = ["RouterMiddleware", "retry_after_seconds"]
 
@@ -79,24 +72,28 @@ class RouterMiddleware:
     Args:
         app: the ASGI app for every other path.
         config: providers, models, ``routing`` and ``route_prefix``.
-        client: the shared upstream client (default: one built by :func:`upstream.build_client`).
+        client: the shared upstream: an ``httpx.AsyncClient`` of the caller's own, or an ``Upstream``
+            (default: the gateway's own, built by :func:`upstream.client.build_upstream`).
         rng: randomness for weighted picks and jitter (tests pass a seeded one).
     """
 
     def __init__(
-        self, app: ASGIApp, *, config: Config, client: httpx.AsyncClient | None = None, rng: random.Random | None = None
+        self,
+        app: ASGIApp,
+        *,
+        config: Config,
+        client: httpx.AsyncClient | Upstream | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.app = app
         self.prefix = config.route_prefix
         self.max_request_bytes = config.max_request_bytes
         self.capture_content = config.capture_content
         self.policy = config.routing
-        self.client = client or build_client(
-            transport_name=config.upstream_transport, max_connections=config.routing.max_connections
-        )
+        self.upstream = upstream_of(client, config)
         self.forward = HeaderFilter(config.routing.forward_headers)
         # As many slots as the pool has connections: the transport itself then never waits for one.
-        capacity = min(config.routing.max_connections, pool_size(self.client) or config.routing.max_connections)
+        capacity = min(config.routing.max_connections, self.upstream.max_connections or config.routing.max_connections)
         self.slots = UpstreamSlots(capacity, config.routing.pool_wait_s)
         self.rng = rng or random.Random()
         self.routes = Routes(config)
@@ -133,7 +130,7 @@ class RouterMiddleware:
                     return
                 provider, rest = self.providers[native[0]], native[1]
                 await proxy(
-                    self.client,
+                    self.upstream,
                     provider,
                     rest,
                     scope,
@@ -391,16 +388,9 @@ class RouterMiddleware:
                 connect=min(timeout.connect or remaining, remaining), read=remaining, write=remaining, pool=remaining
             )
         api = translation.endpoint.api if translation is not None else None
-        request: httpx.Request | DirectRequest | None = None
-        if not provider.signs:
-            request = direct_request(
-                self.client, ex.method, url, headers=headers, content=prepared.body, timeout=timeout
-            )
-        if request is None:
-            request = upstream_request(
-                self.client, ex.method, url, headers=headers, content=prepared.body, timeout=timeout
-            )
-            adapter.sign(request, provider.config)
+        method, body = ex.method, prepared.body
+        if provider.signs:
+            method, url, headers, body = signed(method, url, headers, body, lambda r: adapter.sign(r, provider.config))
         now = time.monotonic()
         probing = key.cooldown_until > now or deployment.cooldown_until > now  # a half-open probe
         started = time.perf_counter()
@@ -413,9 +403,12 @@ class RouterMiddleware:
         key.in_flight += 1
         try:
             try:
-                response = await send_upstream(
-                    self.client,
-                    request,
+                response = await self.upstream.send(
+                    method,
+                    url,
+                    headers,
+                    body,
+                    timeouts=timeout,
                     provider=provider.name,
                     deadline_s=None if deadline is None else max(0.001, deadline - started),
                 )

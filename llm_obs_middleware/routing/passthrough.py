@@ -6,8 +6,6 @@ from __future__ import annotations
 import random
 import time
 
-import httpx
-
 from llm_obs_middleware.asgi.aliases import Receive, Scope, Send
 from llm_obs_middleware.asgi.messages import BodyTooLarge, ClientGone, error_json, read_body, route_path, send_json
 from llm_obs_middleware.asgi.state import Exchange, get_exchange
@@ -18,13 +16,13 @@ from llm_obs_middleware.routing.capacity import UpstreamSlots, send_overloaded
 from llm_obs_middleware.routing.forwarding import NOT_FORWARDED, HeaderFilter
 from llm_obs_middleware.routing.relay import relay
 from llm_obs_middleware.routing.targets import ProviderTarget
-from llm_obs_middleware.upstream.client import send_upstream
+from llm_obs_middleware.upstream.client import Headers, Upstream, signed
 
 __all__ = ["NOT_FORWARDED", "proxy", "refuse_path"]
 
 
 async def proxy(
-    client: httpx.AsyncClient,
+    upstream: Upstream,
     provider: ProviderTarget,
     path: str,
     scope: Scope,
@@ -65,13 +63,15 @@ async def proxy(
     headers = forward(scope["headers"])
     headers.extend(provider.headers)
     headers.extend(key.headers)
-    request = client.build_request(method, url, headers=headers, content=body, timeout=provider.timeout)
-    provider.adapter.sign(request, provider.config)
+    if provider.signs:
+        method, url, headers, body = signed(
+            method, url, headers, body, lambda request: provider.adapter.sign(request, provider.config)
+        )
     if not await slots.acquire():
         await send_overloaded(exchange, send, slots.size)
         return
     try:
-        await _forward(client, request, provider, key, exchange, receive, send)
+        await _forward(upstream, (method, url, headers, body), provider, key, exchange, receive, send)
     except UpstreamPoolFull:
         await send_overloaded(exchange, send, slots.size)
     finally:
@@ -79,8 +79,8 @@ async def proxy(
 
 
 async def _forward(
-    client: httpx.AsyncClient,
-    request: httpx.Request,
+    upstream: Upstream,
+    request: tuple[str, str, Headers, bytes],
     provider: ProviderTarget,
     key: KeyState,
     exchange: Exchange,
@@ -89,7 +89,7 @@ async def _forward(
 ) -> None:
     started = time.perf_counter()
     try:
-        response = await send_upstream(client, request, provider=provider.name)
+        response = await upstream.send(*request, timeouts=provider.timeout, provider=provider.name)
     except UpstreamError as exc:
         error_type = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
         exchange.attempts.append(_attempt(exchange, provider, key, started, None, error_type))

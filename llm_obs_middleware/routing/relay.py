@@ -13,7 +13,7 @@ from llm_obs_middleware.codecs.eventstream import FrameBoundary
 from llm_obs_middleware.codecs.sse import MAX_EVENT_BYTES
 from llm_obs_middleware.errors import UpstreamError, UpstreamTimeout
 from llm_obs_middleware.providers.base import ProviderAdapter
-from llm_obs_middleware.upstream.client import HOP_BY_HOP, SERVER_SET, UpstreamResponse, iter_body
+from llm_obs_middleware.upstream.client import HOP_BY_HOP, SERVER_SET, UpstreamResponse
 
 __all__ = ["ChunkTransform", "relay", "relay_stream", "total_deadline", "upstream_error_body"]
 
@@ -70,7 +70,7 @@ async def _relay_whole(
     started = False
     try:
         async with total_deadline(deadline):
-            async for chunk in iter_body(response, provider=provider):
+            async for chunk in response.chunks():
                 if held and (started or size >= _HOLD_BYTES):
                     if not started:
                         await send(start)
@@ -137,7 +137,7 @@ async def relay_stream(
         try:
             try:
                 async with total_deadline(deadline):
-                    async for chunk in iter_body(response, provider=provider):
+                    async for chunk in response.chunks():
                         if transform is not None:
                             chunk = transform.feed(chunk)
                             if not chunk:
@@ -193,7 +193,7 @@ async def upstream_error_body(response: UpstreamResponse, provider: str, deadlin
     size = 0
     try:
         async with total_deadline(deadline):
-            async for chunk in iter_body(response, provider=provider):
+            async for chunk in response.chunks():
                 parts.append(chunk)
                 size += len(chunk)
                 if size >= limit:

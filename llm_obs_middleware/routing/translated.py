@@ -28,7 +28,7 @@ from llm_obs_middleware.providers.translators import (
 )
 from llm_obs_middleware.routing.failure import Failure
 from llm_obs_middleware.routing.relay import relay_stream, total_deadline, upstream_error_body
-from llm_obs_middleware.upstream.client import UpstreamResponse, iter_body
+from llm_obs_middleware.upstream.client import UpstreamResponse
 
 if TYPE_CHECKING:
     from llm_obs_middleware.asgi.aliases import Receive, Send
@@ -174,7 +174,7 @@ async def relay_translated(
         return
     try:
         async with total_deadline(deadline):
-            body = b"".join([chunk async for chunk in iter_body(response, provider=provider)])
+            body = b"".join([chunk async for chunk in response.chunks()])
     except UpstreamError as exc:
         ex.fail("upstream_error", "upstream_disconnected", str(exc))
         await send_json(send, 502, error_json(str(exc), "upstream_disconnected", code="upstream_disconnected"))

@@ -24,7 +24,7 @@ def _upstream(chunks: list[bytes]) -> UpstreamResponse:
 
     length = str(sum(map(len, chunks))).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", length), (b"date", b"x")]
-    return UpstreamResponse(200, headers, body, close)
+    return UpstreamResponse(200, headers, body(), close)
 
 
 async def _relayed(chunks: list[bytes]) -> list[Message]:

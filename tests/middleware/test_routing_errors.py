@@ -255,9 +255,7 @@ async def test_upstream_cookies_are_never_kept_or_replayed() -> None:
         seen.append(request.headers.get("cookie"))
         return _httpx.Response(200, json={"choices": []}, headers={"set-cookie": "session=user-a"})
 
-    from llm_obs_middleware.upstream.client import build_client
-
-    client = build_client(transport=_httpx.MockTransport(upstream))
+    client = _httpx.AsyncClient(transport=_httpx.MockTransport(upstream))  # a client of the caller's own
     gateway = create_gateway(Config.from_dict(config_dict()), client=client)
     await gateway.startup()
     for _ in range(2):

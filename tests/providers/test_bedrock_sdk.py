@@ -37,7 +37,6 @@ from llm_obs_middleware.providers.bedrock.adapter import BedrockAdapter
 from llm_obs_middleware.testing import BackgroundServer, FakeProviderConfig, FakeProviderServer
 from llm_obs_middleware.testing._fake_bedrock import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
 from llm_obs_middleware.testing._payloads import text_pieces
-from llm_obs_middleware.upstream.client import build_client
 
 OUTPUT_TOKENS = 6
 FAKE = FakeProviderConfig(
@@ -118,7 +117,7 @@ class Kit:
         self.tee = Tee()
         self.spans = InMemorySpanExporter()
         self.registry = CollectorRegistry()
-        client = build_client(transport=self.tee)
+        client = httpx.AsyncClient(transport=self.tee)
         gateway = create_gateway(config, client=client, span_exporter=self.spans, registry=self.registry)
         self.server = BackgroundServer(_ClosingClient(gateway, client))
         self.clients: list[Any] = []
