@@ -11,6 +11,7 @@ import msgspec
 from llm_obs_middleware.errors import ConfigurationError
 
 __all__ = [
+    "GATEWAY_LOG_STORE_URL",
     "ExportersConfig",
     "JSONLConfig",
     "LogStoreConfig",
@@ -21,6 +22,9 @@ __all__ = [
     "RedactConfig",
     "RedactField",
 ]
+
+GATEWAY_LOG_STORE_URL = "sqlite:///llm_obs.db"
+"""The gateway's log store when ``exporters.log_store.url`` is unset (relative to the working directory)."""
 
 PrometheusLabel = Literal["provider", "model", "operation", "status_class", "error_type"]
 
@@ -88,9 +92,11 @@ class OTLPConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 class LogStoreConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    url: str = "sqlite:///llm_obs.db"
+    url: str | None = None
     """Where records are stored: ``sqlite:///path.db`` (relative), ``sqlite:////abs/path.db``, or
-    ``postgresql://user@host:5432/database`` (the ``postgres`` extra; the database must exist)."""
+    ``postgresql://user@host:5432/database`` (the ``postgres`` extra; the database must exist). Unset: the
+    gateway stores them in ``sqlite:///llm_obs.db`` (:data:`GATEWAY_LOG_STORE_URL`); a middleware stack
+    stores nothing, so it never writes a file it was not told to."""
     enabled: bool = True
     """Set false to store nothing (``/logs`` then answers 404)."""
     retention_days: float | None = 30.0

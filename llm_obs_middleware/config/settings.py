@@ -30,9 +30,10 @@ from llm_obs_middleware.config.exporters import (
     QueueConfig,
     RedactConfig,
 )
+from llm_obs_middleware.config.extras import load_yaml
 from llm_obs_middleware.config.pricing import PriceOverride, PricingConfig
 from llm_obs_middleware.config.routing import ApiKey, Deployment, ModelRoute, RoutingConfig, decode_api_key
-from llm_obs_middleware.errors import ConfigurationError
+from llm_obs_middleware.errors import ConfigurationError, MissingDependencyError
 
 __all__ = [
     "PROVIDER_KINDS",
@@ -246,16 +247,14 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         suffix = file.suffix.lower()
         try:
             if suffix in (".yaml", ".yml"):
-                import yaml
-
-                data = yaml.safe_load(text)
+                data = load_yaml(text)
             elif suffix == ".toml":
                 data = tomllib.loads(text)
             elif suffix == ".json":
                 data = json.loads(text)
             else:
                 raise ConfigurationError(f"config file {file}: unknown format {suffix!r} (use .yaml, .toml or .json)")
-        except ConfigurationError:
+        except (ConfigurationError, MissingDependencyError):
             raise
         except Exception as exc:  # each parser has its own error type; all mean the same to the user
             raise ConfigurationError(f"config file {file} is not valid {suffix.lstrip('.').upper()}: {exc}") from None

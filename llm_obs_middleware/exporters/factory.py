@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from llm_obs_middleware.exporters.pipeline.export_pipeline import ExportPipeline, Sink
 
 if TYPE_CHECKING:
@@ -47,8 +49,13 @@ def build_exporters(
     tracer_provider: TracerProvider | None = None,
     span_exporter: SpanExporter | None = None,
     price_source: PriceSource | None = None,
+    default_log_store_url: str | None = None,
 ) -> Exporters:
-    """Sinks named by ``config.exporters``; runtime objects (registry, tracer provider) override defaults."""
+    """Sinks named by ``config.exporters``; runtime objects (registry, tracer provider) override defaults.
+
+    ``default_log_store_url`` is where records are stored when ``exporters.log_store.url`` is unset: the
+    gateway passes its SQLite file; a middleware stack passes nothing, so it stores nothing unless told where.
+    """
     exporters = config.exporters
     sinks: list[Sink] = []
     prometheus = None
@@ -75,10 +82,11 @@ def build_exporters(
 
             sinks.append(OTLPMetricsSink(otlp_config, service_name=config.service_name))
     log_store = None
-    if exporters.log_store.enabled:
+    store_url = exporters.log_store.url or default_log_store_url
+    if exporters.log_store.enabled and store_url is not None:
         from llm_obs_middleware.exporters.logstore import open_log_store
 
-        log_store = open_log_store(exporters.log_store)
+        log_store = open_log_store(msgspec.structs.replace(exporters.log_store, url=store_url))
         sinks.append(log_store)
     if exporters.jsonl is not None and exporters.jsonl.enabled:
         from llm_obs_middleware.exporters.jsonl import JSONLSink

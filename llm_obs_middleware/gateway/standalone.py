@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from llm_obs_middleware.config.checks import config_warnings
+from llm_obs_middleware.config.exporters import GATEWAY_LOG_STORE_URL
 from llm_obs_middleware.config.settings import Config
 from llm_obs_middleware.errors import ConfigurationError
 from llm_obs_middleware.exporters.factory import build_exporters
@@ -68,6 +69,7 @@ class Gateway:
             tracer_provider=tracer_provider,
             span_exporter=span_exporter,
             price_source=price_source,
+            default_log_store_url=GATEWAY_LOG_STORE_URL,  # the gateway keeps a request log unless told not to
         )
         admin = functools.partial(guard, config)
         # Health and metrics are open unless protect_metrics; the log routes always go through the guard.
