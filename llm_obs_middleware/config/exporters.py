@@ -21,10 +21,14 @@ __all__ = [
     "QueueConfig",
     "RedactConfig",
     "RedactField",
+    "ServerSpans",
 ]
 
 GATEWAY_LOG_STORE_URL = "sqlite:///llm_obs.db"
 """The gateway's log store when ``exporters.log_store.url`` is unset (relative to the working directory)."""
+
+ServerSpans = Literal["record", "instrumentation", "off"]
+"""Where the gateway's HTTP SERVER spans come from (``exporters.otlp.server_spans``)."""
 
 PrometheusLabel = Literal["provider", "model", "operation", "status_class", "error_type"]
 
@@ -82,9 +86,19 @@ class OTLPConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """Seconds per export call."""
     enabled: bool = True
     """Set false to keep the block but stop exporting."""
-    server_spans: bool = True
-    """Gateway only: wrap it in OpenTelemetry's ASGI middleware so each HTTP request has a SERVER span
-    with the LLM span beneath it. Costs some request-path CPU; turn off for the leanest path."""
+    server_spans: ServerSpans | bool = "record"
+    """Gateway only: the HTTP SERVER span above each LLM span. ``record`` (or ``true``): one per LLM
+    request, built from the record in the export worker like the LLM span (no request-path cost; admin
+    routes are not traced). ``instrumentation``: OpenTelemetry's ASGI middleware wraps the gateway, the
+    standard SERVER span of every request and the ``http.server.*`` metrics (sent with ``metrics: true``),
+    made on the request path (about 1 ms of CPU per request measured). ``off`` (or ``false``): none."""
+
+    @property
+    def server_span_mode(self) -> ServerSpans:
+        """``server_spans`` with ``true``/``false`` spelt ``record``/``off``."""
+        if isinstance(self.server_spans, bool):
+            return "record" if self.server_spans else "off"
+        return self.server_spans
 
     def __post_init__(self) -> None:
         if not self.metrics_interval_s > 0:
