@@ -172,8 +172,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     capture_content: bool = False
     """Keep prompts and completions in records (off by default, as in OpenTelemetry GenAI)."""
     upstream_transport: Literal["auto", "aiohttp", "httpx"] = "auto"
-    """HTTP transport to providers: ``aiohttp`` (the ``fast`` extra), ``httpx`` (httpx's own), or ``auto``:
-    aiohttp when installed."""
+    """HTTP transport to providers: ``aiohttp`` (installed with the package), ``httpx`` (httpx's own), or
+    ``auto``: aiohttp when importable."""
     service_name: str | None = None
     """``service.name`` of exported telemetry; unset: ``OTEL_SERVICE_NAME``, then ``service.name`` in
     ``OTEL_RESOURCE_ATTRIBUTES``, then ``llm-obs``."""
