@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from llm_obs_middleware.gateway import cli
+from llm_obs_middleware.gateway import cli, server_timeouts
 from llm_obs_middleware.gateway.log_format import logging_config
 from llm_obs_middleware.testing import FakeProvider
 
@@ -56,7 +56,8 @@ def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, 
         return 0
 
     monkeypatch.setattr(uvicorn, "run", run)
-    monkeypatch.setattr(cli, "serve_uvicorn", serve)
+    # `serve` imports the server helpers when it runs (uvicorn is the gateway extra): patch them at their source.
+    monkeypatch.setattr(server_timeouts, "serve_uvicorn", serve)
     # `serve` configures the console logging of its process: not this test process's.
     monkeypatch.setattr(logging.config, "dictConfig", lambda config: None)
     return calls

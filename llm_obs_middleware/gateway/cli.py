@@ -1,7 +1,8 @@
 """The ``llm-obs`` command: ``serve`` the gateway, run the ``fake-provider``, run the ``demo``, or ``price`` usage.
 
 ``main()`` returns the exit status instead of exiting, so it can be called from tests and from
-``python -m llm_obs_middleware``: 0 on success, 2 for bad arguments or a bad configuration.
+``python -m llm_obs_middleware``: 0 on success, 2 for bad arguments, a bad configuration or a missing
+extra (``serve``, ``fake-provider`` and ``demo`` run under uvicorn, from the ``gateway`` extra).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from llm_obs_middleware import __version__
-from llm_obs_middleware.errors import ConfigurationError
+from llm_obs_middleware.config.extras import require_uvicorn
+from llm_obs_middleware.errors import ConfigurationError, MissingDependencyError
 from llm_obs_middleware.gateway.demo import MAX_REQUESTS
-from llm_obs_middleware.gateway.server_timeouts import ReadTimeouts, protocol_class, serve_uvicorn, with_read_timeouts
+from llm_obs_middleware.gateway.read_timeouts import ReadTimeouts
 
 __all__ = ["main"]
 
@@ -37,18 +39,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         sys.stderr.write("llm-obs: error: choose a command: serve, fake-provider, demo or price\n")
         return 2
-    return command(args)
+    try:
+        return command(args)
+    except MissingDependencyError as exc:
+        sys.stderr.write(f"llm-obs: error: {exc}\n")
+        return 2
 
 
 def _serve(args: argparse.Namespace) -> int:
     import logging.config
 
+    require_uvicorn("llm-obs serve")
     import uvicorn
     from uvicorn.config import LOG_LEVELS
 
     from llm_obs_middleware.config.settings import Config
     from llm_obs_middleware.gateway.admin import check_exposure
     from llm_obs_middleware.gateway.log_format import logging_config
+    from llm_obs_middleware.gateway.server_timeouts import protocol_class, serve_uvicorn, with_read_timeouts
     from llm_obs_middleware.gateway.standalone import create_gateway
 
     log_config = logging_config(LOG_LEVELS[args.log_level], args.log_format)
@@ -117,6 +125,7 @@ def _multiprocess_metrics() -> Iterator[None]:
 
 
 def _fake_provider(args: argparse.Namespace) -> int:
+    require_uvicorn("llm-obs fake-provider")
     from llm_obs_middleware.testing import FakeProviderConfig, run_fake_provider
 
     config = FakeProviderConfig(
@@ -130,6 +139,7 @@ def _fake_provider(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    require_uvicorn("llm-obs demo")
     from llm_obs_middleware.gateway.demo import run_demo
 
     run_demo(port=args.port, requests=args.requests, keep_running=args.keep_running)

@@ -12,19 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import Any, NamedTuple
+from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from llm_obs_middleware.gateway.read_timeouts import ReadTimeouts
+
 __all__ = ["ReadTimeouts", "protocol_class", "serve_uvicorn", "with_read_timeouts"]
-
-
-class ReadTimeouts(NamedTuple):
-    """Seconds a client has to send its request headers, and then its body."""
-
-    header_s: float = 10.0
-    body_s: float = 60.0
 
 
 _ATTRIBUTE = "llm_obs_read_timeouts"  # on the uvicorn Config: pickled with it into worker processes

@@ -23,9 +23,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from llm_obs_middleware.config.checks import config_warnings
+from llm_obs_middleware.config.exporters import GATEWAY_LOG_STORE_URL
 from llm_obs_middleware.config.settings import Config
 from llm_obs_middleware.errors import ConfigurationError
-from llm_obs_middleware.exporters.factory import build_exporters
+from llm_obs_middleware.exporters.factory import Exporters, build_exporters
 from llm_obs_middleware.gateway.admin import Endpoint, guard
 from llm_obs_middleware.middleware.stack import LLMObservability
 
@@ -68,6 +69,7 @@ class Gateway:
             tracer_provider=tracer_provider,
             span_exporter=span_exporter,
             price_source=price_source,
+            default_log_store_url=GATEWAY_LOG_STORE_URL,  # the gateway keeps a request log unless told not to
         )
         admin = functools.partial(guard, config)
         # Health and metrics are open unless protect_metrics; the log routes always go through the guard.
@@ -83,14 +85,21 @@ class Gateway:
 
             routes.extend(log_routes(self.exporters.log_store, wrap=admin))
         otlp = config.exporters.otlp
-        # One SERVER span per LLM request with the LLM span beneath it, both built from the record in the
-        # export worker: OpenTelemetry's ASGI middleware would make it on the request path (~1 ms of CPU
-        # per request measured, most of the gateway's tracing cost).
-        server_spans = self.exporters.tracer_provider is not None and (otlp is None or otlp.server_spans)
+        tracing = self.exporters.tracer_provider is not None
+        mode = otlp.server_span_mode if otlp is not None else "record"
+        # "record": one SERVER span per LLM request with the LLM span beneath it, both built from the record in
+        # the export worker; "instrumentation": OpenTelemetry's ASGI middleware makes the standard one on the
+        # request path (~1 ms of CPU per request measured, most of the gateway's tracing cost).
         self.stack = LLMObservability(
-            Starlette(routes=routes), config=config, client=client, exporters=self.exporters, server_spans=server_spans
+            Starlette(routes=routes),
+            config=config,
+            client=client,
+            exporters=self.exporters,
+            server_spans=tracing and mode == "record",
         )
         self._app: ASGIApp = self.stack
+        if tracing and mode == "instrumentation":
+            self._app = _instrumented(self.stack, self.exporters)
         self._froze = False
 
     @property
@@ -208,6 +217,25 @@ def create_gateway(
         span_exporter=span_exporter,
         price_source=price_source,
     )
+
+
+_ADMIN_PATHS = "/healthz$,/health/deployments$,/metrics$,/logs,/sessions"
+"""Routes ``server_spans: instrumentation`` does not trace (as ``record`` does not): scrapes and probes."""
+
+
+def _instrumented(stack: ASGIApp, exporters: Exporters) -> ASGIApp:
+    """The stack inside OpenTelemetry's ASGI middleware: a standard HTTP SERVER span per request (the active
+    span the trace-context middleware makes the LLM span's parent) and the ``http.server.*`` metrics."""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    app: ASGIApp = OpenTelemetryMiddleware(
+        stack,
+        excluded_urls=_ADMIN_PATHS,
+        tracer_provider=exporters.tracer_provider,
+        meter_provider=exporters.meter_provider,
+        exclude_spans=["receive", "send"],  # one span per request, not one per body chunk
+    )
+    return app
 
 
 def _unchanged(endpoint: Endpoint) -> Endpoint:

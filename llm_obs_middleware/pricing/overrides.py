@@ -25,8 +25,9 @@ from typing import Any, Final, NamedTuple
 
 import msgspec
 
+from llm_obs_middleware.config.extras import load_yaml
 from llm_obs_middleware.config.settings import PROVIDER_KINDS, PriceOverride
-from llm_obs_middleware.errors import ConfigurationError
+from llm_obs_middleware.errors import ConfigurationError, MissingDependencyError
 from llm_obs_middleware.pricing._match import canonical_provider, model_candidates
 from llm_obs_middleware.pricing._rates import PER_MTOK, Rates
 from llm_obs_middleware.records.schema import Cost, Usage
@@ -75,16 +76,14 @@ def load_table(path: str | os.PathLike[str]) -> PriceTable:
     suffix = file.suffix.lower()
     try:
         if suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
+            data = load_yaml(text) or {}
         elif suffix == ".toml":
             data = tomllib.loads(text)
         elif suffix == ".json":
             data = json.loads(text)
         else:
             raise ConfigurationError(f"price file {file}: unknown format {suffix!r} (use .yaml, .toml or .json)")
-    except ConfigurationError:
+    except (ConfigurationError, MissingDependencyError):
         raise
     except Exception as exc:  # each parser has its own error type; all mean the same to the user
         raise ConfigurationError(f"price file {file} is not valid {suffix.lstrip('.').upper()}: {exc}") from None

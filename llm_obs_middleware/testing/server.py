@@ -12,9 +12,8 @@ import time
 from types import TracebackType
 from typing import Literal, Self
 
-import uvicorn
-
 from llm_obs_middleware.asgi.aliases import ASGIApp
+from llm_obs_middleware.config.extras import require_uvicorn
 
 __all__ = ["BackgroundServer"]
 
@@ -50,6 +49,9 @@ class BackgroundServer:
         self.host = host
         self.port = port
         self._startup_timeout = startup_timeout
+        require_uvicorn("BackgroundServer")
+        import uvicorn
+
         # log_config=None: leave the process's logging set-up alone (uvicorn would replace it).
         config = uvicorn.Config(
             app,

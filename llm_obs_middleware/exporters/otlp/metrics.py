@@ -92,6 +92,11 @@ class OTLPMetricsSink:
         )
         self._closed = False
 
+    @property
+    def meter_provider(self) -> MeterProvider:
+        """The provider these metrics go through (the gateway's ``http.server.*`` metrics may share it)."""
+        return self._provider
+
     async def start(self) -> None:
         """Nothing to open: the reader's thread exports on its own clock."""
 
