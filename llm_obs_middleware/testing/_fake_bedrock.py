@@ -40,6 +40,27 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from llm_obs_middleware.codecs.eventstream import encode_message
+from llm_obs_middleware.providers.bedrock.errors import STATUS_ERRORS
+from llm_obs_middleware.providers.bedrock.wire import (
+    ContentBlock,
+    ContentBlockDelta,
+    ContentBlockStart,
+    ConverseRequest,
+    ConverseResponse,
+    ErrorBody,
+    InvokeEmbedRequest,
+    InvokeEmbedResponse,
+    Message,
+    Metrics,
+    Output,
+    ReasoningContent,
+    ReasoningDelta,
+    ReasoningText,
+    StreamEvent,
+    TokenUsage,
+    ToolUse,
+    ToolUseDelta,
+)
 from llm_obs_middleware.testing import _payloads as p
 from llm_obs_middleware.testing._requests import Overrides, route_path
 
@@ -56,16 +77,6 @@ TEST_CREDENTIALS = MappingProxyType({TEST_ACCESS_KEY_ID: TEST_SECRET_ACCESS_KEY}
 
 _PATH = re.compile(r"^/model/(.+)/(converse|converse-stream|invoke)$")
 _FAIL_MODEL = re.compile(r"fail-(\d{3})")
-_ERRORS = {
-    400: "ValidationException",
-    403: "AccessDeniedException",
-    404: "ResourceNotFoundException",
-    408: "ModelTimeoutException",
-    424: "ModelErrorException",
-    429: "ThrottlingException",
-    500: "InternalServerException",
-    503: "ServiceUnavailableException",
-}
 _BAD_SIGNATURE = (
     "The request signature we calculated does not match the signature you provided. Check your AWS Secret "
     "Access Key and signing method. Consult the service documentation for details."
@@ -74,32 +85,17 @@ _MAX_SKEW_S = 15 * 60
 _encode = msgspec.json.Encoder().encode
 
 
-class _Spec(msgspec.Struct, rename="camel"):
-    name: str = "tool"
-    input_schema: dict[str, Any] | None = None
+_decode_request = msgspec.json.Decoder(ConverseRequest).decode
+_decode_schema = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-class _Tool(msgspec.Struct, rename="camel"):
-    tool_spec: _Spec | None = None
-
-
-class _ToolConfig(msgspec.Struct):
-    tools: list[_Tool] = []
-
-
-class _Request(msgspec.Struct, rename="camel"):
-    messages: list[Any] = []
-    tool_config: _ToolConfig | None = None
-
-    def tool(self) -> tuple[str, dict[str, Any] | None] | None:
-        for tool in self.tool_config.tools if self.tool_config else ():
-            if tool.tool_spec is not None:
-                schema = tool.tool_spec.input_schema
-                return tool.tool_spec.name, schema.get("json") if schema else None
-        return None
-
-
-_decode_request = msgspec.json.Decoder(_Request).decode
+def _offered_tool(request: ConverseRequest) -> tuple[str, dict[str, Any] | None] | None:
+    """The first tool the request offers: its name and JSON schema."""
+    for tool in request.tool_config.tools if request.tool_config else ():
+        if tool.tool_spec is not None:
+            schema = (tool.tool_spec.input_schema or {}).get("json")
+            return tool.tool_spec.name or "tool", _decode_schema(schema) if schema else None
+    return None
 
 
 async def handle(
@@ -128,7 +124,7 @@ async def handle(
     failing = _FAIL_MODEL.match(model)
     status = overrides.status if overrides.status is not None else int(failing.group(1)) if failing else None
     if status is not None and status >= 400:
-        kind = _ERRORS.get(status) or ("InternalServerException" if status >= 500 else "ValidationException")
+        kind = STATUS_ERRORS.get(status) or ("InternalServerException" if status >= 500 else "ValidationException")
         message = "Too many requests, please wait before trying again." if status == 429 else "Fake failure"
         await _error(send, status, kind, message, rid)
         return True
@@ -157,71 +153,73 @@ async def handle(
 class _Answer:
     """The assistant turn the fake gives: optional reasoning, text in ``chunks`` pieces, optional tool call."""
 
-    def __init__(self, fake: FakeProvider, overrides: Overrides, request: _Request, rid: str) -> None:
+    def __init__(self, fake: FakeProvider, overrides: Overrides, request: ConverseRequest, rid: str) -> None:
         config = fake.config
         self.pieces = p.text_pieces(overrides.chunks)
         completion = overrides.chunks if config.completion_tokens is None else config.completion_tokens
         cached = min(config.cached_tokens, config.prompt_tokens)
-        self.usage = {
-            "inputTokens": config.prompt_tokens - cached,
-            "outputTokens": completion,
-            "totalTokens": config.prompt_tokens + completion,
-            "cacheReadInputTokens": cached,
-            "cacheWriteInputTokens": 0,
-        }
+        self.usage = TokenUsage(
+            input_tokens=config.prompt_tokens - cached,
+            output_tokens=completion,
+            total_tokens=config.prompt_tokens + completion,
+            cache_read_input_tokens=cached,
+            cache_write_input_tokens=0,
+        )
         self.reasoning = "Let me think about that." if config.reasoning_tokens else None
-        offered = request.tool()
+        offered = _offered_tool(request)
         self.tool: tuple[str, str, str] | None = None
         if offered is not None:
             self.tool = ("tooluse_" + rid.replace("-", "")[-22:], offered[0], p.fake_arguments(offered[1]))
         self.stop_reason = "tool_use" if self.tool else "end_turn"
         latency = overrides.latency_s + overrides.ttft_s + overrides.interval_s * max(0, overrides.chunks - 1)
-        self.metrics = {"latencyMs": round(latency * 1000)}
+        self.metrics = Metrics(latency_ms=round(latency * 1000))
 
-    def body(self) -> dict[str, Any]:
-        content: list[dict[str, Any]] = []
+    def body(self) -> ConverseResponse:
+        content: list[ContentBlock] = []
         if self.reasoning:
-            content.append({"reasoningContent": {"reasoningText": {"text": self.reasoning, "signature": "fake-sig"}}})
-        content.append({"text": "".join(self.pieces)})
+            reasoning = ReasoningText(text=self.reasoning, signature="fake-sig")
+            content.append(ContentBlock(reasoning_content=ReasoningContent(reasoning_text=reasoning)))
+        content.append(ContentBlock(text="".join(self.pieces)))
         if self.tool is not None:
             tool_id, name, arguments = self.tool
-            content.append({"toolUse": {"toolUseId": tool_id, "name": name, "input": msgspec.json.decode(arguments)}})
-        return {
-            "output": {"message": {"role": "assistant", "content": content}},
-            "stopReason": self.stop_reason,
-            "usage": self.usage,
-            "metrics": self.metrics,
-        }
+            use = ToolUse(tool_use_id=tool_id, name=name, input=msgspec.Raw(arguments.encode()))
+            content.append(ContentBlock(tool_use=use))
+        return ConverseResponse(
+            output=Output(message=Message(role="assistant", content=content)),
+            stop_reason=self.stop_reason,
+            usage=self.usage,
+            metrics=self.metrics,
+        )
 
-    def frames(self) -> tuple[list[tuple[str, dict[str, Any]]], int, int]:
+    def frames(self) -> tuple[list[tuple[str, StreamEvent]], int, int]:
         """``(event type, payload)`` frames, the index of the first token frame and of the last one + 1."""
-        frames: list[tuple[str, dict[str, Any]]] = [("messageStart", {"role": "assistant"})]
+        frames: list[tuple[str, StreamEvent]] = [("messageStart", StreamEvent(role="assistant"))]
         index = 0
         if self.reasoning:
-            frames.append(_delta(index, {"reasoningContent": {"text": self.reasoning}}))
-            frames.append(_delta(index, {"reasoningContent": {"signature": "fake-sig"}}))
-            frames.append(("contentBlockStop", {"contentBlockIndex": index}))
+            frames.append(_delta(index, ContentBlockDelta(reasoning_content=ReasoningDelta(text=self.reasoning))))
+            frames.append(_delta(index, ContentBlockDelta(reasoning_content=ReasoningDelta(signature="fake-sig"))))
+            frames.append(("contentBlockStop", StreamEvent(content_block_index=index)))
             index += 1
         first = 1
-        frames.extend(_delta(index, {"text": piece}) for piece in self.pieces)
-        frames.append(("contentBlockStop", {"contentBlockIndex": index}))
+        frames.extend(_delta(index, ContentBlockDelta(text=piece)) for piece in self.pieces)
+        frames.append(("contentBlockStop", StreamEvent(content_block_index=index)))
         if self.tool is not None:
             tool_id, name, arguments = self.tool
             index += 1
-            start = {"toolUse": {"toolUseId": tool_id, "name": name}}
-            frames.append(("contentBlockStart", {"contentBlockIndex": index, "start": start}))
+            start = ContentBlockStart(tool_use=ToolUse(tool_use_id=tool_id, name=name))
+            frames.append(("contentBlockStart", StreamEvent(content_block_index=index, start=start)))
             half = len(arguments) // 2
             for piece in (arguments[:half], arguments[half:]):
-                frames.append(_delta(index, {"toolUse": {"input": piece}}))
-            frames.append(("contentBlockStop", {"contentBlockIndex": index}))
+                frames.append(_delta(index, ContentBlockDelta(tool_use=ToolUseDelta(input=piece))))
+            frames.append(("contentBlockStop", StreamEvent(content_block_index=index)))
         end = len(frames)
-        frames.append(("messageStop", {"stopReason": self.stop_reason}))
-        frames.append(("metadata", {"usage": self.usage, "metrics": self.metrics}))
+        frames.append(("messageStop", StreamEvent(stop_reason=self.stop_reason)))
+        frames.append(("metadata", StreamEvent(usage=self.usage, metrics=self.metrics)))
         return frames, first, end
 
 
-def _delta(index: int, delta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    return "contentBlockDelta", {"contentBlockIndex": index, "delta": delta}
+def _delta(index: int, delta: ContentBlockDelta) -> tuple[str, StreamEvent]:
+    return "contentBlockDelta", StreamEvent(content_block_index=index, delta=delta)
 
 
 async def _stream(answer: _Answer, o: Overrides, fault: str, rid: str, send: Send) -> None:
@@ -234,7 +232,7 @@ async def _stream(answer: _Answer, o: Overrides, fault: str, rid: str, send: Sen
         first, end = first + 1, end + 1
     elif fault == "exception":
         exception = {":exception-type": "throttlingException", ":content-type": "application/json"}
-        message = b'{"message":"Too many tokens, please wait before trying again."}'
+        message = _encode(ErrorBody(message="Too many tokens, please wait before trying again."))
         frames[first + 1 :] = [frame({**exception, ":message-type": "exception"}, message)]
     elif fault == "truncated-json":
         frames[1] = frame(event_headers(events[1][0]), _encode(events[1][1])[:-5])
@@ -265,14 +263,7 @@ def frame(headers: dict[str, str], payload: bytes) -> bytes:
     return encode_message(headers, payload)
 
 
-class _EmbedRequest(msgspec.Struct, rename="camel"):
-    input_text: str | None = None
-    dimensions: int | None = None
-    texts: list[str] | None = None
-    input_type: str | None = msgspec.field(default=None, name="input_type")
-
-
-_decode_embed = msgspec.json.Decoder(_EmbedRequest).decode
+_decode_embed = msgspec.json.Decoder(InvokeEmbedRequest).decode
 
 
 async def _invoke_embeddings(fake: FakeProvider, model: str, body: bytes, rid: str, send: Send) -> None:
@@ -283,13 +274,13 @@ async def _invoke_embeddings(fake: FakeProvider, model: str, body: bytes, rid: s
         return
     config = fake.config
     problem: str | None = None
-    payload: dict[str, Any] = {}
+    payload: InvokeEmbedResponse | dict[str, Any] = {}
     if "titan-embed" in model:
         if request.input_text is None:
             problem = "Malformed input request: #: required key [inputText] not found, please reformat your input"
         else:
             size = request.dimensions or config.embedding_dimensions
-            payload = {"embedding": _vector(0, size), "inputTextTokenCount": config.prompt_tokens}
+            payload = InvokeEmbedResponse(embedding=_vector(0, size), input_text_token_count=config.prompt_tokens)
     elif "cohere.embed" in model:
         if not request.texts or not request.input_type:
             problem = "Malformed input request: #: required keys [texts, input_type] not found or empty"
@@ -321,7 +312,7 @@ def _rid(rid: str) -> tuple[bytes, bytes]:
 
 
 async def _error(send: Send, status: int, kind: str, message: str, rid: str) -> None:
-    body = _encode({"message": message})
+    body = _encode(ErrorBody(message=message))
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", b"%d" % len(body)),
