@@ -23,17 +23,17 @@ status, ``drop-after`` cuts a stream after that many frames), plus ``x-fake-bedr
 ``bad-crc`` / ``bad-prelude`` (second frame's message / prelude CRC corrupted), ``truncated-json``
 (stream: the second frame's payload cut, CRCs valid; plain: body cut in half), ``unknown-event`` (an extra
 event of an unknown type after ``messageStart``) and ``exception`` (a ``throttlingException`` frame
-after the first delta ends the stream). A model named ``fail-NNN...`` answers with status NNN.
+after the first delta ends the stream); ``x-fake-bedrock-error-type`` names the error instead (the
+``x-amzn-errortype`` of a status answer, or the ``:exception-type``), ``x-fake-bedrock-retry-after``
+adds that ``retry-after`` to a status answer, ``x-fake-bedrock-stop-reason`` sets the ``stopReason``.
+A model named ``fail-NNN...`` answers with status NNN.
 """
 
 from __future__ import annotations
 
 import asyncio
-import calendar
-import hmac
 import math
 import re
-import time
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -63,25 +63,33 @@ from llm_obs_middleware.providers.bedrock.wire import (
 )
 from llm_obs_middleware.testing import _payloads as p
 from llm_obs_middleware.testing._requests import Overrides, route_path
+from llm_obs_middleware.testing._sigv4_check import check_signature
 
 if TYPE_CHECKING:
     from llm_obs_middleware.asgi.aliases import Scope, Send
     from llm_obs_middleware.testing.fake_provider import FakeProvider
 
-__all__ = ["TEST_ACCESS_KEY_ID", "TEST_CREDENTIALS", "TEST_SECRET_ACCESS_KEY", "handle"]
+__all__ = [
+    "ROTATED_ACCESS_KEY_ID",
+    "ROTATED_SECRET_ACCESS_KEY",
+    "TEST_ACCESS_KEY_ID",
+    "TEST_CREDENTIALS",
+    "TEST_SECRET_ACCESS_KEY",
+    "handle",
+]
 
 TEST_ACCESS_KEY_ID = "AKIAFAKEBEDROCK00001"
 TEST_SECRET_ACCESS_KEY = "fake/bedrock+Secret/Key0001"
-TEST_CREDENTIALS = MappingProxyType({TEST_ACCESS_KEY_ID: TEST_SECRET_ACCESS_KEY})
+ROTATED_ACCESS_KEY_ID = "ASIAFAKEBEDROCK00002"
+ROTATED_SECRET_ACCESS_KEY = "fake/bedrock+Rotated/Key0002"
+"""A second key pair (the one refreshed credentials rotate to, in tests)."""
+TEST_CREDENTIALS = MappingProxyType(
+    {TEST_ACCESS_KEY_ID: TEST_SECRET_ACCESS_KEY, ROTATED_ACCESS_KEY_ID: ROTATED_SECRET_ACCESS_KEY}
+)
 """Access key id -> secret key the fake accepts SigV4 signatures from."""
 
 _PATH = re.compile(r"^/model/(.+)/(converse|converse-stream|invoke)$")
 _FAIL_MODEL = re.compile(r"fail-(\d{3})")
-_BAD_SIGNATURE = (
-    "The request signature we calculated does not match the signature you provided. Check your AWS Secret "
-    "Access Key and signing method. Consult the service documentation for details."
-)
-_MAX_SKEW_S = 15 * 60
 _encode = msgspec.json.Encoder().encode
 
 
@@ -117,7 +125,7 @@ async def handle(
     if scope["method"] != "POST":
         await _error(send, 405, "ValidationException", f"Method {scope['method']} is not allowed", rid)
         return True
-    refused = _check_signature(scope, headers, body)
+    refused = check_signature(scope, headers, body, TEST_CREDENTIALS)
     if refused is not None:
         await _error(send, 403, refused[0], refused[1], rid)
         return True
@@ -125,8 +133,9 @@ async def handle(
     status = overrides.status if overrides.status is not None else int(failing.group(1)) if failing else None
     if status is not None and status >= 400:
         kind = STATUS_ERRORS.get(status) or ("InternalServerException" if status >= 500 else "ValidationException")
+        kind = headers.get("x-fake-bedrock-error-type", kind)
         message = "Too many requests, please wait before trying again." if status == 429 else "Fake failure"
-        await _error(send, status, kind, message, rid)
+        await _error(send, status, kind, message, rid, headers.get("x-fake-bedrock-retry-after"))
         return True
     if operation == "invoke":
         await _invoke_embeddings(fake, model, body, rid, send)
@@ -137,6 +146,7 @@ async def handle(
         await _error(send, 400, "ValidationException", f"Malformed input request: {exc}", rid)
         return True
     answer = _Answer(fake, overrides, request, rid)
+    answer.stop_reason = headers.get("x-fake-bedrock-stop-reason", answer.stop_reason)
     fault = headers.get("x-fake-bedrock-fault", "")
     if operation == "converse":
         payload = _encode(answer.body())
@@ -146,7 +156,7 @@ async def handle(
         await send({"type": "http.response.start", "status": 200, "headers": [*head, _rid(rid)]})
         await send({"type": "http.response.body", "body": payload})
     else:
-        await _stream(answer, overrides, fault, rid, send)
+        await _stream(answer, overrides, (fault, headers.get("x-fake-bedrock-error-type")), rid, send)
     return True
 
 
@@ -222,16 +232,17 @@ def _delta(index: int, delta: ContentBlockDelta) -> tuple[str, StreamEvent]:
     return "contentBlockDelta", StreamEvent(content_block_index=index, delta=delta)
 
 
-async def _stream(answer: _Answer, o: Overrides, fault: str, rid: str, send: Send) -> None:
+async def _stream(answer: _Answer, o: Overrides, faults: tuple[str, str | None], rid: str, send: Send) -> None:
     from llm_obs_middleware.testing.fake_provider import FakeStreamAborted
 
+    fault, exception_type = faults
     events, first, end = answer.frames()
     frames = [frame(event_headers(name), _encode(payload)) for name, payload in events]
     if fault == "unknown-event":
         frames.insert(1, frame(event_headers("fakeFutureEvent"), b'{"hello":"from the future"}'))
         first, end = first + 1, end + 1
     elif fault == "exception":
-        exception = {":exception-type": "throttlingException", ":content-type": "application/json"}
+        exception = {":exception-type": exception_type or "throttlingException", ":content-type": "application/json"}
         message = _encode(ErrorBody(message="Too many tokens, please wait before trying again."))
         frames[first + 1 :] = [frame({**exception, ":message-type": "exception"}, message)]
     elif fault == "truncated-json":
@@ -311,7 +322,7 @@ def _rid(rid: str) -> tuple[bytes, bytes]:
     return (b"x-amzn-requestid", rid.encode())
 
 
-async def _error(send: Send, status: int, kind: str, message: str, rid: str) -> None:
+async def _error(send: Send, status: int, kind: str, message: str, rid: str, retry_after: str | None = None) -> None:
     body = _encode(ErrorBody(message=message))
     headers = [
         (b"content-type", b"application/json"),
@@ -319,67 +330,7 @@ async def _error(send: Send, status: int, kind: str, message: str, rid: str) -> 
         _rid(rid),
         (b"x-amzn-errortype", f"{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/".encode()),
     ]
+    if retry_after is not None:
+        headers.append((b"retry-after", retry_after.encode("latin-1")))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _check_signature(scope: Scope, headers: dict[str, str], body: bytes) -> tuple[str, str] | None:
-    """``None`` when the request is authenticated, else the (error type, message) AWS would answer."""
-    authorization = headers.get("authorization", "")
-    if authorization.startswith("Bearer ") and authorization[7:].strip():
-        return None  # a Bedrock API key
-    if not authorization.startswith("AWS4-HMAC-SHA256 "):
-        return "MissingAuthenticationTokenException", "Missing Authentication Token"
-    fields = dict(part.strip().partition("=")[::2] for part in authorization[17:].split(","))
-    access_key, date, region, service, terminator = (fields.get("Credential", "").split("/") + [""] * 5)[:5]
-    secret = TEST_CREDENTIALS.get(access_key)
-    if secret is None:
-        return "UnrecognizedClientException", "The security token included in the request is invalid."
-    signed = fields.get("SignedHeaders", "").split(";")
-    amz_date = headers.get("x-amz-date", "")
-    if service != "bedrock" or terminator != "aws4_request" or not date or amz_date[:8] != date:
-        return "InvalidSignatureException", "Credential should be scoped to a valid date, region and service 'bedrock'."
-    if "host" not in signed or "x-amz-date" not in signed or not set(signed) <= set(headers):
-        return "InvalidSignatureException", "Host, X-Amz-Date and every signed header must be signed and present."
-    if "x-amz-security-token" in headers and "x-amz-security-token" not in signed:
-        return "InvalidSignatureException", "X-Amz-Security-Token must be signed."
-    try:
-        skew = abs(time.time() - calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ")))
-    except ValueError:
-        return "InvalidSignatureException", f"Invalid X-Amz-Date {amz_date!r}"
-    if skew > _MAX_SKEW_S:
-        return "InvalidSignatureException", f"Signature expired: {amz_date} is not within 15 minutes of now"
-    expected = _expected_signature(scope, headers, body, signed, (access_key, secret, amz_date, region))
-    if not hmac.compare_digest(expected, fields.get("Signature", "")):
-        return "InvalidSignatureException", _BAD_SIGNATURE
-    return None
-
-
-def _expected_signature(
-    scope: Scope, headers: dict[str, str], body: bytes, signed: list[str], key: tuple[str, str, str, str]
-) -> str:
-    """What botocore's SigV4 signer computes for this request as it arrived."""
-    from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
-    from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
-    from botocore.credentials import Credentials  # type: ignore[import-untyped]
-
-    access_key, secret, amz_date, region = key
-    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-    url = f"http://{headers['host']}{raw_path.partition(b'?')[0].decode('latin-1')}"
-    if scope.get("query_string"):
-        url += "?" + scope["query_string"].decode("latin-1")
-    # The canonical request holds the header bytes as they arrived: botocore hashes text as UTF-8.
-    arrived = {name: _as_signed(headers[name]) for name in signed}
-    request = AWSRequest(method=scope["method"], url=url, headers=arrived, data=body)
-    request.context["timestamp"] = amz_date
-    signer = SigV4Auth(Credentials(access_key, secret, headers.get("x-amz-security-token")), "bedrock", region)
-    return str(signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request))
-
-
-def _as_signed(value: str) -> str:
-    """A header value (decoded as latin-1) as the text whose UTF-8 bytes are the bytes that arrived."""
-    raw = value.encode("latin-1")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return value  # not UTF-8: no text hashes to these bytes, so no signature over them can match
