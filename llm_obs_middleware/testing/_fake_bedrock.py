@@ -23,83 +23,87 @@ status, ``drop-after`` cuts a stream after that many frames), plus ``x-fake-bedr
 ``bad-crc`` / ``bad-prelude`` (second frame's message / prelude CRC corrupted), ``truncated-json``
 (stream: the second frame's payload cut, CRCs valid; plain: body cut in half), ``unknown-event`` (an extra
 event of an unknown type after ``messageStart``) and ``exception`` (a ``throttlingException`` frame
-after the first delta ends the stream). A model named ``fail-NNN...`` answers with status NNN.
+after the first delta ends the stream); ``x-fake-bedrock-error-type`` names the error instead (the
+``x-amzn-errortype`` of a status answer, or the ``:exception-type``), ``x-fake-bedrock-retry-after``
+adds that ``retry-after`` to a status answer, ``x-fake-bedrock-stop-reason`` sets the ``stopReason``.
+A model named ``fail-NNN...`` answers with status NNN.
 """
 
 from __future__ import annotations
 
 import asyncio
-import calendar
-import hmac
 import math
 import re
-import time
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from llm_obs_middleware.codecs.eventstream import encode_message
+from llm_obs_middleware.providers.bedrock.errors import STATUS_ERRORS
+from llm_obs_middleware.providers.bedrock.wire import (
+    ContentBlock,
+    ContentBlockDelta,
+    ContentBlockStart,
+    ConverseRequest,
+    ConverseResponse,
+    ErrorBody,
+    InvokeEmbedRequest,
+    InvokeEmbedResponse,
+    Message,
+    Metrics,
+    Output,
+    ReasoningContent,
+    ReasoningDelta,
+    ReasoningText,
+    StreamEvent,
+    TokenUsage,
+    ToolUse,
+    ToolUseDelta,
+)
 from llm_obs_middleware.testing import _payloads as p
 from llm_obs_middleware.testing._requests import Overrides, route_path
+from llm_obs_middleware.testing._sigv4_check import check_signature
 
 if TYPE_CHECKING:
     from llm_obs_middleware.asgi.aliases import Scope, Send
     from llm_obs_middleware.testing.fake_provider import FakeProvider
 
-__all__ = ["TEST_ACCESS_KEY_ID", "TEST_CREDENTIALS", "TEST_SECRET_ACCESS_KEY", "handle"]
+__all__ = [
+    "ROTATED_ACCESS_KEY_ID",
+    "ROTATED_SECRET_ACCESS_KEY",
+    "TEST_ACCESS_KEY_ID",
+    "TEST_CREDENTIALS",
+    "TEST_SECRET_ACCESS_KEY",
+    "handle",
+]
 
 TEST_ACCESS_KEY_ID = "AKIAFAKEBEDROCK00001"
 TEST_SECRET_ACCESS_KEY = "fake/bedrock+Secret/Key0001"
-TEST_CREDENTIALS = MappingProxyType({TEST_ACCESS_KEY_ID: TEST_SECRET_ACCESS_KEY})
+ROTATED_ACCESS_KEY_ID = "ASIAFAKEBEDROCK00002"
+ROTATED_SECRET_ACCESS_KEY = "fake/bedrock+Rotated/Key0002"
+"""A second key pair (the one refreshed credentials rotate to, in tests)."""
+TEST_CREDENTIALS = MappingProxyType(
+    {TEST_ACCESS_KEY_ID: TEST_SECRET_ACCESS_KEY, ROTATED_ACCESS_KEY_ID: ROTATED_SECRET_ACCESS_KEY}
+)
 """Access key id -> secret key the fake accepts SigV4 signatures from."""
 
 _PATH = re.compile(r"^/model/(.+)/(converse|converse-stream|invoke)$")
 _FAIL_MODEL = re.compile(r"fail-(\d{3})")
-_ERRORS = {
-    400: "ValidationException",
-    403: "AccessDeniedException",
-    404: "ResourceNotFoundException",
-    408: "ModelTimeoutException",
-    424: "ModelErrorException",
-    429: "ThrottlingException",
-    500: "InternalServerException",
-    503: "ServiceUnavailableException",
-}
-_BAD_SIGNATURE = (
-    "The request signature we calculated does not match the signature you provided. Check your AWS Secret "
-    "Access Key and signing method. Consult the service documentation for details."
-)
-_MAX_SKEW_S = 15 * 60
 _encode = msgspec.json.Encoder().encode
 
 
-class _Spec(msgspec.Struct, rename="camel"):
-    name: str = "tool"
-    input_schema: dict[str, Any] | None = None
+_decode_request = msgspec.json.Decoder(ConverseRequest).decode
+_decode_schema = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-class _Tool(msgspec.Struct, rename="camel"):
-    tool_spec: _Spec | None = None
-
-
-class _ToolConfig(msgspec.Struct):
-    tools: list[_Tool] = []
-
-
-class _Request(msgspec.Struct, rename="camel"):
-    messages: list[Any] = []
-    tool_config: _ToolConfig | None = None
-
-    def tool(self) -> tuple[str, dict[str, Any] | None] | None:
-        for tool in self.tool_config.tools if self.tool_config else ():
-            if tool.tool_spec is not None:
-                schema = tool.tool_spec.input_schema
-                return tool.tool_spec.name, schema.get("json") if schema else None
-        return None
-
-
-_decode_request = msgspec.json.Decoder(_Request).decode
+def _offered_tool(request: ConverseRequest) -> tuple[str, dict[str, Any] | None] | None:
+    """The first tool the request offers: its name and JSON schema."""
+    for tool in request.tool_config.tools if request.tool_config else ():
+        if tool.tool_spec is not None:
+            schema = (tool.tool_spec.input_schema or {}).get("json")
+            return tool.tool_spec.name or "tool", _decode_schema(schema) if schema else None
+    return None
 
 
 async def handle(
@@ -121,16 +125,17 @@ async def handle(
     if scope["method"] != "POST":
         await _error(send, 405, "ValidationException", f"Method {scope['method']} is not allowed", rid)
         return True
-    refused = _check_signature(scope, headers, body)
+    refused = check_signature(scope, headers, body, TEST_CREDENTIALS)
     if refused is not None:
         await _error(send, 403, refused[0], refused[1], rid)
         return True
     failing = _FAIL_MODEL.match(model)
     status = overrides.status if overrides.status is not None else int(failing.group(1)) if failing else None
     if status is not None and status >= 400:
-        kind = _ERRORS.get(status) or ("InternalServerException" if status >= 500 else "ValidationException")
+        kind = STATUS_ERRORS.get(status) or ("InternalServerException" if status >= 500 else "ValidationException")
+        kind = headers.get("x-fake-bedrock-error-type", kind)
         message = "Too many requests, please wait before trying again." if status == 429 else "Fake failure"
-        await _error(send, status, kind, message, rid)
+        await _error(send, status, kind, message, rid, headers.get("x-fake-bedrock-retry-after"))
         return True
     if operation == "invoke":
         await _invoke_embeddings(fake, model, body, rid, send)
@@ -141,6 +146,7 @@ async def handle(
         await _error(send, 400, "ValidationException", f"Malformed input request: {exc}", rid)
         return True
     answer = _Answer(fake, overrides, request, rid)
+    answer.stop_reason = headers.get("x-fake-bedrock-stop-reason", answer.stop_reason)
     fault = headers.get("x-fake-bedrock-fault", "")
     if operation == "converse":
         payload = _encode(answer.body())
@@ -150,91 +156,94 @@ async def handle(
         await send({"type": "http.response.start", "status": 200, "headers": [*head, _rid(rid)]})
         await send({"type": "http.response.body", "body": payload})
     else:
-        await _stream(answer, overrides, fault, rid, send)
+        await _stream(answer, overrides, (fault, headers.get("x-fake-bedrock-error-type")), rid, send)
     return True
 
 
 class _Answer:
     """The assistant turn the fake gives: optional reasoning, text in ``chunks`` pieces, optional tool call."""
 
-    def __init__(self, fake: FakeProvider, overrides: Overrides, request: _Request, rid: str) -> None:
+    def __init__(self, fake: FakeProvider, overrides: Overrides, request: ConverseRequest, rid: str) -> None:
         config = fake.config
         self.pieces = p.text_pieces(overrides.chunks)
         completion = overrides.chunks if config.completion_tokens is None else config.completion_tokens
         cached = min(config.cached_tokens, config.prompt_tokens)
-        self.usage = {
-            "inputTokens": config.prompt_tokens - cached,
-            "outputTokens": completion,
-            "totalTokens": config.prompt_tokens + completion,
-            "cacheReadInputTokens": cached,
-            "cacheWriteInputTokens": 0,
-        }
+        self.usage = TokenUsage(
+            input_tokens=config.prompt_tokens - cached,
+            output_tokens=completion,
+            total_tokens=config.prompt_tokens + completion,
+            cache_read_input_tokens=cached,
+            cache_write_input_tokens=0,
+        )
         self.reasoning = "Let me think about that." if config.reasoning_tokens else None
-        offered = request.tool()
+        offered = _offered_tool(request)
         self.tool: tuple[str, str, str] | None = None
         if offered is not None:
             self.tool = ("tooluse_" + rid.replace("-", "")[-22:], offered[0], p.fake_arguments(offered[1]))
         self.stop_reason = "tool_use" if self.tool else "end_turn"
         latency = overrides.latency_s + overrides.ttft_s + overrides.interval_s * max(0, overrides.chunks - 1)
-        self.metrics = {"latencyMs": round(latency * 1000)}
+        self.metrics = Metrics(latency_ms=round(latency * 1000))
 
-    def body(self) -> dict[str, Any]:
-        content: list[dict[str, Any]] = []
+    def body(self) -> ConverseResponse:
+        content: list[ContentBlock] = []
         if self.reasoning:
-            content.append({"reasoningContent": {"reasoningText": {"text": self.reasoning, "signature": "fake-sig"}}})
-        content.append({"text": "".join(self.pieces)})
+            reasoning = ReasoningText(text=self.reasoning, signature="fake-sig")
+            content.append(ContentBlock(reasoning_content=ReasoningContent(reasoning_text=reasoning)))
+        content.append(ContentBlock(text="".join(self.pieces)))
         if self.tool is not None:
             tool_id, name, arguments = self.tool
-            content.append({"toolUse": {"toolUseId": tool_id, "name": name, "input": msgspec.json.decode(arguments)}})
-        return {
-            "output": {"message": {"role": "assistant", "content": content}},
-            "stopReason": self.stop_reason,
-            "usage": self.usage,
-            "metrics": self.metrics,
-        }
+            use = ToolUse(tool_use_id=tool_id, name=name, input=msgspec.Raw(arguments.encode()))
+            content.append(ContentBlock(tool_use=use))
+        return ConverseResponse(
+            output=Output(message=Message(role="assistant", content=content)),
+            stop_reason=self.stop_reason,
+            usage=self.usage,
+            metrics=self.metrics,
+        )
 
-    def frames(self) -> tuple[list[tuple[str, dict[str, Any]]], int, int]:
+    def frames(self) -> tuple[list[tuple[str, StreamEvent]], int, int]:
         """``(event type, payload)`` frames, the index of the first token frame and of the last one + 1."""
-        frames: list[tuple[str, dict[str, Any]]] = [("messageStart", {"role": "assistant"})]
+        frames: list[tuple[str, StreamEvent]] = [("messageStart", StreamEvent(role="assistant"))]
         index = 0
         if self.reasoning:
-            frames.append(_delta(index, {"reasoningContent": {"text": self.reasoning}}))
-            frames.append(_delta(index, {"reasoningContent": {"signature": "fake-sig"}}))
-            frames.append(("contentBlockStop", {"contentBlockIndex": index}))
+            frames.append(_delta(index, ContentBlockDelta(reasoning_content=ReasoningDelta(text=self.reasoning))))
+            frames.append(_delta(index, ContentBlockDelta(reasoning_content=ReasoningDelta(signature="fake-sig"))))
+            frames.append(("contentBlockStop", StreamEvent(content_block_index=index)))
             index += 1
         first = 1
-        frames.extend(_delta(index, {"text": piece}) for piece in self.pieces)
-        frames.append(("contentBlockStop", {"contentBlockIndex": index}))
+        frames.extend(_delta(index, ContentBlockDelta(text=piece)) for piece in self.pieces)
+        frames.append(("contentBlockStop", StreamEvent(content_block_index=index)))
         if self.tool is not None:
             tool_id, name, arguments = self.tool
             index += 1
-            start = {"toolUse": {"toolUseId": tool_id, "name": name}}
-            frames.append(("contentBlockStart", {"contentBlockIndex": index, "start": start}))
+            start = ContentBlockStart(tool_use=ToolUse(tool_use_id=tool_id, name=name))
+            frames.append(("contentBlockStart", StreamEvent(content_block_index=index, start=start)))
             half = len(arguments) // 2
             for piece in (arguments[:half], arguments[half:]):
-                frames.append(_delta(index, {"toolUse": {"input": piece}}))
-            frames.append(("contentBlockStop", {"contentBlockIndex": index}))
+                frames.append(_delta(index, ContentBlockDelta(tool_use=ToolUseDelta(input=piece))))
+            frames.append(("contentBlockStop", StreamEvent(content_block_index=index)))
         end = len(frames)
-        frames.append(("messageStop", {"stopReason": self.stop_reason}))
-        frames.append(("metadata", {"usage": self.usage, "metrics": self.metrics}))
+        frames.append(("messageStop", StreamEvent(stop_reason=self.stop_reason)))
+        frames.append(("metadata", StreamEvent(usage=self.usage, metrics=self.metrics)))
         return frames, first, end
 
 
-def _delta(index: int, delta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    return "contentBlockDelta", {"contentBlockIndex": index, "delta": delta}
+def _delta(index: int, delta: ContentBlockDelta) -> tuple[str, StreamEvent]:
+    return "contentBlockDelta", StreamEvent(content_block_index=index, delta=delta)
 
 
-async def _stream(answer: _Answer, o: Overrides, fault: str, rid: str, send: Send) -> None:
+async def _stream(answer: _Answer, o: Overrides, faults: tuple[str, str | None], rid: str, send: Send) -> None:
     from llm_obs_middleware.testing.fake_provider import FakeStreamAborted
 
+    fault, exception_type = faults
     events, first, end = answer.frames()
     frames = [frame(event_headers(name), _encode(payload)) for name, payload in events]
     if fault == "unknown-event":
         frames.insert(1, frame(event_headers("fakeFutureEvent"), b'{"hello":"from the future"}'))
         first, end = first + 1, end + 1
     elif fault == "exception":
-        exception = {":exception-type": "throttlingException", ":content-type": "application/json"}
-        message = b'{"message":"Too many tokens, please wait before trying again."}'
+        exception = {":exception-type": exception_type or "throttlingException", ":content-type": "application/json"}
+        message = _encode(ErrorBody(message="Too many tokens, please wait before trying again."))
         frames[first + 1 :] = [frame({**exception, ":message-type": "exception"}, message)]
     elif fault == "truncated-json":
         frames[1] = frame(event_headers(events[1][0]), _encode(events[1][1])[:-5])
@@ -265,14 +274,7 @@ def frame(headers: dict[str, str], payload: bytes) -> bytes:
     return encode_message(headers, payload)
 
 
-class _EmbedRequest(msgspec.Struct, rename="camel"):
-    input_text: str | None = None
-    dimensions: int | None = None
-    texts: list[str] | None = None
-    input_type: str | None = msgspec.field(default=None, name="input_type")
-
-
-_decode_embed = msgspec.json.Decoder(_EmbedRequest).decode
+_decode_embed = msgspec.json.Decoder(InvokeEmbedRequest).decode
 
 
 async def _invoke_embeddings(fake: FakeProvider, model: str, body: bytes, rid: str, send: Send) -> None:
@@ -283,13 +285,13 @@ async def _invoke_embeddings(fake: FakeProvider, model: str, body: bytes, rid: s
         return
     config = fake.config
     problem: str | None = None
-    payload: dict[str, Any] = {}
+    payload: InvokeEmbedResponse | dict[str, Any] = {}
     if "titan-embed" in model:
         if request.input_text is None:
             problem = "Malformed input request: #: required key [inputText] not found, please reformat your input"
         else:
             size = request.dimensions or config.embedding_dimensions
-            payload = {"embedding": _vector(0, size), "inputTextTokenCount": config.prompt_tokens}
+            payload = InvokeEmbedResponse(embedding=_vector(0, size), input_text_token_count=config.prompt_tokens)
     elif "cohere.embed" in model:
         if not request.texts or not request.input_type:
             problem = "Malformed input request: #: required keys [texts, input_type] not found or empty"
@@ -320,75 +322,15 @@ def _rid(rid: str) -> tuple[bytes, bytes]:
     return (b"x-amzn-requestid", rid.encode())
 
 
-async def _error(send: Send, status: int, kind: str, message: str, rid: str) -> None:
-    body = _encode({"message": message})
+async def _error(send: Send, status: int, kind: str, message: str, rid: str, retry_after: str | None = None) -> None:
+    body = _encode(ErrorBody(message=message))
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", b"%d" % len(body)),
         _rid(rid),
         (b"x-amzn-errortype", f"{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/".encode()),
     ]
+    if retry_after is not None:
+        headers.append((b"retry-after", retry_after.encode("latin-1")))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _check_signature(scope: Scope, headers: dict[str, str], body: bytes) -> tuple[str, str] | None:
-    """``None`` when the request is authenticated, else the (error type, message) AWS would answer."""
-    authorization = headers.get("authorization", "")
-    if authorization.startswith("Bearer ") and authorization[7:].strip():
-        return None  # a Bedrock API key
-    if not authorization.startswith("AWS4-HMAC-SHA256 "):
-        return "MissingAuthenticationTokenException", "Missing Authentication Token"
-    fields = dict(part.strip().partition("=")[::2] for part in authorization[17:].split(","))
-    access_key, date, region, service, terminator = (fields.get("Credential", "").split("/") + [""] * 5)[:5]
-    secret = TEST_CREDENTIALS.get(access_key)
-    if secret is None:
-        return "UnrecognizedClientException", "The security token included in the request is invalid."
-    signed = fields.get("SignedHeaders", "").split(";")
-    amz_date = headers.get("x-amz-date", "")
-    if service != "bedrock" or terminator != "aws4_request" or not date or amz_date[:8] != date:
-        return "InvalidSignatureException", "Credential should be scoped to a valid date, region and service 'bedrock'."
-    if "host" not in signed or "x-amz-date" not in signed or not set(signed) <= set(headers):
-        return "InvalidSignatureException", "Host, X-Amz-Date and every signed header must be signed and present."
-    if "x-amz-security-token" in headers and "x-amz-security-token" not in signed:
-        return "InvalidSignatureException", "X-Amz-Security-Token must be signed."
-    try:
-        skew = abs(time.time() - calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ")))
-    except ValueError:
-        return "InvalidSignatureException", f"Invalid X-Amz-Date {amz_date!r}"
-    if skew > _MAX_SKEW_S:
-        return "InvalidSignatureException", f"Signature expired: {amz_date} is not within 15 minutes of now"
-    expected = _expected_signature(scope, headers, body, signed, (access_key, secret, amz_date, region))
-    if not hmac.compare_digest(expected, fields.get("Signature", "")):
-        return "InvalidSignatureException", _BAD_SIGNATURE
-    return None
-
-
-def _expected_signature(
-    scope: Scope, headers: dict[str, str], body: bytes, signed: list[str], key: tuple[str, str, str, str]
-) -> str:
-    """What botocore's SigV4 signer computes for this request as it arrived."""
-    from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
-    from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
-    from botocore.credentials import Credentials  # type: ignore[import-untyped]
-
-    access_key, secret, amz_date, region = key
-    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-    url = f"http://{headers['host']}{raw_path.partition(b'?')[0].decode('latin-1')}"
-    if scope.get("query_string"):
-        url += "?" + scope["query_string"].decode("latin-1")
-    # The canonical request holds the header bytes as they arrived: botocore hashes text as UTF-8.
-    arrived = {name: _as_signed(headers[name]) for name in signed}
-    request = AWSRequest(method=scope["method"], url=url, headers=arrived, data=body)
-    request.context["timestamp"] = amz_date
-    signer = SigV4Auth(Credentials(access_key, secret, headers.get("x-amz-security-token")), "bedrock", region)
-    return str(signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request))
-
-
-def _as_signed(value: str) -> str:
-    """A header value (decoded as latin-1) as the text whose UTF-8 bytes are the bytes that arrived."""
-    raw = value.encode("latin-1")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return value  # not UTF-8: no text hashes to these bytes, so no signature over them can match

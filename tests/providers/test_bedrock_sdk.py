@@ -597,6 +597,25 @@ def test_no_credentials_warns_and_forwards_unsigned(caplog: pytest.LogCaptureFix
 
 
 _AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_BEARER_TOKEN_BEDROCK")
+_CHAIN_ENV = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+)
+
+
+def isolate_credential_chain(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """botocore's credential chain sees only files in ``folder`` and never the instance metadata endpoint."""
+    for name in _CHAIN_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(folder / "aws-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(folder / "aws-config"))
 
 
 def test_gateway_without_credentials_fails_at_start_naming_the_provider(
@@ -604,6 +623,7 @@ def test_gateway_without_credentials_fails_at_start_naming_the_provider(
 ) -> None:
     for name in _AWS_ENV:
         monkeypatch.delenv(name, raising=False)
+    isolate_credential_chain(monkeypatch, tmp_path)  # botocore's chain is asked too: let it find nothing
     config = Config.from_dict(
         {
             "providers": {

@@ -10,9 +10,10 @@ unobserved). Titan reports ``inputTextTokenCount`` in its body; Cohere on Bedroc
 
 The client's own SigV4 signature is for the gateway's host, so it never goes upstream: the gateway
 signs each request again (service ``bedrock``) with the provider's ``aws_*`` credentials or, when
-the config has none, ``api_keys`` (Bedrock API keys, sent as ``Authorization: Bearer``) or the
-standard ``AWS_*`` environment variables, read once at start-up (a provider with none is a
-configuration error naming it). Signing uses botocore (the ``bedrock`` extra).
+the config has none, ``api_keys`` (Bedrock API keys, sent as ``Authorization: Bearer``), the
+standard ``AWS_*`` environment variables or botocore's credential chain (profiles, SSO, web identity,
+container and instance roles), looked up once at start-up (a provider with none is a configuration
+error naming it); see :mod:`.auth`. Signing uses botocore (the ``bedrock`` extra).
 """
 
 from __future__ import annotations
@@ -21,38 +22,37 @@ import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import msgspec
 
-from llm_obs_middleware.errors import ConfigurationError, MissingDependencyError, SchemaError
+from llm_obs_middleware.errors import ConfigurationError, SchemaError
 from llm_obs_middleware.providers import _passthrough_endpoints
-from llm_obs_middleware.providers._buffered import BufferedBody
 from llm_obs_middleware.providers._media import inline_image, url_image
 from llm_obs_middleware.providers.base import AdapterDefaults, Endpoint, PreparedBody
+from llm_obs_middleware.providers.bedrock.auth import Auth, resolve
+from llm_obs_middleware.providers.bedrock.errors import ErrorObserver, stream_exception
 from llm_obs_middleware.providers.bedrock.observe import (
     ConverseJSONObserver,
     ConverseStreamObserver,
-    ErrorObserver,
-    stream_exception,
+    InvokeEmbedObserver,
 )
 from llm_obs_middleware.providers.bedrock.wire import (
     CapturedImage,
-    CapturedMessage,
     ConverseRequest,
+    InvokeEmbedRequest,
+    Message as WireMessage,
     SystemBlock,
-    compact_json,
 )
+from llm_obs_middleware.providers.translate_base import compact_json
 from llm_obs_middleware.records.schema import (
     ExtraValue,
     ImageRef,
     Message,
     NormalizedRequest,
-    NormalizedResponse,
     RequestParams,
     ToolCall,
-    Usage,
 )
 from llm_obs_middleware.upstream.paths import encode_path
 
@@ -77,27 +77,16 @@ _LABELLED = re.compile(r"^/model/(.+)/([a-z-]+)$")  # any runtime operation on a
 _API = {"converse": CONVERSE, "converse-stream": CONVERSE_STREAM, "invoke": INVOKE_EMBEDDINGS}
 # Model ids may carry a cross-region prefix (us.cohere.embed-v4:0) or be URL-encoded: match the family.
 _EMBEDDING_FAMILY = re.compile(r"(?:^|[./%])(amazon\.titan-embed|cohere\.embed)-")
-_REGION_HOST = re.compile(r"(?:^|\.)bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com")
 _STREAM_TYPE = b"application/vnd.amazon.eventstream"
 # SigV4 headers a client signed for the gateway: never forwarded (the router drops its Authorization).
 _CLIENT_SIGNING = ("x-amz-date", "x-amz-security-token", "x-amz-content-sha256")
 _MAX_CACHED = 64
 _decode_request = msgspec.json.Decoder(ConverseRequest).decode
-_decode_messages = msgspec.json.Decoder(list[CapturedMessage]).decode
+_decode_messages = msgspec.json.Decoder(list[WireMessage]).decode
 _decode_system = msgspec.json.Decoder(list[SystemBlock]).decode
 
 
-class _InvokeEmbedRequest(msgspec.Struct, rename="camel"):
-    input_text: str | None = None
-    texts: list[str] | None = None
-
-
-class _InvokeEmbedResponse(msgspec.Struct, rename="camel"):
-    input_text_token_count: int | None = None
-
-
-_decode_invoke_request = msgspec.json.Decoder(_InvokeEmbedRequest).decode
-_decode_invoke_response = msgspec.json.Decoder(_InvokeEmbedResponse).decode
+_decode_invoke_request = msgspec.json.Decoder(InvokeEmbedRequest).decode
 
 
 def embedding_family(model: str) -> str | None:
@@ -160,7 +149,8 @@ class BedrockAdapter(AdapterDefaults):
 
     Args:
         environ: where ``AWS_*`` credentials are looked up when a provider's config has none
-            (default: ``os.environ``, read once per provider when its first request is signed).
+            (default: ``os.environ``, read once per provider when its first request is signed; only
+            then is botocore's credential chain asked too).
     """
 
     provider_name = "aws.bedrock"
@@ -169,7 +159,7 @@ class BedrockAdapter(AdapterDefaults):
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = environ
-        self._auth: dict[int, tuple[ProviderConfig, _Auth]] = {}
+        self._auth: dict[int, tuple[ProviderConfig, Auth]] = {}
 
     def match(self, method: str, path: str) -> Endpoint | None:
         if method != "POST":
@@ -225,7 +215,7 @@ class BedrockAdapter(AdapterDefaults):
                 max_tokens=config.max_tokens if config else None,
                 stop=config.stop_sequences if config else None,
                 # cachePoint entries mark a cache boundary; they are not tools.
-                tool_definitions=sum(1 for tool in tools.tools if "cachePoint" not in tool) if tools else 0,
+                tool_definitions=sum(1 for tool in tools.tools if tool.cache_point is None) if tools else 0,
                 tool_choice=next(iter(choice), None) if choice else None,  # {"auto": {}} -> "auto"
             ),
             message_count=len(request.messages),
@@ -252,7 +242,7 @@ class BedrockAdapter(AdapterDefaults):
             )
             return ErrorObserver(model, status, header_type)
         if endpoint.api == INVOKE_EMBEDDINGS:
-            return _InvokeEmbedObserver(exchange, model)
+            return InvokeEmbedObserver(exchange, model)
         capture = exchange.request is not None and exchange.request.messages is not None
         if streamed:
             return ConverseStreamObserver(exchange, model, capture)
@@ -265,18 +255,19 @@ class BedrockAdapter(AdapterDefaults):
         return [(b"authorization", b"Bearer " + api_key.encode())]
 
     def prepare(self, name: str, provider: ProviderConfig) -> None:
-        """Resolve the provider's credentials now (config, then ``AWS_*``), so a gateway without any
+        """Resolve the provider's credentials now (config, ``AWS_*``, botocore's chain), so a gateway without any
         fails at start-up naming the provider instead of sending unsigned requests."""
         auth = _resolve(provider, self._environ)
         if auth is None:
             raise ConfigurationError(
                 f"bedrock provider {name!r} has no credentials: set aws_access_key_id/aws_secret_access_key "
                 "(or api_keys) in its config, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
-                "AWS_BEARER_TOKEN_BEDROCK in the environment"
+                "AWS_BEARER_TOKEN_BEDROCK in the environment, or an AWS profile, SSO, web identity or role "
+                "botocore's credential chain finds"
             )
         self._remember(provider, auth)
 
-    def _remember(self, provider: ProviderConfig, auth: _Auth) -> tuple[ProviderConfig, _Auth]:
+    def _remember(self, provider: ProviderConfig, auth: Auth) -> tuple[ProviderConfig, Auth]:
         if len(self._auth) >= _MAX_CACHED:
             self._auth.clear()
         cached = self._auth[id(provider)] = (provider, auth)
@@ -295,86 +286,13 @@ class BedrockAdapter(AdapterDefaults):
                     "requests go upstream unsigned",
                     provider.base_url,
                 )
-                auth = _Auth()
+                auth = Auth()
             cached = self._remember(provider, auth)
         headers = request.headers
         for name in _CLIENT_SIGNING:
             if name in headers:
                 del headers[name]
         cached[1].apply(request)
-
-
-class _InvokeEmbedObserver(BufferedBody):
-    """An InvokeModel embeddings body: Titan's ``inputTextTokenCount``, else the token-count header
-    Bedrock adds (read when the response is done, from the headers the client was sent)."""
-
-    __slots__ = ("_exchange", "_model")
-
-    def __init__(self, exchange: Exchange, model: str | None) -> None:
-        super().__init__()
-        self._exchange = exchange
-        self._model = model
-
-    def _result(self, body: bytes) -> NormalizedResponse:
-        count = _decode_invoke_response(body).input_text_token_count
-        if count is None:
-            count = next(
-                (
-                    int(value)
-                    for name, value in self._exchange.response_headers
-                    if name.lower() == b"x-amzn-bedrock-input-token-count" and value.isdigit()
-                ),
-                None,
-            )
-        usage = Usage(input_tokens=count, total_tokens=count) if count is not None else None
-        return NormalizedResponse(model=self._model, usage=usage)
-
-
-class _Auth:
-    """How one provider's requests are authenticated."""
-
-    __slots__ = ()
-
-    def apply(self, request: httpx.Request) -> None:
-        """Set the credentials on the request (base: leave it as the router built it)."""
-
-
-class _Bearer(_Auth):
-    __slots__ = ("_value",)
-
-    def __init__(self, token: str) -> None:
-        self._value = f"Bearer {token}"
-
-    def apply(self, request: httpx.Request) -> None:
-        request.headers["authorization"] = self._value
-
-
-class _SigV4(_Auth):
-    __slots__ = ("_auth", "_request_type")
-
-    def __init__(self, access_key: str, secret_key: str, token: str | None, region: str) -> None:
-        try:
-            from botocore.auth import SigV4Auth  # type: ignore[import-untyped]
-            from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
-            from botocore.credentials import Credentials  # type: ignore[import-untyped]
-        except ImportError as exc:
-            raise MissingDependencyError(
-                "signing Bedrock requests with AWS SigV4 needs botocore: pip install 'llm-obs-middleware[bedrock]'"
-            ) from exc
-        self._auth: Any = SigV4Auth(Credentials(access_key, secret_key, token), "bedrock", region)
-        self._request_type: Any = AWSRequest
-
-    def apply(self, request: httpx.Request) -> None:
-        # Sign only what no hop rewrites: host, content type, and the x-amz-* headers SigV4 adds.
-        headers = {"host": request.headers["host"]}
-        if "content-type" in request.headers:
-            headers["content-type"] = request.headers["content-type"]
-        signed = self._request_type(method=request.method, url=str(request.url), headers=headers, data=request.content)
-        self._auth.add_auth(signed)
-        for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
-            value = signed.headers.get(name)
-            if value is not None:
-                request.headers[name.lower()] = value
 
 
 def _request_extra(request: ConverseRequest) -> dict[str, ExtraValue]:
@@ -384,35 +302,9 @@ def _request_extra(request: ConverseRequest) -> dict[str, ExtraValue]:
     return {"bedrock.request.performance_latency": config.latency}
 
 
-def _resolve(provider: ProviderConfig, environ: Mapping[str, str] | None) -> _Auth | None:
-    """Credentials of a provider: its config first, then the standard AWS environment variables
-    (``None``: there are none)."""
-    env = os.environ if environ is None else environ
-    if provider.aws_access_key_id is not None and provider.aws_secret_access_key is not None:
-        token = provider.aws_session_token.get_secret_value() if provider.aws_session_token else None
-        secret = provider.aws_secret_access_key.get_secret_value()
-        return _SigV4(provider.aws_access_key_id, secret, token, _region(provider, env))
-    if provider.api_keys:
-        return _Auth()  # the router already sent the first key as a bearer token
-    access_key, secret_key = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
-    if access_key and secret_key:
-        return _SigV4(access_key, secret_key, env.get("AWS_SESSION_TOKEN") or None, _region(provider, env))
-    bearer = env.get("AWS_BEARER_TOKEN_BEDROCK")
-    if bearer:
-        return _Bearer(bearer)
-    return None
-
-
-def _region(provider: ProviderConfig, env: Mapping[str, str]) -> str:
-    if provider.aws_region:
-        return provider.aws_region
-    found = _REGION_HOST.search(urlsplit(provider.base_url).hostname or "")
-    region = found.group(1) if found is not None else env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise ConfigurationError(
-            f"bedrock provider at {provider.base_url}: no signing region (set aws_region, or AWS_REGION)"
-        )
-    return region
+def _resolve(provider: ProviderConfig, environ: Mapping[str, str] | None) -> Auth | None:
+    """Credentials of a provider (see :mod:`.auth`); botocore's chain only with the process environment."""
+    return resolve(provider, os.environ if environ is None else environ, chain=environ is None)
 
 
 ADAPTERS = {"bedrock": BedrockAdapter()}

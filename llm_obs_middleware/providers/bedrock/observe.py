@@ -11,71 +11,33 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from llm_obs_middleware.codecs.eventstream import EventStreamDecoder, EventStreamMessage, encode_message
+from llm_obs_middleware.codecs.eventstream import EventStreamDecoder, EventStreamMessage
 from llm_obs_middleware.providers._buffered import BufferedBody
-from llm_obs_middleware.providers.base import normalize_finish_reason
+from llm_obs_middleware.providers.bedrock.errors import stream_failure
 from llm_obs_middleware.providers.bedrock.wire import (
     ConverseResponse,
-    ErrorBody,
+    InvokeEmbedResponse,
     Metrics,
     StreamEvent,
     TokenUsage,
-    compact_json,
+    finish_reason,
 )
+from llm_obs_middleware.providers.translate_base import compact_json
 from llm_obs_middleware.records.schema import ExtraValue, NormalizedResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
     from llm_obs_middleware.asgi.state import Exchange
 
-__all__ = [
-    "ConverseJSONObserver",
-    "ConverseStreamObserver",
-    "ErrorObserver",
-    "converse_usage",
-    "error_type_name",
-    "finish_reason",
-    "stream_exception",
-]
+__all__ = ["ConverseJSONObserver", "ConverseStreamObserver", "InvokeEmbedObserver", "converse_usage"]
 
 _decode_response = msgspec.json.Decoder(ConverseResponse).decode
 _decode_event = msgspec.json.Decoder(StreamEvent).decode
-_decode_error = msgspec.json.Decoder(ErrorBody).decode
+_decode_invoke_response = msgspec.json.Decoder(InvokeEmbedResponse).decode
 _MAX_NOTES = 5
-# ConverseStream's exception for a stream that failed after it started; botocore raises it as an
-# EventStreamError with this code ("retry your request").
-_STREAM_EXCEPTION = {
-    ":message-type": "exception",
-    ":exception-type": "modelStreamErrorException",
-    ":content-type": "application/json",
-}
 _INVALID = "invalid_response"
-# Stop reasons the shared vocabulary does not know by name (botocore bedrock-runtime StopReason enum).
-_STOP_REASONS = {
-    "guardrail_intervened": "content_filter",
-    "content_filtered": "content_filter",
-    "model_context_window_exceeded": "length",
-}
-# Error type by status when neither the body nor the x-amzn-errortype header names it. 429 may also
-# be ModelNotReadyException, 400 ServiceQuotaExceededException.
-_STATUS_ERRORS = {
-    400: "ValidationException",
-    403: "AccessDeniedException",
-    404: "ResourceNotFoundException",
-    408: "ModelTimeoutException",
-    424: "ModelErrorException",
-    429: "ThrottlingException",
-    500: "InternalServerException",
-    503: "ServiceUnavailableException",
-}
 _EVENTS = frozenset(
     {"messageStart", "contentBlockStart", "contentBlockDelta", "contentBlockStop", "messageStop", "metadata"}
 )
-
-
-def finish_reason(raw: str | None, has_tool_calls: bool) -> str | None:
-    """Map a Converse ``stopReason`` onto the shared vocabulary."""
-    mapped = _STOP_REASONS.get(raw) if raw is not None else None
-    return mapped or normalize_finish_reason(raw, has_tool_calls)
 
 
 def converse_usage(usage: TokenUsage | None) -> Usage | None:
@@ -102,11 +64,6 @@ def _extra(metrics: Metrics | None) -> dict[str, ExtraValue]:
     if metrics is None or metrics.latency_ms is None:
         return {}
     return {"bedrock.latency_ms": metrics.latency_ms}
-
-
-def error_type_name(named: str) -> str | None:
-    """``com.amazon.coral.service#ThrottlingException:http://...`` -> ``ThrottlingException``."""
-    return named.rpartition("#")[2].partition(":")[0] or None
 
 
 class ConverseJSONObserver(BufferedBody):
@@ -216,13 +173,8 @@ class ConverseStreamObserver:
             kind = headers.get(":message-type")
             if kind == "event":
                 saw_token = self._event(headers.get(":event-type"), message.payload) or saw_token
-            elif kind == "exception":
-                error = _error_body(message.payload)
-                message_text = (error.message or error.Message) if error is not None else None
-                self._error = (str(headers.get(":exception-type") or "exception"), message_text)
-            elif kind == "error":
-                text = headers.get(":error-message")
-                self._error = (str(headers.get(":error-code") or "error"), str(text) if text else None)
+            elif kind in ("exception", "error"):
+                self._error = stream_failure(headers, message.payload)
             else:
                 self._note(f"unknown event-stream message type {kind!r}")
         return saw_token
@@ -248,7 +200,7 @@ class ConverseStreamObserver:
                 return True
             if delta.tool_use is not None:
                 piece = delta.tool_use.input
-                self._tool(event.content_block_index)[1].append(piece or "")
+                self._tool(event.content_block_index or 0)[1].append(piece or "")
                 self._chars += len(piece or "")
                 return bool(piece)
             if delta.reasoning_content is not None and delta.reasoning_content.text:
@@ -257,7 +209,7 @@ class ConverseStreamObserver:
         elif name == "contentBlockStart":
             start = event.start.tool_use if event.start is not None else None
             if start is not None:
-                head = self._tool(event.content_block_index)[0]
+                head = self._tool(event.content_block_index or 0)[0]
                 head[0], head[1] = start.tool_use_id, start.name
                 self._chars += len(start.name or "")
                 return True
@@ -313,45 +265,27 @@ class ConverseStreamObserver:
         )
 
 
-def _error_body(body: bytes) -> ErrorBody | None:
-    try:
-        return _decode_error(body)
-    except msgspec.DecodeError:
-        return None
+class InvokeEmbedObserver(BufferedBody):
+    """An InvokeModel embeddings body: Titan's ``inputTextTokenCount``, else the token-count header
+    Bedrock adds (read when the response is done, from the headers the client was sent)."""
 
+    __slots__ = ("_exchange", "_model")
 
-class ErrorObserver(BufferedBody):
-    """An error answer: ``{"message": ...}``; the type from ``__type``/``code``, else the
-    ``x-amzn-errortype`` header (``header_type``), else the status."""
-
-    __slots__ = ("_header_type", "_model", "_status")
-
-    def __init__(self, model: str | None, status: int, header_type: str | None = None) -> None:
+    def __init__(self, exchange: Exchange, model: str | None) -> None:
         super().__init__()
+        self._exchange = exchange
         self._model = model
-        self._status = status
-        self._header_type = header_type
 
-    def finish(self) -> NormalizedResponse:
-        error = _error_body(self._body() or b"")
-        error_type = None
-        message = None
-        if error is not None:
-            message = error.message or error.Message
-            named = error.type or error.code
-            if named:
-                error_type = error_type_name(named)
-        if error_type is None and self._header_type:
-            error_type = error_type_name(self._header_type)
-        return NormalizedResponse(
-            model=self._model,
-            completed=False,
-            finish_reason="error",
-            error_type=error_type or _STATUS_ERRORS.get(self._status) or f"http_{self._status}",
-            error_message=message,
-        )
-
-
-def stream_exception(message: str) -> bytes:
-    """The event-stream exception message that ends a stream the gateway had to cut."""
-    return encode_message(_STREAM_EXCEPTION, msgspec.json.encode({"message": message}))
+    def _result(self, body: bytes) -> NormalizedResponse:
+        count = _decode_invoke_response(body).input_text_token_count
+        if count is None:
+            count = next(
+                (
+                    int(value)
+                    for name, value in self._exchange.response_headers
+                    if name.lower() == b"x-amzn-bedrock-input-token-count" and value.isdigit()
+                ),
+                None,
+            )
+        usage = Usage(input_tokens=count, total_tokens=count) if count is not None else None
+        return NormalizedResponse(model=self._model, usage=usage)

@@ -17,13 +17,13 @@ Vectors are floats; ``encoding_format: base64`` is honoured by encoding them as 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import quote
 
 import msgspec
 
 from llm_obs_middleware.providers.bedrock.adapter import embedding_family
 from llm_obs_middleware.providers.bedrock.translate import BedrockTranslator
+from llm_obs_middleware.providers.bedrock.wire import CohereVectors, InvokeEmbedRequest, InvokeEmbedResponse
 from llm_obs_middleware.providers.embeddings_translate import COHERE_INPUT_TYPE, embeddings_body, texts
 from llm_obs_middleware.providers.openai.chat_shapes import EmbeddingsRequest, encode
 from llm_obs_middleware.providers.translate_base import (
@@ -38,18 +38,7 @@ from llm_obs_middleware.providers.translate_base import (
 __all__ = ["BedrockEmbeddings"]
 
 
-class _CohereVectors(msgspec.Struct):
-    floats: list[list[float]] = msgspec.field(default_factory=list, name="float")
-
-
-class _InvokeAnswer(msgspec.Struct, rename="camel"):
-    embedding: list[float] | None = None
-    input_text_token_count: int = 0
-    # Cohere: a list of vectors, or by type when the request named embedding_types.
-    embeddings: list[list[float]] | _CohereVectors | None = None
-
-
-_decode_answer = msgspec.json.Decoder(_InvokeAnswer).decode
+_decode_answer = msgspec.json.Decoder(InvokeEmbedResponse).decode
 
 
 class BedrockEmbeddings(EmbeddingsDecoding):
@@ -61,7 +50,6 @@ class BedrockEmbeddings(EmbeddingsDecoding):
     def request(self, client: EmbeddingsRequest, model: str, *, unsupported: UnsupportedRule) -> UpstreamRequest:
         family = embedding_family(model)
         inputs = texts(client)
-        body: dict[str, Any]
         if family == "titan":
             if len(inputs) != 1:
                 raise TranslationError(
@@ -70,13 +58,9 @@ class BedrockEmbeddings(EmbeddingsDecoding):
                     param="input",
                     code="too_many_inputs",
                 )
-            body = {"inputText": inputs[0]}
-            if client.dimensions is not None:
-                body["dimensions"] = client.dimensions
+            body = InvokeEmbedRequest(input_text=inputs[0], dimensions=client.dimensions)
         elif family == "cohere":
-            body = {"texts": inputs, "input_type": COHERE_INPUT_TYPE}
-            if client.dimensions is not None:
-                body["output_dimension"] = client.dimensions
+            body = InvokeEmbedRequest(texts=inputs, input_type=COHERE_INPUT_TYPE, output_dimension=client.dimensions)
         else:
             raise TranslationError(
                 f"bedrock model {model!r} has no embeddings translation "
@@ -91,13 +75,13 @@ class BedrockEmbeddings(EmbeddingsDecoding):
         answer = _decode_answer(body)
         if answer.embedding is not None:
             vectors = [answer.embedding]
-        elif isinstance(answer.embeddings, _CohereVectors):
+        elif isinstance(answer.embeddings, CohereVectors):
             vectors = answer.embeddings.floats
         elif answer.embeddings is not None:
             vectors = answer.embeddings
         else:
             raise msgspec.DecodeError("the InvokeModel answer has neither embedding nor embeddings")
-        return embeddings_body(vectors, context.base64, context.model, answer.input_text_token_count)
+        return embeddings_body(vectors, context.base64, context.model, answer.input_text_token_count or 0)
 
     def error(self, status: int, body: bytes, headers: Mapping[str, str], retry_after: str | None) -> TranslatedError:
         return self._errors.error(status, body, headers, retry_after)

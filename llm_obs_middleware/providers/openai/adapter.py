@@ -17,9 +17,8 @@ from llm_obs_middleware.providers.openai.observe import (
     ChatStreamObserver,
     EmbeddingsObserver,
     ErrorObserver,
-    ResponsesJSONObserver,
-    ResponsesStreamObserver,
 )
+from llm_obs_middleware.providers.openai.observe_responses import ResponsesJSONObserver, ResponsesStreamObserver
 from llm_obs_middleware.providers.openai.wire import (
     CapturedInputItem,
     CapturedMessage,
