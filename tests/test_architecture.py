@@ -24,7 +24,6 @@ OVER_LIMIT_UNTIL_SPLIT = frozenset(
         "providers/anthropic/translate.py",
         "providers/bedrock/adapter.py",
         "providers/bedrock/translate.py",
-        "providers/gemini/translate.py",
         "providers/openai/observe.py",
         "routing/middleware.py",
         "testing/fake_provider.py",

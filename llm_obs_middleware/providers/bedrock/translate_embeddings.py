@@ -24,7 +24,8 @@ import msgspec
 
 from llm_obs_middleware.providers.bedrock.adapter import embedding_family
 from llm_obs_middleware.providers.bedrock.translate import BedrockTranslator
-from llm_obs_middleware.providers.embeddings_translate import COHERE_INPUT_TYPE, embeddings_body, texts
+from llm_obs_middleware.providers.cohere.embeddings import COHERE_INPUT_TYPE
+from llm_obs_middleware.providers.embeddings_common import embeddings_body, texts
 from llm_obs_middleware.providers.openai.chat_shapes import EmbeddingsRequest, encode
 from llm_obs_middleware.providers.translate_base import (
     EmbeddingsDecoding,

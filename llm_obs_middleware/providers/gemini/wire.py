@@ -17,6 +17,7 @@ __all__ = [
     "FINISH_REASONS",
     "RETRY_INFO",
     "BatchEmbedRequest",
+    "BatchEmbedVectors",
     "Blob",
     "Candidate",
     "CapturedContent",
@@ -230,6 +231,16 @@ class EmbedResponse(msgspec.Struct, rename="camel"):
     """``embedContent`` / ``batchEmbedContents`` response: the vectors are not read, only usage (if any)."""
 
     usage_metadata: _EmbedUsage | None = None
+
+
+class _ContentEmbedding(msgspec.Struct):
+    values: list[float] = []
+
+
+class BatchEmbedVectors(msgspec.Struct):
+    """``batchEmbedContents``'s vectors (what the OpenAI translator returns; observers skip them)."""
+
+    embeddings: list[_ContentEmbedding] = []
 
 
 class ErrorEnvelope(msgspec.Struct, omit_defaults=True):
