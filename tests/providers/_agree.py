@@ -19,10 +19,13 @@ import httpx
 
 from llm_obs_middleware import Config, create_gateway
 from llm_obs_middleware.gateway.standalone import Gateway
+from llm_obs_middleware.providers.translate_base import openai_finish_reason
 
-__all__ = ["Answer", "Seen", "assert_valid_retry_after", "gateway", "native", "translated"]
+__all__ = ["Answer", "Seen", "assert_agree", "assert_valid_retry_after", "gateway", "native", "translated"]
 
 _DELTA_SECONDS = re.compile(r"[0-9]+")
+_CLIENT = {"stop": "stop", "length": "length", "content_filter": "content_filter", "tool_calls": "tool_calls"}
+"""What an OpenAI client reads for each normalized finish reason (``error`` and ``other`` read ``stop``)."""
 
 
 class Answer(NamedTuple):
@@ -120,3 +123,13 @@ async def translated(app: Gateway, *, stream: bool) -> Seen:
 def assert_valid_retry_after(value: str | None) -> None:
     """``Retry-After`` as delta-seconds (RFC 9110 section 10.2.3): a non-negative integer, nothing else."""
     assert value is not None and _DELTA_SECONDS.fullmatch(value), f"not delta-seconds: {value!r}"
+
+
+def assert_agree(seen_native: Seen, seen_translated: Seen, normalized: str) -> None:
+    """Both records say ``normalized``; the translated client reads its OpenAI value."""
+    assert seen_native.response.status_code == seen_translated.response.status_code == 200
+    assert seen_native.record["finish_reason"] == normalized
+    assert seen_translated.record["finish_reason"] == normalized
+    assert seen_translated.finish_reasons == [_CLIENT.get(normalized, "stop")]
+    assert seen_translated.finish_reasons == [openai_finish_reason(seen_translated.record["finish_reason"])]
+    assert seen_translated.record["outcome"] == seen_native.record["outcome"] == "completed"

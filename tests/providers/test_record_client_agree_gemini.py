@@ -16,9 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _agree import Answer, Seen, assert_valid_retry_after, gateway, native, translated
-
-from llm_obs_middleware.providers.translate_base import openai_finish_reason
+from _agree import Answer, Seen, assert_agree, assert_valid_retry_after, gateway, native, translated
 
 NORMALIZED = {
     "STOP": "stop",
@@ -42,7 +40,6 @@ NORMALIZED = {
     "FINISH_REASON_UNSPECIFIED": "other",
     "A_VALUE_ADDED_LATER": "other",
 }
-CLIENT = {"stop": "stop", "length": "length", "content_filter": "content_filter", "tool_calls": "tool_calls"}
 USAGE = {"promptTokenCount": 3, "candidatesTokenCount": 2, "totalTokenCount": 5}
 
 
@@ -86,20 +83,11 @@ async def _both(tmp_path: Path, chunks: list[dict[str, Any]], stream: bool) -> t
         return await native(app, _native_path(stream), REQUEST, stream=stream), await translated(app, stream=stream)
 
 
-def _assert_agree(seen_native: Seen, seen_translated: Seen, normalized: str) -> None:
-    assert seen_native.response.status_code == seen_translated.response.status_code == 200
-    assert seen_native.record["finish_reason"] == normalized
-    assert seen_translated.record["finish_reason"] == normalized
-    assert seen_translated.finish_reasons == [CLIENT.get(normalized, "stop")]
-    assert seen_translated.finish_reasons == [openai_finish_reason(seen_translated.record["finish_reason"])]
-    assert seen_translated.record["outcome"] == seen_native.record["outcome"] == "completed"
-
-
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
 @pytest.mark.parametrize("finish", sorted(NORMALIZED))
 async def test_every_finish_reason(tmp_path: Path, finish: str, stream: bool) -> None:
     seen_native, seen_translated = await _both(tmp_path, _chunks(finish, call=False), stream)
-    _assert_agree(seen_native, seen_translated, NORMALIZED[finish])
+    assert_agree(seen_native, seen_translated, NORMALIZED[finish])
     if stream:
         assert seen_translated.done and not seen_translated.error_frames
 
@@ -108,7 +96,7 @@ async def test_every_finish_reason(tmp_path: Path, finish: str, stream: bool) ->
 @pytest.mark.parametrize(("finish", "normalized"), [("STOP", "tool_calls"), ("MAX_TOKENS", "length")])
 async def test_a_function_call(tmp_path: Path, finish: str, normalized: str, stream: bool) -> None:
     seen_native, seen_translated = await _both(tmp_path, _chunks(finish, call=True), stream)
-    _assert_agree(seen_native, seen_translated, normalized)
+    assert_agree(seen_native, seen_translated, normalized)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
@@ -118,7 +106,7 @@ async def test_a_blocked_prompt_is_a_content_filter(tmp_path: Path, block: str, 
         {"promptFeedback": {"blockReason": block}, "usageMetadata": {"promptTokenCount": 3}, "modelVersion": "m-1"}
     ]
     seen_native, seen_translated = await _both(tmp_path, chunks, stream)
-    _assert_agree(seen_native, seen_translated, "content_filter")
+    assert_agree(seen_native, seen_translated, "content_filter")
 
 
 def _status(code: int, status: str, delay: str | None = None) -> dict[str, Any]:
