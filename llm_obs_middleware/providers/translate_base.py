@@ -11,11 +11,15 @@ import msgspec
 from llm_obs_middleware.asgi.messages import error_json
 from llm_obs_middleware.providers.openai.chat_shapes import (
     ChatRequest,
+    CompletionTokensDetails,
     EmbeddingsRequest,
+    OpenAIUsage,
+    PromptTokensDetails,
     decode_chat_request,
     decode_embeddings_request,
     present,
 )
+from llm_obs_middleware.records.schema import Usage
 
 __all__ = [
     "DONE",
@@ -35,8 +39,8 @@ __all__ = [
     "data_url",
     "openai_error",
     "openai_finish_reason",
+    "openai_usage",
     "raw_error_message",
-    "retry_after_seconds",
 ]
 
 UnsupportedRule = Literal["drop", "error"]
@@ -246,18 +250,6 @@ def openai_error(
     return TranslatedError(status, body, headers, retry_after)
 
 
-def retry_after_seconds(delay: str | None) -> str | None:
-    """Google's ``RetryInfo.retryDelay`` (``"37s"``, ``"1.5s"``) as ``Retry-After`` (whole seconds, rounded up)."""
-    if not delay or not delay.endswith("s"):
-        return None
-    try:
-        seconds = float(delay[:-1])
-    except ValueError:
-        return None
-    whole = int(seconds)
-    return str(whole + (1 if seconds > whole else 0))
-
-
 def raw_error_message(body: bytes, provider: str, status: int) -> str:
     """An error body that is not the provider's JSON, as text (its first 1000 bytes), or a line naming the status."""
     return body[:1000].decode("utf-8", "replace") or f"{provider} answered HTTP {status}"
@@ -274,3 +266,20 @@ def openai_finish_reason(normalized: str | None) -> str:
     ``other``: both read ``stop`` (an error is also told to the client in-band, by the translator).
     """
     return _OPENAI_FINISH.get(normalized or "stop", "stop")
+
+
+def openai_usage(usage: Usage | None) -> OpenAIUsage | None:
+    """The record's usage (the native observer's) as OpenAI's ``usage``: the translated answer and the
+    record count the same tokens. ``completion_tokens_details`` only when there were reasoning tokens."""
+    if usage is None:
+        return None
+    prompt, completion = usage.input_tokens or 0, usage.output_tokens or 0
+    total = usage.total_tokens if usage.total_tokens is not None else prompt + completion
+    reasoning = usage.reasoning_tokens
+    return OpenAIUsage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=total,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=usage.cache_read_tokens or 0),
+        completion_tokens_details=CompletionTokensDetails(reasoning_tokens=reasoning) if reasoning else None,
+    )

@@ -1,7 +1,7 @@
 """OpenAI-compatible requests translated to other providers' native APIs, and their answers back.
 
-One module per provider format, each with a :class:`Translator` for ``/v1/chat/completions``;
-``embeddings`` holds those for ``/v1/embeddings``.
+One module per provider format, each with a :class:`Translator` for ``/v1/chat/completions``
+(``providers/<name>/translate.py``) and one for ``/v1/embeddings`` (``providers/<name>/embeddings.py``).
 The router uses :func:`translator_for` when a request's model resolves to a provider that does not
 speak the OpenAI API. Translators are stateless; a stream gets its own :class:`StreamTranslator`.
 """
@@ -52,13 +52,11 @@ def translator_for(kind: str, api: str) -> Translator[Any] | None:
         from llm_obs_middleware.providers.anthropic.translate import AnthropicTranslator
         from llm_obs_middleware.providers.bedrock.translate import BedrockTranslator
         from llm_obs_middleware.providers.bedrock.translate_embeddings import BedrockEmbeddings
+        from llm_obs_middleware.providers.cohere.embeddings import CohereEmbeddings
         from llm_obs_middleware.providers.cohere.translate import CohereTranslator
-        from llm_obs_middleware.providers.embeddings_translate import (
-            CohereEmbeddings,
-            GeminiEmbeddings,
-            OllamaEmbeddings,
-        )
+        from llm_obs_middleware.providers.gemini.embeddings import GeminiEmbeddings
         from llm_obs_middleware.providers.gemini.translate import GeminiTranslator
+        from llm_obs_middleware.providers.ollama.embeddings import OllamaEmbeddings
         from llm_obs_middleware.providers.ollama.translate import OllamaTranslator
 
         _translators[_CHAT] = {

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 
+from llm_obs_middleware.providers.gemini.wire import RETRY_INFO, ErrorDetail, ErrorEnvelope, Status
 from llm_obs_middleware.testing import _payloads as p
 from llm_obs_middleware.testing.fake_provider import FakeStreamAborted
 
@@ -242,7 +243,6 @@ async def _send_json(send: Send, payload: Any, status: int = 200) -> None:
 
 
 async def _send_error(send: Send, status: int, message: str) -> None:
-    error: dict[str, Any] = {"code": status, "message": message, "status": _STATUSES.get(status, "UNKNOWN")}
-    if status == 429:
-        error["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"}]
-    await _send_json(send, {"error": error}, status)
+    details = [ErrorDetail(type=RETRY_INFO, retryDelay="1s")] if status == 429 else []
+    error = Status(code=status, message=message, status=_STATUSES.get(status, "UNKNOWN"), details=details)
+    await _send_json(send, ErrorEnvelope(error=error), status)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from llm_obs_middleware.providers.ollama.wire import ErrorEnvelope
 from llm_obs_middleware.testing import _payloads as p
 from llm_obs_middleware.testing.fake_provider import FakeStreamAborted
 
@@ -69,7 +70,7 @@ async def handle(
         else:
             await _answer(fake, path, headers, body, overrides, send)
     except _Error as exc:
-        await _send(send, exc.status, _encode({"error": str(exc)}), _JSON)
+        await _send(send, exc.status, _encode(ErrorEnvelope(error=str(exc))), _JSON)
     return True
 
 
@@ -179,8 +180,8 @@ async def _stream(lines: list[dict[str, Any]], o: Overrides, error_after: int | 
         if index == o.drop_after:
             raise FakeStreamAborted(f"x-fake-drop-after: stream cut after {index} lines")
         if index == error_after:
-            error = b'{"error":"an error was encountered while running the model: unexpected EOF"}\n'
-            await send({"type": "http.response.body", "body": error, "more_body": False})
+            error = ErrorEnvelope(error="an error was encountered while running the model: unexpected EOF")
+            await send({"type": "http.response.body", "body": _encode(error) + b"\n", "more_body": False})
             return
         delay = o.ttft_s if index == 0 else o.interval_s
         if delay > 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from typing import Any
 
 import httpx
@@ -371,7 +372,7 @@ def test_error_envelope(name: str, streamed: bool) -> None:
     assert observer.retry_after_s == expected["retry_after_seconds"]
     # What the router uses as Retry-After when the header is absent (Gemini sends none).
     assert "retry-after" not in envelope["headers"]
-    assert ADAPTER.retry_after(status, body) == f"{expected['retry_after_seconds']:g}"
+    assert ADAPTER.retry_after(status, body) == str(math.ceil(expected["retry_after_seconds"]))
     assert (result.completed, result.finish_reason, result.usage, result.tool_calls) == (False, "error", None, [])
 
 
@@ -405,7 +406,8 @@ def test_error_observer_fallbacks(body: bytes, error_type: str, message: str | N
     result = observer.finish()
     assert (result.error_type, result.error_message, result.completed) == (error_type, message, False)
     assert observer.retry_after_s == retry
-    assert ADAPTER.retry_after(503, body) == (None if retry is None else f"{retry:g}")
+    # Retry-After is delta-seconds: a whole number, rounded up ("1.5s" is 2), never "1.5".
+    assert ADAPTER.retry_after(503, body) == (None if retry is None else str(math.ceil(retry)))
     assert ADAPTER.retry_after(400, body) is None  # only answers worth retrying carry a delay we honour
 
 

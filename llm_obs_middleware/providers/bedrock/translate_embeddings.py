@@ -7,7 +7,7 @@
   (rather than fanned out into several upstream calls, which would split one client request across
   several records, retries and rate-limit slots): send one input per call.
 - ``cohere.embed-*``: ``{"texts", "input_type": "search_document", "output_dimension"?}`` ->
-  ``{"embeddings": [[...]]}``. ``input_type`` is fixed as for Cohere's own API (see :mod:`.embeddings`).
+  ``{"embeddings": [[...]]}``. ``input_type`` is fixed as for Cohere's own API (see ``providers/cohere/embeddings.py``).
   Cohere on Bedrock reports its token count only in a response header, which the translated answer
   cannot see: its ``usage`` is zero (the record estimates it).
 
@@ -24,7 +24,8 @@ import msgspec
 from llm_obs_middleware.providers.bedrock.adapter import embedding_family
 from llm_obs_middleware.providers.bedrock.translate import BedrockTranslator
 from llm_obs_middleware.providers.bedrock.wire import CohereVectors, InvokeEmbedRequest, InvokeEmbedResponse
-from llm_obs_middleware.providers.embeddings_translate import COHERE_INPUT_TYPE, embeddings_body, texts
+from llm_obs_middleware.providers.cohere.embeddings import COHERE_INPUT_TYPE
+from llm_obs_middleware.providers.embeddings_common import embeddings_body, texts
 from llm_obs_middleware.providers.openai.chat_shapes import EmbeddingsRequest, encode
 from llm_obs_middleware.providers.translate_base import (
     EmbeddingsDecoding,

@@ -26,8 +26,6 @@ from llm_obs_middleware.providers.gemini.observe import (
     ErrorObserver,
     GenerateJSONObserver,
     GenerateStreamObserver,
-    error_status,
-    retry_delay,
 )
 from llm_obs_middleware.providers.gemini.wire import (
     BatchEmbedRequest,
@@ -36,7 +34,9 @@ from llm_obs_middleware.providers.gemini.wire import (
     EmbedRequest,
     GenerateRequest,
     Tool,
+    error_status,
     first,
+    retry_after,
 )
 from llm_obs_middleware.records.schema import ImageRef, Message, NormalizedRequest, RequestParams, ToolCall
 from llm_obs_middleware.upstream.paths import encode_path
@@ -239,10 +239,9 @@ class GeminiAdapter(AdapterDefaults):
         return b"data: " + _encode({"error": {**status, "message": message}}) + b"\n\n"
 
     def retry_after(self, status: int, body: bytes) -> str | None:
-        """Gemini's 429s say when to retry in the body (``google.rpc.RetryInfo``), not in a header."""
-        error = error_status(body) if status == 429 or status >= 500 else None
-        delay = retry_delay(error) if error is not None else None
-        return f"{delay:g}" if delay is not None and delay >= 0 else None
+        """Gemini's 429s say when to retry in the body (``google.rpc.RetryInfo``), not in a header:
+        that delay as delta-seconds, rounded up (the router waits it, a translated answer sends it)."""
+        return retry_after(error_status(body)) if status == 429 or status >= 500 else None
 
     def sign(self, request: httpx.Request, provider: ProviderConfig) -> None:
         """Drop the client's own credentials: its ``?key=`` query parameter (the router forwards the

@@ -16,12 +16,13 @@ from llm_obs_middleware.codecs.sse import SSEParser
 from llm_obs_middleware.providers._buffered import BufferedBody
 from llm_obs_middleware.providers.gemini.wire import (
     EmbedResponse,
-    ErrorEnvelope,
     GenerateResponse,
     ModalityCount,
     SafetyRating,
-    Status,
     UsageMetadata,
+    error_status,
+    finish_reason,
+    retry_delay,
 )
 from llm_obs_middleware.records.schema import ExtraValue, NormalizedResponse, ToolCall, Usage
 
@@ -33,41 +34,13 @@ __all__ = [
     "ErrorObserver",
     "GenerateJSONObserver",
     "GenerateStreamObserver",
-    "error_status",
-    "finish_reason",
     "gemini_usage",
-    "retry_delay",
 ]
 
 _decode_response = msgspec.json.Decoder(GenerateResponse).decode
 _decode_chunks = msgspec.json.Decoder(list[GenerateResponse]).decode
 _decode_embed = msgspec.json.Decoder(EmbedResponse).decode
-_decode_error = msgspec.json.Decoder(ErrorEnvelope | list[ErrorEnvelope]).decode
 _INVALID = "invalid_response"
-
-# https://ai.google.dev/api/generate-content#FinishReason (anything else: "other")
-_FINISH = {
-    "STOP": "stop",
-    "MAX_TOKENS": "length",
-    "SAFETY": "content_filter",
-    "RECITATION": "content_filter",
-    "BLOCKLIST": "content_filter",
-    "PROHIBITED_CONTENT": "content_filter",
-    "SPII": "content_filter",
-    "IMAGE_SAFETY": "content_filter",
-    "IMAGE_PROHIBITED_CONTENT": "content_filter",
-    "IMAGE_RECITATION": "content_filter",
-}
-
-
-def finish_reason(raw: str | None, has_tool_calls: bool, *, blocked: bool = False) -> str | None:
-    """Gemini's finish reason in our vocabulary; a blocked prompt (``blockReason``) is a content filter."""
-    if raw is None:
-        return None
-    if blocked:
-        return "content_filter"
-    reason = _FINISH.get(raw, "other")
-    return "tool_calls" if reason == "stop" and has_tool_calls else reason
 
 
 def _modality(details: list[ModalityCount], modality: str) -> int | None:
@@ -315,31 +288,3 @@ class ErrorObserver(BufferedBody):
             message = error.message
             self.retry_after_s = retry_delay(error)
         return NormalizedResponse(completed=False, finish_reason="error", error_type=error_type, error_message=message)
-
-
-def error_status(body: bytes) -> Status | None:
-    """The ``google.rpc.Status`` of an error body (``{"error": ...}``, or ``[{"error": ...}]`` from a
-    ``streamGenerateContent`` without ``alt=sse``), if any."""
-    try:
-        envelope = _decode_error(body)
-    except msgspec.DecodeError:
-        return None
-    if isinstance(envelope, list):
-        return envelope[0].error if envelope else None
-    return envelope.error
-
-
-def retry_delay(error: Status) -> float | None:
-    """Seconds of the error's ``google.rpc.RetryInfo.retryDelay``, if it has one."""
-    for detail in error.details:
-        if detail.type == "type.googleapis.com/google.rpc.RetryInfo" and detail.retryDelay:
-            return _seconds(detail.retryDelay)
-    return None
-
-
-def _seconds(duration: str) -> float | None:
-    """A proto3 JSON ``Duration`` (``"37s"``, ``"1.5s"``) in seconds."""
-    try:
-        return float(duration.removesuffix("s"))
-    except ValueError:
-        return None

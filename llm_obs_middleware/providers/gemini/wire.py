@@ -8,23 +8,36 @@ https://ai.google.dev/api/generate-content
 
 from __future__ import annotations
 
+import math
 from typing import TypeVar
 
 import msgspec
 
 __all__ = [
+    "FINISH_REASONS",
+    "RETRY_INFO",
     "BatchEmbedRequest",
+    "BatchEmbedVectors",
     "Blob",
+    "Candidate",
     "CapturedContent",
     "EmbedRequest",
     "EmbedResponse",
+    "ErrorDetail",
     "ErrorEnvelope",
+    "FunctionCall",
     "GenerateRequest",
     "GenerateResponse",
     "GenerationConfig",
+    "Part",
     "SafetyRating",
+    "Status",
     "UsageMetadata",
+    "error_status",
+    "finish_reason",
     "first",
+    "retry_after",
+    "retry_delay",
 ]
 
 _T = TypeVar("_T")
@@ -133,7 +146,7 @@ class CapturedContent(msgspec.Struct):
 # --- responses ------------------------------------------------------------------------------------
 
 
-class _FunctionCall(msgspec.Struct):
+class FunctionCall(msgspec.Struct):
     name: str | None = None
     args: msgspec.Raw = msgspec.Raw()
     id: str | None = None
@@ -142,7 +155,7 @@ class _FunctionCall(msgspec.Struct):
 class Part(msgspec.Struct, rename="camel"):
     text: str | None = None
     thought: bool | None = None
-    function_call: _FunctionCall | None = None
+    function_call: FunctionCall | None = None
 
 
 class _Content(msgspec.Struct):
@@ -182,18 +195,20 @@ class _PromptFeedback(msgspec.Struct, rename="camel"):
     block_reason: str | None = None
 
 
-class _Detail(msgspec.Struct):
+class ErrorDetail(msgspec.Struct, omit_defaults=True):
+    """One of ``google.rpc.Status.details``; only ``google.rpc.RetryInfo``'s ``retryDelay`` is read."""
+
     type: str | None = msgspec.field(default=None, name="@type")
     retryDelay: str | None = None
 
 
-class Status(msgspec.Struct):
+class Status(msgspec.Struct, omit_defaults=True):
     """``google.rpc.Status``: the body of every Google API error (``code`` is the HTTP status)."""
 
     code: int | None = None
     message: str | None = None
     status: str | None = None
-    details: list[_Detail] = []
+    details: list[ErrorDetail] = []
 
 
 class GenerateResponse(msgspec.Struct, rename="camel"):
@@ -218,5 +233,84 @@ class EmbedResponse(msgspec.Struct, rename="camel"):
     usage_metadata: _EmbedUsage | None = None
 
 
-class ErrorEnvelope(msgspec.Struct):
+class _ContentEmbedding(msgspec.Struct):
+    values: list[float] = []
+
+
+class BatchEmbedVectors(msgspec.Struct):
+    """``batchEmbedContents``'s vectors (what the OpenAI translator returns; observers skip them)."""
+
+    embeddings: list[_ContentEmbedding] = []
+
+
+class ErrorEnvelope(msgspec.Struct, omit_defaults=True):
     error: Status | None = None
+
+
+# --- vocabulary -----------------------------------------------------------------------------------
+
+FINISH_REASONS: dict[str, str] = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "IMAGE_PROHIBITED_CONTENT": "content_filter",
+    "IMAGE_RECITATION": "content_filter",
+}
+"""Gemini's ``finishReason`` in our vocabulary: the one map the record and the translated answer use.
+
+Every other value (``LANGUAGE``, ``OTHER``, ``IMAGE_OTHER``, ``NO_IMAGE``, ``MALFORMED_FUNCTION_CALL``,
+``UNEXPECTED_TOOL_CALL``, ``TOO_MANY_TOOL_CALLS``, ``MISSING_THOUGHT_SIGNATURE``,
+``FINISH_REASON_UNSPECIFIED``, and values added later) is ``other``.
+https://ai.google.dev/api/generate-content#FinishReason"""
+
+
+def finish_reason(raw: str | None, has_tool_calls: bool, *, blocked: bool = False) -> str | None:
+    """A ``finishReason`` in our vocabulary; a blocked prompt (``promptFeedback.blockReason``, any
+    value) is a content filter; ``None`` when there is none."""
+    if raw is None:
+        return None
+    if blocked:
+        return "content_filter"
+    reason = FINISH_REASONS.get(raw, "other")
+    return "tool_calls" if reason == "stop" and has_tool_calls else reason
+
+
+RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+_decode_error = msgspec.json.Decoder(ErrorEnvelope | list[ErrorEnvelope]).decode
+
+
+def error_status(body: bytes) -> Status | None:
+    """The ``google.rpc.Status`` of an error body (``{"error": ...}``, or ``[{"error": ...}]`` from a
+    ``streamGenerateContent`` without ``alt=sse``), if any."""
+    try:
+        envelope = _decode_error(body)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(envelope, list):
+        return envelope[0].error if envelope else None
+    return envelope.error
+
+
+def retry_delay(error: Status) -> float | None:
+    """Seconds of the error's ``google.rpc.RetryInfo.retryDelay`` (a proto3 JSON ``Duration``:
+    ``"37s"``, ``"1.5s"``), if it has a readable, finite, non-negative one. The only parser of it."""
+    for detail in error.details:
+        if detail.type == RETRY_INFO and detail.retryDelay and detail.retryDelay.endswith("s"):
+            try:
+                seconds = float(detail.retryDelay[:-1])
+            except ValueError:
+                return None
+            return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    return None
+
+
+def retry_after(error: Status | None) -> str | None:
+    """The error's ``RetryInfo`` as a ``Retry-After`` value: delta-seconds, a non-negative integer
+    rounded up (RFC 9110 section 10.2.3: ``"1.5s"`` is ``2``)."""
+    seconds = retry_delay(error) if error is not None else None
+    return None if seconds is None else str(math.ceil(seconds))

@@ -14,8 +14,7 @@ import msgspec
 
 from llm_obs_middleware.codecs.ndjson import NDJSONSplitter
 from llm_obs_middleware.providers._buffered import BufferedBody
-from llm_obs_middleware.providers.base import normalize_finish_reason
-from llm_obs_middleware.providers.ollama.wire import EmbedResponse, ErrorEnvelope, Reply
+from llm_obs_middleware.providers.ollama.wire import EmbedResponse, Reply, error_message, finish_reason
 from llm_obs_middleware.records.schema import ExtraValue, NormalizedResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
@@ -25,7 +24,6 @@ __all__ = ["EmbedObserver", "ErrorObserver", "ReplyJSONObserver", "ReplyStreamOb
 
 _decode_reply = msgspec.json.Decoder(Reply).decode
 _decode_embed = msgspec.json.Decoder(EmbedResponse).decode
-_decode_error = msgspec.json.Decoder(ErrorEnvelope).decode
 _INVALID = "invalid_response"
 
 
@@ -105,7 +103,7 @@ class _Accumulator:
             reason: str | None = "error"
         else:
             error_type, message = (_INVALID, self.problem) if self.problem is not None else (None, None)
-            reason = normalize_finish_reason(self.reason, bool(self.tools))
+            reason = finish_reason(self.reason, bool(self.tools)) if self.done else None
         return NormalizedResponse(
             model=self.model,
             finish_reasons=[self.reason] if self.reason else [],
@@ -223,14 +221,8 @@ class ErrorObserver(BufferedBody):
         self._status = status
 
     def finish(self) -> NormalizedResponse:
-        body = self._body() or b""
         error_type, message = f"http_{self._status}", None
-        try:
-            error = _decode_error(body).error
-        except msgspec.DecodeError:
-            error = None
-        if isinstance(error, str):
-            message = error
-        elif error is not None:
+        error = error_message(self._body() or b"")
+        if error is not None:
             error_type, message = error.type or error_type, error.message
         return NormalizedResponse(completed=False, finish_reason="error", error_type=error_type, error_message=message)

@@ -17,6 +17,8 @@ from typing import Any
 import msgspec
 
 from llm_obs_middleware.codecs.ndjson import NDJSONSplitter
+from llm_obs_middleware.providers.ollama.observe import ollama_usage
+from llm_obs_middleware.providers.ollama.wire import Reply, ReplyMessage, error_message, finish_reason
 from llm_obs_middleware.providers.openai.chat_shapes import (
     ChatMessage,
     ChatRequest,
@@ -26,7 +28,6 @@ from llm_obs_middleware.providers.openai.chat_shapes import (
     OpenAIUsage,
     OutputFunction,
     OutputToolCall,
-    PromptTokensDetails,
     ToolCallDelta,
     assistant_completion,
     encode,
@@ -47,6 +48,8 @@ from llm_obs_middleware.providers.translate_base import (
     compact_json,
     data_url,
     openai_error,
+    openai_finish_reason,
+    openai_usage,
     raw_error_message,
 )
 
@@ -57,54 +60,19 @@ _UNSUPPORTED = (
     "logprobs",
     *OPENAI_ONLY,
 )
-_FINISH = {"stop": "stop", "length": "length"}
 _EMPTY_SCHEMA = msgspec.Raw(b'{"type":"object","properties":{}}')
+_decode_reply = msgspec.json.Decoder(Reply).decode
 
 
-class _Function(msgspec.Struct):
-    name: str = ""
-    arguments: msgspec.Raw = msgspec.Raw()
-
-
-class _Call(msgspec.Struct):
-    function: _Function
-    id: str | None = None
-
-
-class _Message(msgspec.Struct):
-    content: str = ""
-    thinking: str | None = None
-    tool_calls: list[_Call] = []
-
-
-class _Response(msgspec.Struct):
-    model: str = ""
-    message: _Message | None = None
-    done: bool = False
-    done_reason: str | None = None
-    prompt_eval_count: int | None = None
-    eval_count: int | None = None
-    error: str | None = None
-
-
-_decode_response = msgspec.json.Decoder(_Response).decode
-
-
-def _usage(response: _Response) -> OpenAIUsage | None:
-    if response.prompt_eval_count is None and response.eval_count is None:
+def _usage(reply: Reply) -> OpenAIUsage | None:
+    """The record's usage as OpenAI's, when the reply has counts (the last line of a stream)."""
+    if reply.prompt_eval_count is None and reply.eval_count is None:
         return None
-    prompt, completion = response.prompt_eval_count or 0, response.eval_count or 0
-    return OpenAIUsage(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=prompt + completion,
-        prompt_tokens_details=PromptTokensDetails(cached_tokens=0),
-    )
+    return openai_usage(ollama_usage(reply))
 
 
-def _finish(reason: str | None, has_tool_calls: bool) -> str:
-    mapped = _FINISH.get(reason or "stop", "stop")
-    return "tool_calls" if mapped == "stop" and has_tool_calls else mapped
+def _finish(reply: Reply, has_tool_calls: bool) -> str:
+    return openai_finish_reason(finish_reason(reply.done_reason, has_tool_calls))
 
 
 def _text_and_images(message: ChatMessage, skipped: UnsupportedParams) -> tuple[str, list[str]]:
@@ -154,13 +122,14 @@ def _messages(chat: ChatRequest, skipped: UnsupportedParams) -> list[dict[str, A
     return messages
 
 
-def _calls(message: _Message, response_id: str, first: int = 0) -> list[OutputToolCall]:
+def _calls(message: ReplyMessage, response_id: str, first: int = 0) -> list[OutputToolCall]:
     return [
         OutputToolCall(
             id=call.id or f"call_{response_id}_{first + index}",
-            function=OutputFunction(call.function.name, compact_json(call.function.arguments)),
+            function=OutputFunction(call.function.name or "", compact_json(call.function.arguments)),
         )
-        for index, call in enumerate(message.tool_calls)
+        for index, call in enumerate(message.tool_calls or ())
+        if call.function is not None
     ]
 
 
@@ -218,18 +187,18 @@ class OllamaTranslator(ChatDecoding):
         return UpstreamRequest("/api/chat", encode(body), [], dropped)
 
     def response(self, body: bytes, context: ResponseContext) -> bytes:
-        response = _decode_response(body)
-        message = response.message or _Message()
+        reply = _decode_reply(body)
+        message = reply.message or ReplyMessage()
         calls = _calls(message, context.response_id)
         completion = assistant_completion(
             id=context.response_id,
             created=context.created,
-            model=response.model or context.model,
+            model=reply.model or context.model,
             texts=[message.content] if message.content else [],
             reasoning=[message.thinking] if message.thinking else [],
             calls=calls,
-            finish_reason=_finish(response.done_reason, bool(calls)),
-            usage=_usage(response),
+            finish_reason=_finish(reply, bool(calls)),
+            usage=_usage(reply),
         )
         return encode(completion)
 
@@ -237,13 +206,10 @@ class OllamaTranslator(ChatDecoding):
         return OllamaStream(context)
 
     def error(self, status: int, body: bytes, headers: Mapping[str, str], retry_after: str | None) -> TranslatedError:
-        try:
-            message = _decode_response(body).error
-        except msgspec.DecodeError:
-            message = None
-        if not message:
-            message = raw_error_message(body, "ollama", status)
-        return openai_error(status, message, None, retry_after)
+        error = error_message(body)
+        message = error.message if error is not None else None
+        code = error.type if error is not None else None
+        return openai_error(status, message or raw_error_message(body, "ollama", status), code, retry_after)
 
 
 class OllamaStream:
@@ -258,14 +224,14 @@ class OllamaStream:
         self._started = False
         self._tools = 0
         self._done = False
-        self._last: _Response | None = None
+        self._last: Reply | None = None
 
     def feed(self, chunk: bytes) -> bytes:
         return b"".join([self._line(line) for line in self._lines.feed(chunk)])
 
     def _line(self, line: bytes) -> bytes:
         try:
-            response = _decode_response(line)
+            response = _decode_reply(line)
         except msgspec.DecodeError:
             return b""
         if response.error is not None:
@@ -290,7 +256,7 @@ class OllamaStream:
         if response.done:
             self._done = True
             self._last = response
-            pieces.append(out.delta(Delta(), _finish(response.done_reason, self._tools > 0)))
+            pieces.append(out.delta(Delta(), _finish(response, self._tools > 0)))
         return b"".join(pieces)
 
     def close(self) -> bytes:

@@ -9,14 +9,20 @@ from __future__ import annotations
 import msgspec
 
 __all__ = [
+    "FINISH_REASONS",
     "CapturedMessage",
     "ChatRequest",
     "EmbedRequest",
     "EmbedResponse",
+    "EmbedVectors",
     "ErrorEnvelope",
     "GenerateRequest",
     "Options",
     "Reply",
+    "ReplyMessage",
+    "ToolCall",
+    "error_message",
+    "finish_reason",
 ]
 
 
@@ -78,7 +84,7 @@ class CapturedMessage(msgspec.Struct):
     """Base64-encoded images (of a user message)."""
 
 
-class _Message(msgspec.Struct):
+class ReplyMessage(msgspec.Struct):
     content: str | None = None
     thinking: str | None = None
     tool_calls: list[ToolCall] | None = None
@@ -88,7 +94,7 @@ class Reply(msgspec.Struct):
     """A chat or generate response, or one NDJSON line of their streams (or an in-band error line)."""
 
     model: str | None = None
-    message: _Message | None = None
+    message: ReplyMessage | None = None
     response: str | None = None
     thinking: str | None = None
     done: bool = False
@@ -107,7 +113,15 @@ class EmbedResponse(msgspec.Struct):
     prompt_eval_count: int | None = None
 
 
-class _ErrorObject(msgspec.Struct):
+class EmbedVectors(msgspec.Struct):
+    """``/api/embed`` with its vectors (what the OpenAI translator returns; observers skip them)."""
+
+    model: str | None = None
+    embeddings: list[list[float]] = []
+    prompt_eval_count: int | None = None
+
+
+class ErrorObject(msgspec.Struct):
     message: str | None = None
     type: str | None = None
 
@@ -115,4 +129,28 @@ class _ErrorObject(msgspec.Struct):
 class ErrorEnvelope(msgspec.Struct):
     """Ollama answers ``{"error": "text"}``; OpenAI-style ``{"error": {...}}`` bodies are read too."""
 
-    error: str | _ErrorObject | None = None
+    error: str | ErrorObject | None = None
+
+
+_decode_error = msgspec.json.Decoder(ErrorEnvelope).decode
+
+
+def error_message(body: bytes) -> ErrorObject | None:
+    """The error of an error body (``{"error": "text"}`` has a message and no type), if it has one."""
+    try:
+        error = _decode_error(body).error
+    except msgspec.DecodeError:
+        return None
+    return ErrorObject(message=error) if isinstance(error, str) else error
+
+
+FINISH_REASONS: dict[str, str] = {"stop": "stop", "length": "length", "load": "other", "unload": "other"}
+"""A done reply's ``done_reason`` in our vocabulary: the one map the record and the translated answer
+use. ``load`` / ``unload`` answer a request that only (un)loaded the model: nothing was generated.
+Any other value is ``other``. https://github.com/ollama/ollama/blob/main/docs/api.md"""
+
+
+def finish_reason(raw: str | None, has_tool_calls: bool) -> str:
+    """The ``done_reason`` of a done reply in our vocabulary (absent, as before Ollama 0.1.34: ``stop``)."""
+    reason = FINISH_REASONS.get(raw or "stop", "other")
+    return "tool_calls" if reason == "stop" and has_tool_calls else reason
