@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import binascii
+import math
+import time
 from collections.abc import Iterable, Mapping
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Literal, NamedTuple, Protocol, TypeVar
 
 import msgspec
@@ -37,6 +41,7 @@ __all__ = [
     "arguments_object",
     "compact_json",
     "data_url",
+    "delta_seconds",
     "openai_error",
     "openai_finish_reason",
     "openai_usage",
@@ -245,9 +250,32 @@ def openai_error(
     kind = error_type or _ERROR_TYPES.get(status) or ("server_error" if status >= 500 else "invalid_request_error")
     body = error_json(message, kind, code=code)
     headers = [_JSON_CONTENT_TYPE]
+    retry_after = delta_seconds(retry_after)
     if retry_after is not None:
         headers.append((b"retry-after", retry_after.encode("latin-1")))
     return TranslatedError(status, body, headers, retry_after)
+
+
+def delta_seconds(value: str | None, now: float | None = None) -> str | None:
+    """A provider's ``Retry-After`` as the gateway sends it: delta-seconds, a non-negative integer
+    (RFC 9110 section 10.2.3). Fractions round up, an HTTP date becomes the seconds until it (``now``:
+    Unix time, for tests); a negative, infinite or unreadable value is dropped (``None``)."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:  # an HTTP date is always GMT
+            when = when.replace(tzinfo=UTC)
+        seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return str(math.ceil(seconds))
 
 
 def raw_error_message(body: bytes, provider: str, status: int) -> str:

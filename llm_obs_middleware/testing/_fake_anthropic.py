@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from llm_obs_middleware.providers.anthropic.adapter import error_body
+from llm_obs_middleware.providers.anthropic.wire import ERROR_TYPES, MessagesRequest, ToolDefinition
 from llm_obs_middleware.testing._payloads import fake_arguments, text_pieces
 from llm_obs_middleware.testing.fake_provider import FakeStreamAborted
 
@@ -34,44 +36,14 @@ __all__ = ["handle"]
 
 _MESSAGES, _COUNT = "/v1/messages", "/v1/messages/count_tokens"
 _FAIL_MODEL = re.compile(r"fail-(\d{3})")
-_ERRORS = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
 _JSON = (b"content-type", b"application/json")
 _SSE = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 _SIGNATURE = "EqQBCkgIBxABGAIiQFakeSignatureForTheFakeProvider0123456789"
 _encode = msgspec.json.Encoder().encode
 
 
-class _Tool(msgspec.Struct):
-    name: str = "tool"
-    input_schema: dict[str, Any] | None = None
-
-
-class _ToolChoice(msgspec.Struct):
-    type: str = "auto"
-    name: str | None = None
-
-
-class _Request(msgspec.Struct):
-    model: str | None = None
-    max_tokens: int | None = None
-    stream: bool | None = None
-    tools: list[_Tool] | None = None
-    tool_choice: _ToolChoice | None = None
-
-
-_decode = msgspec.json.Decoder(_Request).decode
+_decode = msgspec.json.Decoder(MessagesRequest).decode
+_decode_tools = msgspec.json.Decoder(list[ToolDefinition]).decode
 
 
 class _Error(Exception):
@@ -147,7 +119,7 @@ async def _answer(
     await _send_json(send, 200, _encode(message), rid)
 
 
-def _admit(method: str, path: str, headers: dict[str, str], body: bytes, o: Overrides) -> tuple[_Request, str]:
+def _admit(method: str, path: str, headers: dict[str, str], body: bytes, o: Overrides) -> tuple[MessagesRequest, str]:
     """The request and its model, after the API's checks (method, key, body, model) and a requested failure."""
     if method != "POST":
         raise _Error(405, f"Method {method} not allowed for {path}")
@@ -166,14 +138,15 @@ def _admit(method: str, path: str, headers: dict[str, str], body: bytes, o: Over
     return request, request.model
 
 
-def _tool(request: _Request) -> tuple[str, str] | None:
+def _tool(request: MessagesRequest) -> tuple[str, str] | None:
     """The tool the fake calls: the one named by ``tool_choice``, else the first offered (none if ``none``)."""
     choice = request.tool_choice
     if not request.tools or (choice is not None and choice.type == "none"):
         return None
-    tool = request.tools[0]
+    tools = _decode_tools(b"[" + b",".join(bytes(tool) for tool in request.tools) + b"]")
+    tool = tools[0]
     if choice is not None and choice.type == "tool":
-        tool = next((t for t in request.tools if t.name == choice.name), tool)
+        tool = next((t for t in tools if t.name == choice.name), tool)
     return tool.name, fake_arguments(tool.input_schema)
 
 
@@ -273,8 +246,8 @@ async def _send_json(
 
 
 async def _send_error(send: Send, status: int, message: str, rid: bytes) -> None:
-    kind = _ERRORS.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    body = _encode({"type": "error", "error": {"type": kind, "message": message}, "request_id": rid.decode()})
+    kind = ERROR_TYPES.get(status, ERROR_TYPES[500] if status >= 500 else ERROR_TYPES[400])
+    body = error_body(kind, message, rid.decode())
     extra: tuple[tuple[bytes, bytes], ...] = ()
     if status == 429:
         extra = ((b"retry-after", b"1"),)

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from llm_obs_middleware.providers.cohere.adapter import error_body
+from llm_obs_middleware.providers.cohere.wire import ChatRequest, EmbedRequest, ToolDefinition
 from llm_obs_middleware.testing._payloads import fake_arguments, text_pieces
 from llm_obs_middleware.testing.fake_provider import FakeStreamAborted
 
@@ -45,29 +47,9 @@ _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")
 _encode = msgspec.json.Encoder().encode
 
 
-class _Function(msgspec.Struct):
-    name: str = "tool"
-    parameters: dict[str, Any] | None = None
-
-
-class _Tool(msgspec.Struct):
-    type: str = "function"
-    function: _Function | None = None
-
-
-class _Request(msgspec.Struct):
-    model: str | None = None
-    stream: bool | None = None
-    tools: list[_Tool] | None = None
-    tool_choice: str | None = None
-    # /v2/embed
-    texts: list[str] | None = None
-    input_type: str | None = None
-    embedding_types: list[str] | None = None
-    output_dimension: int | None = None
-
-
-_decode = msgspec.json.Decoder(_Request).decode
+_decode_chat = msgspec.json.Decoder(ChatRequest).decode
+_decode_embed = msgspec.json.Decoder(EmbedRequest).decode
+_decode_tools = msgspec.json.Decoder(list[ToolDefinition]).decode
 
 
 class _Error(Exception):
@@ -98,7 +80,7 @@ async def handle(
     try:
         await _answer(fake, scope["method"], headers, body, overrides, rid, send, embed=path == _EMBED)
     except _Error as exc:
-        await _send_json(send, exc.status, _encode({"id": rid, "message": str(exc)}), rid)
+        await _send_json(send, exc.status, error_body(str(exc), rid), rid)
     return True
 
 
@@ -120,7 +102,7 @@ async def _answer(
     if o.status is not None and o.status >= 400:
         raise _Error(o.status, f"Fake failure requested by x-fake-status: {o.status}")
     try:
-        request = _decode(body)
+        request = _decode_embed(body) if embed else _decode_chat(body)
     except msgspec.DecodeError as exc:
         raise _Error(400, f"invalid request: {exc}") from None
     if not request.model:
@@ -128,7 +110,7 @@ async def _answer(
     if (fail := _FAIL_MODEL.match(request.model)) is not None and 400 <= int(fail.group(1)) <= 599:
         raise _Error(int(fail.group(1)), f"Fake failure requested by model {request.model!r}")
     config = fake.config
-    if embed:
+    if isinstance(request, EmbedRequest):
         await _send_json(
             send, 200, _encode(_embeddings(request, rid, config.prompt_tokens, config.embedding_dimensions)), rid
         )
@@ -156,7 +138,7 @@ async def _answer(
     await _send_json(send, 200, _encode({"id": rid, "message": message, "finish_reason": finish, "usage": usage}), rid)
 
 
-def _embeddings(request: _Request, rid: str, prompt_tokens: int, default_dimensions: int) -> dict[str, Any]:
+def _embeddings(request: EmbedRequest, rid: str, prompt_tokens: int, default_dimensions: int) -> dict[str, Any]:
     if not request.texts:
         raise _Error(400, "invalid request: texts must be a non-empty list")
     if not request.input_type:
@@ -182,10 +164,10 @@ def _embeddings(request: _Request, rid: str, prompt_tokens: int, default_dimensi
     }
 
 
-def _tool(request: _Request) -> tuple[str, str] | None:
+def _tool(request: ChatRequest) -> tuple[str, str] | None:
     if not request.tools or (request.tool_choice or "").upper() == "NONE":
         return None
-    for tool in request.tools:
+    for tool in _decode_tools(b"[" + b",".join(bytes(tool) for tool in request.tools) + b"]"):
         if tool.type == "function" and tool.function is not None:
             return tool.function.name, fake_arguments(tool.function.parameters)
     return None

@@ -21,7 +21,13 @@ from llm_obs_middleware.providers.anthropic.observe import (
     MessagesJSONObserver,
     MessagesStreamObserver,
 )
-from llm_obs_middleware.providers.anthropic.wire import CapturedMessage, ImageSource, MessagesRequest, TextPart
+from llm_obs_middleware.providers.anthropic.wire import (
+    ERROR_TYPES,
+    CapturedMessage,
+    ImageSource,
+    MessagesRequest,
+    TextPart,
+)
 from llm_obs_middleware.providers.base import AdapterDefaults, Endpoint, PreparedBody
 from llm_obs_middleware.records.schema import ExtraValue, ImageRef, Message, NormalizedRequest, RequestParams, ToolCall
 
@@ -29,7 +35,7 @@ if TYPE_CHECKING:
     from llm_obs_middleware.asgi.state import Exchange, ResponseObserver
     from llm_obs_middleware.providers.base import ProviderAdapter
 
-__all__ = ["ADAPTERS", "MESSAGES", "AnthropicAdapter"]
+__all__ = ["ADAPTERS", "MESSAGES", "AnthropicAdapter", "error_body", "error_event"]
 
 MESSAGES = Endpoint("anthropic.messages", "chat")
 _PATHS = frozenset({"/v1/messages"})
@@ -37,6 +43,17 @@ _decode_request = msgspec.json.Decoder(MessagesRequest).decode
 _decode_captured = msgspec.json.Decoder(list[CapturedMessage]).decode
 _decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _encode = msgspec.json.Encoder().encode
+
+
+def error_body(kind: str, message: str, request_id: str | None = None) -> bytes:
+    """Anthropic's error object: the body of an error status, and the data of an ``error`` event."""
+    error = {"type": "error", "error": {"type": kind, "message": message}}
+    return _encode(error if request_id is None else {**error, "request_id": request_id})
+
+
+def error_event(kind: str, message: str) -> bytes:
+    """The in-band ``event: error`` that ends a stream; Anthropic's SDK raises an APIStatusError for it."""
+    return b"event: error\ndata: " + error_body(kind, message) + b"\n\n"
 
 
 def _text(parts: str | Sequence[TextPart] | None) -> str | None:
@@ -159,13 +176,10 @@ class AnthropicAdapter(AdapterDefaults):
         return [(b"x-api-key", api_key.encode())]
 
     def stream_error(self, content_type: bytes, message: str, error_type: str) -> bytes:
-        # Anthropic's own mid-stream error event; its SDK raises an APIStatusError for "event: error"
-        # and skips unnamed data events.
+        # Anthropic's own mid-stream error event (its SDK skips unnamed data events).
         if not content_type.startswith(b"text/event-stream"):
             return b""
-        kind = "timeout_error" if error_type == "upstream_timeout" else "api_error"
-        body = _encode({"type": "error", "error": {"type": kind, "message": message}})
-        return b"event: error\ndata: " + body + b"\n\n"
+        return error_event(ERROR_TYPES[504] if error_type == "upstream_timeout" else ERROR_TYPES[500], message)
 
 
 ADAPTERS: dict[str, ProviderAdapter] = {"anthropic": AnthropicAdapter()}

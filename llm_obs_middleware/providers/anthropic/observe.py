@@ -13,8 +13,20 @@ import msgspec
 
 from llm_obs_middleware.codecs.sse import SSEParser
 from llm_obs_middleware.providers._buffered import BufferedBody
-from llm_obs_middleware.providers.anthropic.wire import AnthropicUsage, ErrorEnvelope, MessagesResponse, StreamEvent
-from llm_obs_middleware.providers.base import normalize_finish_reason
+from llm_obs_middleware.providers.anthropic.wire import (
+    EVENT_NAMES,
+    AnthropicUsage,
+    ContentBlockDelta,
+    ContentBlockStart,
+    ErrorEnvelope,
+    MessageDelta,
+    MessagesResponse,
+    MessageStart,
+    MessageStop,
+    StreamError,
+    StreamEvent,
+    finish_reason,
+)
 from llm_obs_middleware.records.schema import ExtraValue, NormalizedResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
@@ -25,33 +37,34 @@ __all__ = [
     "MessagesJSONObserver",
     "MessagesStreamObserver",
     "anthropic_usage",
+    "decode_event",
     "finish_reason",
+    "merge_usage",
 ]
 
 _decode_message = msgspec.json.Decoder(MessagesResponse).decode
 _decode_event = msgspec.json.Decoder(StreamEvent).decode
 _decode_error = msgspec.json.Decoder(ErrorEnvelope).decode
 
-# Stop reasons the shared vocabulary does not know by name (https://docs.claude.com/en/api/handling-stop-reasons).
-_STOP_REASONS = {"refusal": "content_filter", "model_context_window_exceeded": "length"}
-_KNOWN_EVENTS = frozenset(
-    {
-        b"message_start",
-        b"message_delta",
-        b"message_stop",
-        b"content_block_start",
-        b"content_block_delta",
-        b"content_block_stop",
-        b"ping",
-        b"error",
-    }
-)
+
+class _Typed(msgspec.Struct):
+    type: str = ""
+
+
+_decode_type = msgspec.json.Decoder(_Typed).decode
 _MAX_NOTED = 5
 
 
-def finish_reason(raw: str | None, has_tool_calls: bool) -> str | None:
-    """Map an Anthropic ``stop_reason`` onto the shared finish-reason vocabulary."""
-    return normalize_finish_reason(_STOP_REASONS.get(raw, raw) if raw is not None else None, has_tool_calls)
+def decode_event(data: bytes) -> StreamEvent | str:
+    """One event's data: the event, or the ``type`` we do not know (``""`` if none); raises
+    ``msgspec.DecodeError`` for JSON that does not parse or a known event that does not fit."""
+    try:
+        return _decode_event(data)
+    except msgspec.ValidationError:
+        kind = _decode_type(data).type
+        if kind.encode() in EVENT_NAMES:
+            raise
+        return kind
 
 
 def anthropic_usage(usage: AnthropicUsage | None) -> Usage | None:
@@ -86,7 +99,7 @@ def _extra(usage: AnthropicUsage | None) -> dict[str, ExtraValue]:
     return {"anthropic.service_tier": usage.service_tier}
 
 
-def _merge(old: AnthropicUsage | None, new: AnthropicUsage) -> AnthropicUsage:
+def merge_usage(old: AnthropicUsage | None, new: AnthropicUsage) -> AnthropicUsage:
     """``message_delta.usage`` over ``message_start.usage``: the fields it reports win."""
     if old is None:
         return new
@@ -205,15 +218,19 @@ class MessagesStreamObserver:
             self._events += 1
             if name == b"ping":
                 continue
-            if name and name not in _KNOWN_EVENTS:
+            if name and name not in EVENT_NAMES:
                 if len(self._unknown) < _MAX_NOTED:
                     self._unknown.append(name.decode(errors="replace"))
                 continue  # passed through, uncounted in the result
             try:
-                event = _decode_event(data)
+                event = decode_event(data)
             except msgspec.DecodeError:
                 if len(self._bad) < _MAX_NOTED:
                     self._bad.append(name.decode(errors="replace") or "(unnamed)")
+                continue
+            if isinstance(event, str):  # an unnamed event with a type we do not know
+                if len(self._unknown) < _MAX_NOTED:
+                    self._unknown.append(event or "(untyped)")
                 continue
             if self._apply(event):
                 saw_token = True
@@ -222,8 +239,7 @@ class MessagesStreamObserver:
 
     def _apply(self, event: StreamEvent) -> bool:
         """Fold one event into the state; ``True`` when it carried output tokens."""
-        kind = event.type
-        if kind == "content_block_delta":
+        if isinstance(event, ContentBlockDelta):
             delta = event.delta
             if delta is None:
                 return False
@@ -242,7 +258,7 @@ class MessagesStreamObserver:
                 self._chars += len(delta.partial_json)
                 return True
             return False
-        if kind == "content_block_start":
+        if isinstance(event, ContentBlockStart):
             block = event.content_block
             if block is None:
                 return False
@@ -256,26 +272,24 @@ class MessagesStreamObserver:
                     self._texts.append(block.text)
                 return True
             return False
-        if kind == "message_start":
+        if isinstance(event, MessageStart):
             message = event.message
             if message is not None:
                 self._id = message.id
                 self._model = message.model
                 if message.usage is not None:
                     self._usage = message.usage
-        elif kind == "message_delta":
+        elif isinstance(event, MessageDelta):
             if event.delta is not None and event.delta.stop_reason is not None:
                 self._stop_reason = event.delta.stop_reason
             if event.usage is not None:
-                self._usage = _merge(self._usage, event.usage)
-        elif kind == "message_stop":
+                self._usage = merge_usage(self._usage, event.usage)
+        elif isinstance(event, MessageStop):
             self._done = True
-        elif kind == "error":
+        elif isinstance(event, StreamError):
             error = event.error
             self._error = ((error.type if error else None) or "stream_error", error.message if error else None)
-        elif kind not in ("content_block_stop", "ping") and len(self._unknown) < _MAX_NOTED:
-            self._unknown.append(kind or "(untyped)")  # an unnamed event with a type we do not know
-        return False
+        return False  # content_block_stop, ping
 
     def finish(self) -> NormalizedResponse:
         self._handle(self._parser.close(), 0)

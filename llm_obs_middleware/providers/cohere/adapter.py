@@ -19,7 +19,7 @@ from llm_obs_middleware.providers._buffered import BufferedBody
 from llm_obs_middleware.providers._media import url_image
 from llm_obs_middleware.providers.base import AdapterDefaults, Endpoint, PreparedBody
 from llm_obs_middleware.providers.cohere.observe import ChatErrorObserver, ChatJSONObserver, ChatStreamObserver
-from llm_obs_middleware.providers.cohere.wire import CapturedMessage, ChatRequest
+from llm_obs_middleware.providers.cohere.wire import CapturedMessage, ChatRequest, EmbedRequest
 from llm_obs_middleware.records.schema import (
     ImageRef,
     Message,
@@ -34,18 +34,11 @@ if TYPE_CHECKING:
     from llm_obs_middleware.asgi.state import Exchange, ResponseObserver
     from llm_obs_middleware.providers.base import ProviderAdapter
 
-__all__ = ["ADAPTERS", "CHAT", "EMBED", "CohereAdapter"]
+__all__ = ["ADAPTERS", "CHAT", "EMBED", "CohereAdapter", "error_body", "error_event"]
 
 CHAT = Endpoint("cohere.chat", "chat")
 EMBED = Endpoint("cohere.embed", "embeddings")
 _ENDPOINTS = {"/v2/chat": CHAT, "/v2/embed": EMBED}
-
-
-class _EmbedRequest(msgspec.Struct):
-    model: str | None = None
-    texts: list[str] | None = None
-    images: list[str] | None = None
-    inputs: list[msgspec.Raw] | None = None
 
 
 class _BilledUnits(msgspec.Struct):
@@ -62,11 +55,23 @@ class _EmbedResponse(msgspec.Struct):
 
 
 _decode_request = msgspec.json.Decoder(ChatRequest).decode
-_decode_embed_request = msgspec.json.Decoder(_EmbedRequest).decode
+_decode_embed_request = msgspec.json.Decoder(EmbedRequest).decode
 _decode_embed_response = msgspec.json.Decoder(_EmbedResponse).decode
 _decode_captured = msgspec.json.Decoder(list[CapturedMessage]).decode
 _decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _encode = msgspec.json.Encoder().encode
+
+
+def error_body(message: str, request_id: str | None = None) -> bytes:
+    """Cohere's error body: a message and the request's id (no error type)."""
+    return _encode({"message": message} if request_id is None else {"id": request_id, "message": message})
+
+
+def error_event(message: str) -> bytes:
+    """How Cohere reports a failed generation in a stream: its last event, ``message-end`` with
+    ``finish_reason`` ``ERROR`` and the error text (its SDK skips events it cannot parse)."""
+    body = _encode({"type": "message-end", "delta": {"finish_reason": "ERROR", "error": message}})
+    return b"event: message-end\ndata: " + body + b"\n\n"
 
 
 def _captured_messages(raw: list[msgspec.Raw]) -> list[Message]:
@@ -152,12 +157,7 @@ class CohereAdapter(AdapterDefaults):
         return [(b"authorization", b"Bearer " + api_key.encode())]
 
     def stream_error(self, content_type: bytes, message: str, error_type: str) -> bytes:
-        # Cohere reports a failed generation in its last event: message-end with finish_reason ERROR
-        # and the error text (its SDK skips events it cannot parse, so nothing else would reach a client).
-        if not content_type.startswith(b"text/event-stream"):
-            return b""
-        body = _encode({"type": "message-end", "delta": {"finish_reason": "ERROR", "error": message}})
-        return b"event: message-end\ndata: " + body + b"\n\n"
+        return error_event(message) if content_type.startswith(b"text/event-stream") else b""
 
 
 class _EmbedObserver(BufferedBody):

@@ -13,54 +13,59 @@ import msgspec
 
 from llm_obs_middleware.codecs.sse import SSEParser
 from llm_obs_middleware.providers._buffered import BufferedBody
-from llm_obs_middleware.providers.base import normalize_finish_reason
-from llm_obs_middleware.providers.cohere.wire import ChatResponse, CohereUsage, ErrorBody, StreamEvent
+from llm_obs_middleware.providers.cohere.wire import (
+    EVENT_NAMES,
+    ChatResponse,
+    CohereUsage,
+    ContentDelta,
+    ContentStart,
+    ErrorBody,
+    MessageEnd,
+    MessageStart,
+    StreamEvent,
+    ToolCallDelta,
+    ToolCallStart,
+    ToolPlanDelta,
+    failed,
+    finish_reason,
+)
 from llm_obs_middleware.records.schema import NormalizedResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
     from llm_obs_middleware.asgi.state import Exchange
 
-__all__ = ["ChatErrorObserver", "ChatJSONObserver", "ChatStreamObserver", "cohere_usage", "finish_reason"]
+__all__ = [
+    "ChatErrorObserver",
+    "ChatJSONObserver",
+    "ChatStreamObserver",
+    "cohere_usage",
+    "decode_event",
+    "finish_reason",
+]
 
 _decode_response = msgspec.json.Decoder(ChatResponse).decode
 _decode_event = msgspec.json.Decoder(StreamEvent).decode
 _decode_error = msgspec.json.Decoder(ErrorBody).decode
-
-# https://docs.cohere.com/reference/chat (finish_reason); ERROR_TOXIC/ERROR_LIMIT/USER_CANCEL are v1 values.
-_FINISH = {
-    "COMPLETE": "stop",
-    "STOP_SEQUENCE": "stop",
-    "MAX_TOKENS": "length",
-    "TOOL_CALL": "tool_calls",
-    "ERROR": "error",
-    "TIMEOUT": "error",
-    "ERROR_TOXIC": "content_filter",
-    "ERROR_LIMIT": "length",
-    "USER_CANCEL": "other",
-}
-_KNOWN_EVENTS = frozenset(
-    {
-        b"message-start",
-        b"content-start",
-        b"content-delta",
-        b"content-end",
-        b"tool-plan-delta",
-        b"tool-call-start",
-        b"tool-call-delta",
-        b"tool-call-end",
-        b"citation-start",
-        b"citation-end",
-        b"message-end",
-        b"debug",
-    }
-)
-_SILENT = frozenset({"content-end", "tool-call-end", "citation-start", "citation-end", "debug"})
 _MAX_NOTED = 5
 
 
-def finish_reason(raw: str | None, has_tool_calls: bool) -> str | None:
-    """Map a Cohere ``finish_reason`` onto the shared vocabulary."""
-    return normalize_finish_reason(_FINISH.get(raw, raw) if raw is not None else None, has_tool_calls)
+class _Typed(msgspec.Struct):
+    type: str = ""
+
+
+_decode_type = msgspec.json.Decoder(_Typed).decode
+
+
+def decode_event(data: bytes) -> StreamEvent | str:
+    """One event's data: the event, or the ``type`` we do not know (``""`` if none); raises
+    ``msgspec.DecodeError`` for JSON that does not parse or a known event that does not fit."""
+    try:
+        return _decode_event(data)
+    except msgspec.ValidationError:
+        kind = _decode_type(data).type
+        if kind.encode() in EVENT_NAMES:
+            raise
+        return kind
 
 
 def _int(value: int | float | None) -> int | None:
@@ -87,10 +92,6 @@ def cohere_usage(usage: CohereUsage | None) -> Usage | None:
 def _response_model(exchange: Exchange) -> str | None:
     request = exchange.request
     return exchange.served_model or (request.model if request is not None else None)
-
-
-def _is_error(raw: str | None, message: str | None) -> bool:
-    return message is not None or (raw is not None and _FINISH.get(raw) == "error")
 
 
 class ChatJSONObserver(BufferedBody):
@@ -129,7 +130,7 @@ class ChatJSONObserver(BufferedBody):
                 chars += len(name) + len(arguments)
                 tool_calls.append(ToolCall(id=call.id, name=name, arguments=arguments))
         raw = response.finish_reason
-        failed = _is_error(raw, None)
+        failure = failed(raw, None)
         return NormalizedResponse(
             id=response.id,
             model=self._model,
@@ -138,8 +139,8 @@ class ChatJSONObserver(BufferedBody):
             usage=cohere_usage(response.usage),
             tool_calls=tool_calls,
             output_text="".join(texts) if texts else None,
-            completed=not failed,
-            error_type=raw if failed else None,
+            completed=not failure,
+            error_type=raw if failure else None,
             output_chars=chars,
         )
 
@@ -198,15 +199,19 @@ class ChatStreamObserver:
             if data == b"[DONE]":
                 continue
             self._events += 1
-            if name and name not in _KNOWN_EVENTS:
+            if name and name not in EVENT_NAMES:
                 if len(self._unknown) < _MAX_NOTED:
                     self._unknown.append(name.decode(errors="replace"))
                 continue
             try:
-                event = _decode_event(data)
+                event = decode_event(data)
             except msgspec.DecodeError:
                 if len(self._bad) < _MAX_NOTED:
                     self._bad.append(name.decode(errors="replace") or "(unnamed)")
+                continue
+            if isinstance(event, str):  # an unnamed event with a type we do not know
+                if len(self._unknown) < _MAX_NOTED:
+                    self._unknown.append(event or "(untyped)")
                 continue
             if self._apply(event):
                 saw_token = True
@@ -215,12 +220,10 @@ class ChatStreamObserver:
 
     def _apply(self, event: StreamEvent) -> bool:
         """Fold one event into the state; ``True`` when it carried output tokens."""
-        kind = event.type
-        delta = event.delta
-        message = delta.message if delta is not None else None
-        if kind == "content-delta" or kind == "content-start":
+        if isinstance(event, ContentDelta | ContentStart):
+            message = event.delta.message if event.delta is not None else None
             content = message.content if message is not None else None
-            if content is None or isinstance(content, list):
+            if content is None:
                 return False
             if content.text:
                 self._chars += len(content.text)
@@ -231,13 +234,13 @@ class ChatStreamObserver:
                 self._chars += len(content.thinking)
                 return True
             return False
-        if kind == "tool-plan-delta":
-            plan = message.tool_plan if message is not None else None
+        if isinstance(event, ToolPlanDelta):
+            plan = event.delta.message.tool_plan if event.delta is not None and event.delta.message else None
             self._chars += len(plan or "")
             return bool(plan)
-        if kind == "tool-call-start" or kind == "tool-call-delta":
-            call = message.tool_calls if message is not None else None
-            if call is None or isinstance(call, list):
+        if isinstance(event, ToolCallStart | ToolCallDelta):
+            call = event.delta.message.tool_calls if event.delta is not None and event.delta.message else None
+            if call is None:
                 return False
             slot = self._tools.setdefault(event.index, [None, None])
             if call.id:
@@ -250,18 +253,16 @@ class ChatStreamObserver:
                 if function.arguments:
                     slot.append(function.arguments)
                     self._chars += len(function.arguments)
-            return kind == "tool-call-start" or bool(function and function.arguments)
-        if kind == "message-start":
+            return isinstance(event, ToolCallStart) or bool(function and function.arguments)
+        if isinstance(event, MessageStart):
             self._id = event.id
-        elif kind == "message-end":
+        elif isinstance(event, MessageEnd):
             self._ended = True
-            if delta is not None:
+            if (delta := event.delta) is not None:
                 self._reason = delta.finish_reason or self._reason
                 self._usage = delta.usage or self._usage
                 self._error = delta.error
-        elif kind not in _SILENT and len(self._unknown) < _MAX_NOTED:
-            self._unknown.append(kind or "(untyped)")
-        return False
+        return False  # content-end, tool-call-end, citations, debug
 
     def finish(self) -> NormalizedResponse:
         self._handle(self._parser.close(), 0)
@@ -270,8 +271,8 @@ class ChatStreamObserver:
             for _, slot in sorted(self._tools.items())
         ]
         raw = self._reason
-        failed = _is_error(raw, self._error)
-        error_type = (raw or "stream_error") if failed else None
+        failure = failed(raw, self._error)
+        error_type = (raw or "stream_error") if failure else None
         message = self._error
         if self._bad:
             error_type = error_type or "invalid_response"
@@ -282,11 +283,11 @@ class ChatStreamObserver:
             id=self._id,
             model=self._model,
             finish_reasons=[raw] if raw else [],
-            finish_reason="error" if failed else finish_reason(raw, bool(tool_calls)),
+            finish_reason="error" if failure else finish_reason(raw, bool(tool_calls)),
             usage=cohere_usage(self._usage),
             tool_calls=tool_calls,
             output_text="".join(self._texts) if self._texts else None,
-            completed=self._ended and not failed,
+            completed=self._ended and not failure,
             error_type=error_type,
             error_message=message,
             events=self._events,

@@ -5,7 +5,10 @@ tool calls with JSON-string arguments and ids, images as ``image_url`` parts. Re
 ``p``, ``stop`` -> ``stop_sequences``, ``tool_choice`` ``required``/``none`` -> ``REQUIRED``/``NONE``
 (a named tool has no equivalent), ``response_format`` -> ``{"type": "json_object", "json_schema"}``.
 Response: text parts are the content; ``tool_plan`` and ``thinking`` parts become
-``reasoning_content``; Cohere names no model, so the deployment's is reported.
+``reasoning_content``; Cohere names no model, so the deployment's is reported. Answers are read with
+the wire Structs and the observer's readers, so the client's ``finish_reason`` is
+``openai_finish_reason`` of the record's, and a failed generation (``ERROR``, ``TIMEOUT``, an error
+text) ends a stream with OpenAI's error event.
 https://docs.cohere.com/reference/chat
 """
 
@@ -17,6 +20,20 @@ from typing import Any
 import msgspec
 
 from llm_obs_middleware.codecs.sse import SSEParser
+from llm_obs_middleware.providers.cohere.observe import cohere_usage, decode_event
+from llm_obs_middleware.providers.cohere.wire import (
+    ChatResponse,
+    CohereUsage,
+    ContentDelta,
+    ErrorBody,
+    MessageEnd,
+    MessageStart,
+    ToolCallDelta,
+    ToolCallStart,
+    ToolPlanDelta,
+    failed,
+    finish_reason,
+)
 from llm_obs_middleware.providers.openai.chat_shapes import (
     ABSENT,
     ChatMessage,
@@ -28,7 +45,7 @@ from llm_obs_middleware.providers.openai.chat_shapes import (
     OutputFunction,
     OutputToolCall,
     PromptTokensDetails,
-    ToolCallDelta,
+    ToolCallDelta as OpenAIToolCallDelta,
     assistant_completion,
     encode,
     error_event,
@@ -45,6 +62,7 @@ from llm_obs_middleware.providers.translate_base import (
     UnsupportedRule,
     UpstreamRequest,
     openai_error,
+    openai_finish_reason,
     raw_error_message,
 )
 
@@ -54,112 +72,35 @@ _UNSUPPORTED = (
     "n",
     *OPENAI_ONLY,
 )
-_FINISH = {
-    "COMPLETE": "stop",
-    "STOP_SEQUENCE": "stop",
-    "MAX_TOKENS": "length",
-    "TOOL_CALL": "tool_calls",
-    "ERROR": "stop",
-    "TIMEOUT": "length",
-}
 _TOOL_CHOICE = {"required": "REQUIRED", "none": "NONE"}
 _EMPTY_SCHEMA = msgspec.Raw(b'{"type":"object","properties":{}}')
 
 
-class _Part(msgspec.Struct):
-    type: str = "text"
-    text: str | None = None
-    thinking: str | None = None
+_decode_response = msgspec.json.Decoder(ChatResponse).decode
+_decode_error = msgspec.json.Decoder(ErrorBody).decode
 
 
-class _CallFunction(msgspec.Struct):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class _Call(msgspec.Struct):
-    id: str | None = None
-    function: _CallFunction | None = None
-
-
-class _Message(msgspec.Struct):
-    content: list[_Part] = []
-    tool_plan: str | None = None
-    tool_calls: list[_Call] = []
-
-
-class _Tokens(msgspec.Struct):
-    input_tokens: float | None = None
-    output_tokens: float | None = None
-
-
-class _Usage(msgspec.Struct):
-    tokens: _Tokens | None = None
-    billed_units: _Tokens | None = None
-    cached_tokens: float | None = None
-
-
-class _Response(msgspec.Struct):
-    id: str = ""
-    message: _Message | None = None
-    finish_reason: str | None = None
-    usage: _Usage | None = None
-
-
-class _DeltaContent(msgspec.Struct):
-    text: str | None = None
-    thinking: str | None = None
-
-
-class _DeltaMessage(msgspec.Struct):
-    # message-start carries lists (empty content and tool calls); the deltas carry single objects.
-    content: list[msgspec.Raw] | _DeltaContent | None = None
-    tool_plan: str | None = None
-    tool_calls: list[msgspec.Raw] | _Call | None = None
-
-
-class _EventDelta(msgspec.Struct):
-    message: _DeltaMessage | None = None
-    finish_reason: str | None = None
-    usage: _Usage | None = None
-    error: str | None = None
-
-
-class _Event(msgspec.Struct):
-    type: str = ""
-    id: str | None = None
-    index: int = 0
-    delta: _EventDelta | None = None
-
-
-class _Error(msgspec.Struct):
-    message: str | None = None
-
-
-_decode_response = msgspec.json.Decoder(_Response).decode
-_decode_event = msgspec.json.Decoder(_Event).decode
-_decode_error = msgspec.json.Decoder(_Error).decode
-
-
-def _usage(usage: _Usage | None) -> OpenAIUsage | None:
-    tokens = usage.tokens or usage.billed_units if usage is not None else None
-    if usage is None or tokens is None:
+def _usage(usage: CohereUsage | None) -> OpenAIUsage | None:
+    """The record's usage (:func:`cohere_usage`) in OpenAI's shape; the billed units when no raw count came."""
+    normalized = cohere_usage(usage)
+    if usage is None or normalized is None:
         return None
-    prompt, completion = int(tokens.input_tokens or 0), int(tokens.output_tokens or 0)
+    if usage.tokens is not None:
+        prompt, completion = normalized.input_tokens or 0, normalized.output_tokens or 0
+    elif usage.billed_units is not None:
+        prompt, completion = normalized.billed_input_tokens or 0, normalized.billed_output_tokens or 0
+    else:
+        return None
     return OpenAIUsage(
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=prompt + completion,
-        prompt_tokens_details=PromptTokensDetails(cached_tokens=int(usage.cached_tokens or 0)),
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=normalized.cache_read_tokens or 0),
     )
 
 
 def _schema(parameters: msgspec.Raw) -> msgspec.Raw:
     return parameters if present(parameters) else _EMPTY_SCHEMA
-
-
-def _finish(reason: str | None) -> str:
-    return _FINISH.get(reason or "COMPLETE", "stop")
 
 
 def _content(message: ChatMessage, skipped: UnsupportedParams) -> str | list[dict[str, Any]]:
@@ -257,15 +198,18 @@ class CohereTranslator(ChatDecoding):
 
     def response(self, body: bytes, context: ResponseContext) -> bytes:
         response = _decode_response(body)
-        message = response.message or _Message()
-        texts = [part.text for part in message.content if part.type == "text" and part.text]
-        reasoning = [message.tool_plan] if message.tool_plan else []
-        reasoning += [part.thinking for part in message.content if part.type == "thinking" and part.thinking]
-        calls = []
-        for index, call in enumerate(message.tool_calls):
-            function = call.function or _CallFunction()
-            output = OutputFunction(function.name or "", function.arguments or "{}")
-            calls.append(OutputToolCall(id=call.id or f"{context.response_id}_call_{index}", function=output))
+        message = response.message
+        texts: list[str] = []
+        reasoning: list[str] = []
+        calls: list[OutputToolCall] = []
+        if message is not None:
+            texts = [part.text for part in message.content if part.type == "text" and part.text]
+            reasoning = [message.tool_plan] if message.tool_plan else []
+            reasoning += [part.thinking for part in message.content if part.type == "thinking" and part.thinking]
+            for index, call in enumerate(message.tool_calls):
+                name, arguments = (call.function.name, call.function.arguments) if call.function else (None, None)
+                output = OutputFunction(name or "", arguments or "{}")
+                calls.append(OutputToolCall(id=call.id or f"{context.response_id}_call_{index}", function=output))
         completion = assistant_completion(
             id=response.id or context.response_id,
             created=context.created,
@@ -273,7 +217,7 @@ class CohereTranslator(ChatDecoding):
             texts=texts,
             reasoning=reasoning,
             calls=calls,
-            finish_reason=_finish(response.finish_reason),
+            finish_reason=openai_finish_reason(finish_reason(response.finish_reason, bool(calls))),
             usage=_usage(response.usage),
         )
         return encode(completion)
@@ -294,13 +238,14 @@ class CohereTranslator(ChatDecoding):
 class CohereStream:
     """Cohere's named SSE events to OpenAI chunks, event by event."""
 
-    __slots__ = ("_completed", "_include_usage", "_out", "_parser", "_usage")
+    __slots__ = ("_completed", "_include_usage", "_out", "_parser", "_tools", "_usage")
 
     def __init__(self, context: ResponseContext) -> None:
         self._parser = SSEParser()
         self._out = ChunkWriter(context.created, context.response_id, context.model)
         self._include_usage = context.include_usage
-        self._usage: _Usage | None = None
+        self._usage: CohereUsage | None = None
+        self._tools = False
         self._completed = False
 
     def feed(self, chunk: bytes) -> bytes:
@@ -310,43 +255,48 @@ class CohereStream:
         if data == b"[DONE]":
             return b""
         try:
-            event = _decode_event(data)
+            event = decode_event(data)
         except msgspec.DecodeError:
-            return b""
+            return b""  # not an event we can read: skipped, as the observer does
         out = self._out
-        delta = event.delta
-        message = delta.message if delta is not None else None
-        kind = event.type
-        if kind == "content-delta" and message is not None and isinstance(message.content, _DeltaContent):
-            if message.content.text:
-                return out.delta(Delta(content=message.content.text))
-            if message.content.thinking:
-                return out.delta(Delta(reasoning_content=message.content.thinking))
-        elif kind == "tool-plan-delta" and message is not None and message.tool_plan:
-            return out.delta(Delta(reasoning_content=message.tool_plan))
-        elif kind in ("tool-call-start", "tool-call-delta") and message is not None:
-            call = message.tool_calls
-            if isinstance(call, _Call) and call.function is not None:
-                function = FunctionDelta(
-                    name=call.function.name if kind == "tool-call-start" else None, arguments=call.function.arguments
-                )
-                tool = ToolCallDelta(
+        if isinstance(event, ContentDelta):
+            content = event.delta.message.content if event.delta is not None and event.delta.message else None
+            if content is not None and content.text:
+                return out.delta(Delta(content=content.text))
+            if content is not None and content.thinking:
+                return out.delta(Delta(reasoning_content=content.thinking))
+        elif isinstance(event, ToolPlanDelta):
+            plan = event.delta.message.tool_plan if event.delta is not None and event.delta.message else None
+            if plan:
+                return out.delta(Delta(reasoning_content=plan))
+        elif isinstance(event, ToolCallStart | ToolCallDelta):
+            call = event.delta.message.tool_calls if event.delta is not None and event.delta.message else None
+            if call is not None and call.function is not None:
+                self._tools = True
+                start = isinstance(event, ToolCallStart)
+                function = FunctionDelta(name=call.function.name if start else None, arguments=call.function.arguments)
+                tool = OpenAIToolCallDelta(
                     index=event.index,
-                    id=call.id if kind == "tool-call-start" else None,
-                    type="function" if kind == "tool-call-start" else None,
+                    id=call.id if start else None,
+                    type="function" if start else None,
                     function=function,
                 )
                 return out.delta(Delta(tool_calls=[tool]))
-        elif kind == "message-start":
+        elif isinstance(event, MessageStart):
             out.id = event.id or out.id
             return out.delta(Delta(role="assistant", content=""))
-        elif kind == "message-end" and delta is not None:
-            self._completed = True
-            self._usage = delta.usage
-            if delta.error:
-                return error_event(delta.error, "server_error", None)
-            return out.delta(Delta(), _finish(delta.finish_reason))
+        elif isinstance(event, MessageEnd) and event.delta is not None:
+            return self._end(event.delta.finish_reason, event.delta.error, event.delta.usage)
         return b""
+
+    def _end(self, raw: str | None, error: str | None, usage: CohereUsage | None) -> bytes:
+        """``message-end``: the finish chunk, or OpenAI's error event when the generation failed (the
+        record says ``error`` then; the stream ends without usage or ``[DONE]``, as after OpenAI's own)."""
+        self._usage = usage
+        if failed(raw, error):
+            return error_event(error or f"cohere ended the generation with finish_reason {raw}", "server_error", raw)
+        self._completed = True
+        return self._out.delta(Delta(), openai_finish_reason(finish_reason(raw, self._tools)))
 
     def close(self) -> bytes:
         tail = b"".join([self._event(data) for _name, data in self._parser.close()])
