@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _agree import DELTA_SECONDS, Answer, Routes, Upstream, routes
+from _both_routes import DELTA_SECONDS, Answer, Routes, Upstream, routes
 from _openai_cases import read_bytes
 
 from llm_obs_middleware.providers.cohere.wire import FINISH_REASONS
