@@ -59,6 +59,7 @@ class Exchange:
         "path",
         "provider",
         "provider_kind",
+        "recognised",
         "request",
         "request_error",
         "request_id",
@@ -110,6 +111,7 @@ class Exchange:
         self.method: str = scope.get("method", "POST")
         self.path: str = scope.get("path", "")
         self.is_llm = False
+        self.recognised: object = None  # providers.registry.Recognised: the endpoint matched, once per request
         self.api = ""
         self.operation = ""
         self.provider = ""

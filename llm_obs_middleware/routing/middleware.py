@@ -12,12 +12,12 @@ import msgspec
 
 from llm_obs_middleware.asgi.aliases import ASGIApp, Receive, Scope, Send
 from llm_obs_middleware.asgi.messages import error_json, get_header, route_path, send_json
-from llm_obs_middleware.asgi.state import Exchange, get_exchange
+from llm_obs_middleware.asgi.state import Exchange
 from llm_obs_middleware.config.settings import Config
 from llm_obs_middleware.errors import UpstreamError, UpstreamPoolFull
 from llm_obs_middleware.providers.base import PreparedBody
-from llm_obs_middleware.providers.registry import RequestMatch, match_request, native_provider
-from llm_obs_middleware.providers.request_body import load_request
+from llm_obs_middleware.providers.registry import RequestMatch, llm_path, native_provider, recognise
+from llm_obs_middleware.providers.request_body import open_request
 from llm_obs_middleware.providers.translators import ClientRequest
 from llm_obs_middleware.routing.attempt_log import log_failed_attempt
 from llm_obs_middleware.routing.attempts import attempt_record, commit_attempt
@@ -117,14 +117,12 @@ class RouterMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = route_path(scope)
         prefix = self.prefix
-        if prefix:
-            if not (path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] in ("/", "")):
-                await self.app(scope, receive, send)
-                return
-            path = path[len(prefix) :] or "/"
-        matched = match_request(scope["method"], path, self.provider_kinds)
+        path, routed = llm_path(scope, prefix)
+        if not routed:
+            await self.app(scope, receive, send)
+            return
+        matched = recognise(scope, path, self.provider_kinds)
         if matched is None:
             native = native_provider(path, self.provider_kinds)
             if native is not None:  # a provider endpoint we do not observe (e.g. token counting): proxy it
@@ -152,12 +150,11 @@ class RouterMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        exchange = get_exchange(scope)
-        if not exchange.is_llm:  # used without AccountingMiddleware
-            exchange.is_llm = True
-            exchange.api = matched.endpoint.api
-            exchange.operation = matched.endpoint.operation
-        await self._route(exchange, matched, scope, receive, send)
+        exchange = await open_request(  # the request side, unless accounting wrote it already
+            scope, matched, receive, send, max_bytes=self.max_request_bytes, capture_content=self.capture_content
+        )
+        if exchange is not None:
+            await self._route(exchange, matched, scope, receive, send)
 
     def health(self) -> dict[str, Any]:
         """Every deployment and key: healthy, cooling down (for how long, and why), recent errors and latency."""
@@ -166,18 +163,6 @@ class RouterMiddleware:
 
     async def _route(self, ex: Exchange, matched: RequestMatch, scope: Scope, receive: Receive, send: Send) -> None:
         adapter, endpoint = matched.adapter, matched.endpoint
-        if ex.body is None:  # used without AccountingMiddleware
-            loaded = await load_request(
-                ex,
-                adapter,
-                endpoint,
-                receive,
-                send,
-                max_bytes=self.max_request_bytes,
-                capture_content=self.capture_content,
-            )
-            if not loaded:
-                return
         if ex.request is None:
             ex.fail("rejected", "invalid_request")
             message = ex.request_error or "request body is not valid JSON"
