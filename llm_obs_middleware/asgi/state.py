@@ -7,12 +7,13 @@ the export queue when the response has left; the export worker turns it into an 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from llm_obs_middleware.asgi.aliases import Scope
     from llm_obs_middleware.records.schema import Attempt, NormalizedRequest, NormalizedResponse
@@ -21,6 +22,7 @@ __all__ = ["SCOPE_KEY", "Exchange", "ResponseObserver", "get_exchange"]
 
 SCOPE_KEY = "llm_obs"
 _NO_HEADER_EXTRAS: dict[bytes, str] = {}
+logger = logging.getLogger("llm_obs_middleware.accounting")
 
 
 class ResponseObserver(Protocol):
@@ -52,6 +54,7 @@ class Exchange:
         "max_gap_ns",
         "metadata",
         "method",
+        "native_observer",
         "observer",
         "operation",
         "outcome",
@@ -126,6 +129,7 @@ class Exchange:
         self.request: NormalizedRequest | None = None
         self.request_error: str | None = None
         self.observer: ResponseObserver | None = None
+        self.native_observer: Callable[[int], ResponseObserver] | None = None
         self.response: NormalizedResponse | None = None
         # The response's headers as the client got them (a reference, not a copy) and which of them
         # the adapter keeps in the record's ``extra`` (name -> key); read off the request path.
@@ -148,6 +152,28 @@ class Exchange:
             if gap > self.max_gap_ns:
                 self.max_gap_ns = gap
         self.last_token_ns = now_ns
+
+    def observe_native(self, make: Callable[[int], ResponseObserver]) -> None:
+        """The router's hook for a translated exchange, called before its response start.
+
+        The client gets a translation of the provider's answer; whoever observes the response (the
+        accounting layer, when it is in the stack) builds its observer with ``make(status)`` instead of
+        one for the API the client spoke, and the router feeds it the provider's native bytes through
+        :meth:`feed_unseen` (the translated bytes are not parsed). Without accounting nothing observes.
+        """
+        self.native_observer = make
+
+    def feed_unseen(self, chunk: bytes, now_ns: int) -> None:
+        """Feed the response observer (if any) bytes the client does not get: a translated exchange's
+        native bytes, or the usage chunk the router cut out. Fails open, as accounting's own feeding."""
+        observer = self.observer
+        if observer is None:
+            return
+        try:
+            observer.feed(chunk, now_ns)
+        except Exception:
+            logger.exception("observing the response of %s failed", self.api)
+            self.observer = None
 
     def fail(self, outcome: str, error_type: str, message: str | None = None) -> None:
         """Record the first failure; later ones (e.g. the disconnect after a timeout) do not overwrite it."""

@@ -55,7 +55,11 @@ class AccountingMiddleware:
         body = exchange.body
         assert body is not None
 
+        # False once the router said the answer is a translation: it feeds the native bytes itself.
+        client_bytes = True
+
         async def observed_send(message: Message) -> None:
+            nonlocal client_bytes
             try:
                 if message["type"] == "http.response.start":
                     status = message["status"]
@@ -69,7 +73,12 @@ class AccountingMiddleware:
                             streamed = adapter.is_stream(value)
                             break
                     exchange.streamed = streamed
-                    exchange.observer = adapter.observer(endpoint, exchange, streamed=streamed, status=status)
+                    native = exchange.native_observer
+                    if native is None:
+                        exchange.observer = adapter.observer(endpoint, exchange, streamed=streamed, status=status)
+                    else:  # see Exchange.observe_native
+                        client_bytes = False
+                        exchange.observer = native(status)
                 else:
                     now = time.perf_counter_ns()
                     if not exchange.first_byte_ns:
@@ -79,7 +88,8 @@ class AccountingMiddleware:
                         chunk = message.get("body", b"")
                         if chunk:
                             exchange.chunks += 1
-                            observer.feed(chunk, now)
+                            if client_bytes:
+                                observer.feed(chunk, now)
                         if not message.get("more_body", False):
                             exchange.response = observer.finish()
                             exchange.observer = None
