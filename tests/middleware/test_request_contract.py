@@ -17,6 +17,7 @@ from llm_obs_middleware import (
     ExportPipeline,
     LLMObservability,
     RouterMiddleware,
+    TraceContextMiddleware,
 )
 from llm_obs_middleware.providers import registry
 from llm_obs_middleware.testing import create_fake_provider
@@ -45,6 +46,7 @@ LAYERS: dict[str, Build] = {
     "full stack": lambda app, config, client, tmp: LLMObservability(app, config=config, client=client),
     "router alone": lambda app, config, client, tmp: RouterMiddleware(app, config=config, client=client),
     "accounting alone": lambda app, config, client, tmp: AccountingMiddleware(app, config=config),
+    "trace context alone": lambda app, config, client, tmp: TraceContextMiddleware(app, config=config),
     "export + accounting + router": lambda app, config, client, tmp: ExportMiddleware(
         AccountingMiddleware(RouterMiddleware(app, config=config, client=client), config=config),
         pipeline=ExportPipeline([]),
@@ -90,3 +92,21 @@ async def test_a_translated_request_is_recognised_once_and_accounted_natively(
     [record] = sink.records
     # The native (Anthropic) answer was observed, not the translation: the record names Anthropic's API.
     assert record.provider == "anthropic" and record.usage is not None and record.usage.output_tokens
+
+
+@pytest.mark.parametrize(
+    ("path", "echoed"),
+    [("/v1/chat/completions", True), ("/llm/v1/chat/completions", True), ("/anything", False), ("/llm/nope", False)],
+)
+async def test_trace_context_alone_echoes_ids_on_llm_paths_only(path: str, echoed: bool) -> None:
+    """The echo is trace context's own decision (path and config), whatever runs inside it."""
+
+    async def plain(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    config = Config.from_dict(config_dict(route_prefix="/llm"))
+    result = await drive(TraceContextMiddleware(plain, config=config), path, CHAT, headers=[(b"x-request-id", b"r-1")])
+    assert result.status == 200
+    assert (result.headers.get(b"x-request-id") == b"r-1") is echoed
+    assert (b"traceparent" in result.headers) is echoed
