@@ -57,7 +57,6 @@ class ExportMiddleware:
             if exchange.is_llm:
                 if not exchange.end_ns:
                     exchange.end_ns = time.perf_counter_ns()
-                exchange.end_unix_nano = exchange.start_unix_nano + (exchange.end_ns - exchange.start_ns)
                 if not finished and exchange.outcome == "completed":
                     exchange.fail("client_disconnected", "client_disconnected")
                 self.pipeline.submit(exchange)
