@@ -26,7 +26,6 @@ OVER_LIMIT_UNTIL_SPLIT = frozenset(
         "providers/bedrock/translate.py",
         "providers/gemini/translate.py",
         "providers/openai/observe.py",
-        "routing/middleware.py",
         "testing/fake_provider.py",
         "upstream/client.py",
     }
