@@ -22,6 +22,7 @@ import httpx
 import msgspec
 
 from llm_obs_middleware import Config, RouterMiddleware
+from llm_obs_middleware.routing.attempts import pick_target
 from llm_obs_middleware.routing.balancing import order_deployments
 
 BODY = b'{"model":"m","messages":[{"role":"user","content":"hi"}]}'
@@ -87,7 +88,7 @@ def decision_us(router: RouterMiddleware, decisions: int) -> float:
     started = time.process_time()
     for _ in range(decisions):
         order = order_deployments(route.deployments, route.strategy, rng, cum_weights=route.cum_weights)
-        router._pick(order, [])
+        pick_target(order, [], rng)
     return (time.process_time() - started) / decisions * 1e6
 
 

@@ -6,11 +6,10 @@ import logging
 import time
 
 from llm_obs_middleware.asgi.aliases import ASGIApp, Message, Receive, Scope, Send
-from llm_obs_middleware.asgi.messages import replay_receive, route_path
-from llm_obs_middleware.asgi.state import get_exchange
+from llm_obs_middleware.asgi.messages import replay_receive
 from llm_obs_middleware.config.settings import Config
-from llm_obs_middleware.providers.registry import match_request
-from llm_obs_middleware.providers.request_body import load_request
+from llm_obs_middleware.providers.registry import llm_path, recognise
+from llm_obs_middleware.providers.request_body import open_request
 
 __all__ = ["AccountingMiddleware"]
 
@@ -43,36 +42,24 @@ class AccountingMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = route_path(scope)
-        prefix = self.prefix
-        if prefix and path.startswith(prefix):
-            path = path[len(prefix) :]
-        matched = match_request(scope["method"], path, self.provider_kinds)
+        matched = recognise(scope, llm_path(scope, self.prefix)[0], self.provider_kinds)
         if matched is None:
             await self.app(scope, receive, send)
             return
         adapter, endpoint = matched.adapter, matched.endpoint
-        exchange = get_exchange(scope)
-        exchange.is_llm = True
-        exchange.api = endpoint.api
-        exchange.operation = endpoint.operation
-        if not exchange.provider:
-            exchange.provider = adapter.provider_name
-        loaded = await load_request(
-            exchange,
-            adapter,
-            endpoint,
-            receive,
-            send,
-            max_bytes=self.max_request_bytes,
-            capture_content=self.capture_content,
+        exchange = await open_request(
+            scope, matched, receive, send, max_bytes=self.max_request_bytes, capture_content=self.capture_content
         )
-        if not loaded:
+        if exchange is None:
             return
         body = exchange.body
         assert body is not None
 
+        # False once the router said the answer is a translation: it feeds the native bytes itself.
+        client_bytes = True
+
         async def observed_send(message: Message) -> None:
+            nonlocal client_bytes
             try:
                 if message["type"] == "http.response.start":
                     status = message["status"]
@@ -86,7 +73,12 @@ class AccountingMiddleware:
                             streamed = adapter.is_stream(value)
                             break
                     exchange.streamed = streamed
-                    exchange.observer = adapter.observer(endpoint, exchange, streamed=streamed, status=status)
+                    native = exchange.native_observer
+                    if native is None:
+                        exchange.observer = adapter.observer(endpoint, exchange, streamed=streamed, status=status)
+                    else:  # see Exchange.observe_native
+                        client_bytes = False
+                        exchange.observer = native(status)
                 else:
                     now = time.perf_counter_ns()
                     if not exchange.first_byte_ns:
@@ -96,7 +88,8 @@ class AccountingMiddleware:
                         chunk = message.get("body", b"")
                         if chunk:
                             exchange.chunks += 1
-                            observer.feed(chunk, now)
+                            if client_bytes:
+                                observer.feed(chunk, now)
                         if not message.get("more_body", False):
                             exchange.response = observer.finish()
                             exchange.observer = None

@@ -15,9 +15,9 @@ class ExportMiddleware:
     """Turns each finished LLM exchange into a record for the export pipeline.
 
     Observes the response status, when the last body chunk left, client disconnects and app
-    exceptions (re-raised unchanged, still recorded). Changes nothing. On lifespan startup it starts
-    the pipeline and on shutdown flushes it; without lifespan (mounted apps) the pipeline starts with
-    the first record and is flushed by ``close()``.
+    exceptions (re-raised unchanged, still recorded). Changes nothing, and passes lifespan through
+    untouched: the pipeline starts with the first record; whoever owns it flushes it at shutdown
+    (``await pipeline.close()``; ``LLMObservability`` and the gateway do it on lifespan shutdown).
 
     Args:
         app: the ASGI app to wrap.
@@ -29,11 +29,7 @@ class ExportMiddleware:
         self.pipeline = pipeline
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "lifespan":
-            await self.app(scope, self._lifespan_receive(receive), send)
-            return
-        if kind != "http":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         exchange = get_exchange(scope)
@@ -61,20 +57,6 @@ class ExportMiddleware:
             if exchange.is_llm:
                 if not exchange.end_ns:
                     exchange.end_ns = time.perf_counter_ns()
-                exchange.end_unix_nano = exchange.start_unix_nano + (exchange.end_ns - exchange.start_ns)
                 if not finished and exchange.outcome == "completed":
                     exchange.fail("client_disconnected", "client_disconnected")
                 self.pipeline.submit(exchange)
-
-    def _lifespan_receive(self, receive: Receive) -> Receive:
-        pipeline = self.pipeline
-
-        async def lifespan_receive() -> Message:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await pipeline.start()
-            elif message["type"] == "lifespan.shutdown":
-                await pipeline.close()
-            return message
-
-        return lifespan_receive

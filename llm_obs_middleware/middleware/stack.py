@@ -80,17 +80,21 @@ class LLMObservability:
         self.app: ASGIApp = TraceContextMiddleware(inner, config=config, server_spans=server_spans)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" and self._owns_client:
-            await self.app(scope, self._closing_receive(receive), send)
+        if scope["type"] == "lifespan":
+            await self.app(scope, self._lifespan_receive(receive), send)
             return
         await self.app(scope, receive, send)
 
-    def _closing_receive(self, receive: Receive) -> Receive:
-        # ExportMiddleware flushes the pipeline on shutdown; the upstream client we built closes here.
+    def _lifespan_receive(self, receive: Receive) -> Receive:
+        """The one place of the stack that acts on lifespan (the middlewares inside pass it through):
+        exporters start at startup and are flushed at shutdown, with the upstream client we built."""
+
         async def lifespan_receive() -> Message:
             message = await receive()
-            if message["type"] == "lifespan.shutdown":
-                await self.upstream.aclose()
+            if message["type"] == "lifespan.startup":
+                await self.exporters.pipeline.start()
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
             return message
 
         return lifespan_receive

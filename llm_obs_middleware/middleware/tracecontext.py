@@ -11,6 +11,7 @@ from opentelemetry import trace
 from llm_obs_middleware.asgi.aliases import ASGIApp, Message, Receive, Scope, Send
 from llm_obs_middleware.asgi.state import get_exchange
 from llm_obs_middleware.config.settings import Config, TraceContextConfig
+from llm_obs_middleware.providers.registry import llm_path, native_provider, recognise
 from llm_obs_middleware.records.bounds import bounded
 
 __all__ = ["TraceContextMiddleware", "parse_traceparent"]
@@ -56,7 +57,9 @@ class TraceContextMiddleware:
     the session id (``x-session-id`` or ``session.id`` baggage), the user header, ``x-request-id`` and the
     configured metadata headers. When an OpenTelemetry SERVER span is active (``OpenTelemetryMiddleware``
     outside this one) the LLM span becomes its child. Adds ``x-request-id`` and ``traceparent`` to LLM
-    responses; other responses are not touched.
+    responses: those of a path the config's ``route_prefix`` and providers make an LLM endpoint (as
+    accounting and the router recognise it) or a provider's own API under the router; other responses
+    are not touched.
 
     Args:
         app: the ASGI app to wrap.
@@ -81,6 +84,8 @@ class TraceContextMiddleware:
         self.session_header = options.session_header.lower().encode()
         self.user_header = options.user_header.lower().encode()
         self.metadata_headers = {name.lower().encode(): name.lower() for name in options.metadata_headers}
+        self.prefix = config.route_prefix if config else ""
+        self.provider_kinds = {name: provider.kind for name, provider in config.providers.items()} if config else {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,7 +125,7 @@ class TraceContextMiddleware:
             return
 
         async def send_with_ids(message: Message) -> None:
-            if message["type"] == "http.response.start" and exchange.is_llm:
+            if message["type"] == "http.response.start" and self._serves_llm(scope):
                 # One x-request-id: the client's own if it sent one (its record has it as
                 # client_request_id), else ours (the record's id); the upstream's id stays available.
                 message["headers"] = [
@@ -134,3 +139,11 @@ class TraceContextMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_ids)
+
+    def _serves_llm(self, scope: Scope) -> bool:
+        """Whether the response is an LLM exchange's: decided from the path and our config alone (the
+        match is made once per request, by whichever layer asks first, see ``registry.recognise``)."""
+        path, routed = llm_path(scope, self.prefix)
+        if recognise(scope, path, self.provider_kinds) is not None:
+            return True
+        return routed and native_provider(path, self.provider_kinds) is not None

@@ -7,14 +7,28 @@ and native ones, ``/{provider}/<the provider's own path>``, forwarded to that co
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
+from llm_obs_middleware.asgi.messages import route_path
+from llm_obs_middleware.asgi.state import SCOPE_KEY, get_exchange
 from llm_obs_middleware.errors import UnknownProviderError
 from llm_obs_middleware.providers.base import Endpoint, ProviderAdapter
 from llm_obs_middleware.providers.openai.adapter import OpenAIAdapter
 from llm_obs_middleware.providers.openai.azure import AzureOpenAIAdapter
 
-__all__ = ["PROVIDER_NAMES", "RequestMatch", "adapter_for_kind", "match_request", "native_provider"]
+if TYPE_CHECKING:
+    from llm_obs_middleware.asgi.aliases import Scope
+
+__all__ = [
+    "PROVIDER_NAMES",
+    "Recognised",
+    "RequestMatch",
+    "adapter_for_kind",
+    "llm_path",
+    "match_request",
+    "native_provider",
+    "recognise",
+]
 
 # gen_ai.provider.name for each kind (OpenTelemetry GenAI well-known values where one exists).
 PROVIDER_NAMES = {
@@ -80,6 +94,51 @@ def match_request(method: str, path: str, provider_kinds: Mapping[str, str]) -> 
     if endpoint is None:
         return None
     return RequestMatch(_OPENAI, endpoint, None, endpoint.upstream_path)
+
+
+class Recognised(NamedTuple):
+    """What :func:`recognise` stored on the exchange: the answer for one path and provider set."""
+
+    path: str
+    provider_kinds: Mapping[str, str]
+    match: RequestMatch | None
+
+
+def llm_path(scope: Scope, prefix: str) -> tuple[str, bool]:
+    """``(path, routed)``: the path to recognise, and whether it lies under ``prefix`` (the router's).
+
+    Under ``prefix`` the path is what follows it (``/`` at least); elsewhere the whole path (an app's
+    own LLM-shaped endpoint). Without a prefix every path is the router's."""
+    path = route_path(scope)
+    if not prefix:
+        return path, True
+    if path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] in ("/", ""):
+        return path[len(prefix) :] or "/", True
+    return path, False
+
+
+def recognise(scope: Scope, path: str, provider_kinds: Mapping[str, str]) -> RequestMatch | None:
+    """The request's LLM endpoint, matched once per request.
+
+    The first layer that asks (trace context, accounting or the router: each works alone) matches the
+    path and stores the answer on the exchange in ``scope["llm_obs"]``; the others read it. A layer with
+    another path or provider set (a differently configured middleware) matches again.
+    """
+    exchange = scope.get(SCOPE_KEY)
+    if exchange is not None:
+        seen = exchange.recognised
+        if (
+            isinstance(seen, Recognised)
+            and seen.path == path
+            and (seen.provider_kinds is provider_kinds or seen.provider_kinds == provider_kinds)
+        ):
+            return seen.match
+    matched = match_request(scope["method"], path, provider_kinds)
+    if exchange is None and matched is not None:
+        exchange = get_exchange(scope)
+    if exchange is not None:
+        exchange.recognised = Recognised(path, provider_kinds, matched)
+    return matched
 
 
 def _load_native_adapters() -> None:

@@ -1,18 +1,58 @@
-"""Reading and decoding an LLM request body once, for whichever middleware meets it first."""
+"""The request side of an LLM exchange, written once by whichever middleware meets the request first:
+what it is (API, operation, provider) and its body, read and decoded once."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from llm_obs_middleware.asgi.messages import BodyTooLarge, ClientGone, error_json, read_body, send_json
+from llm_obs_middleware.asgi.state import get_exchange
 from llm_obs_middleware.errors import SchemaError
 
 if TYPE_CHECKING:
-    from llm_obs_middleware.asgi.aliases import Receive, Send
+    from llm_obs_middleware.asgi.aliases import Receive, Scope, Send
     from llm_obs_middleware.asgi.state import Exchange
     from llm_obs_middleware.providers.base import Endpoint, ProviderAdapter
+    from llm_obs_middleware.providers.registry import RequestMatch
 
-__all__ = ["load_request"]
+__all__ = ["load_request", "open_request"]
+
+
+async def open_request(
+    scope: Scope,
+    matched: RequestMatch,
+    receive: Receive,
+    send: Send,
+    *,
+    max_bytes: int,
+    capture_content: bool,
+) -> Exchange | None:
+    """The exchange of a recognised LLM request, its request side written and its body decoded once.
+
+    The first layer to call this (accounting, or the router used alone) writes the request side; later
+    callers get it as it is. ``None`` when the exchange is over already (413 sent, or the client left).
+    """
+    exchange = get_exchange(scope)
+    if not exchange.is_llm:
+        endpoint = matched.endpoint
+        exchange.is_llm = True
+        exchange.api = endpoint.api
+        exchange.operation = endpoint.operation
+        if not exchange.provider:
+            exchange.provider = matched.adapter.provider_name
+    if exchange.body is None:
+        loaded = await load_request(
+            exchange,
+            matched.adapter,
+            matched.endpoint,
+            receive,
+            send,
+            max_bytes=max_bytes,
+            capture_content=capture_content,
+        )
+        if not loaded:
+            return None
+    return exchange
 
 
 async def load_request(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from typing import Any
@@ -12,37 +11,31 @@ import msgspec
 
 from llm_obs_middleware.asgi.aliases import ASGIApp, Receive, Scope, Send
 from llm_obs_middleware.asgi.messages import error_json, get_header, route_path, send_json
-from llm_obs_middleware.asgi.state import Exchange, get_exchange
+from llm_obs_middleware.asgi.state import Exchange
 from llm_obs_middleware.config.settings import Config
-from llm_obs_middleware.errors import UpstreamError, UpstreamPoolFull
+from llm_obs_middleware.errors import UpstreamError
 from llm_obs_middleware.providers.base import PreparedBody
-from llm_obs_middleware.providers.registry import RequestMatch, match_request, native_provider
-from llm_obs_middleware.providers.request_body import load_request
-from llm_obs_middleware.providers.translators import ClientRequest
+from llm_obs_middleware.providers.registry import RequestMatch, llm_path, native_provider, recognise
+from llm_obs_middleware.providers.request_body import open_request
 from llm_obs_middleware.routing.attempt_log import log_failed_attempt
-from llm_obs_middleware.routing.attempts import attempt_record, commit_attempt
+from llm_obs_middleware.routing.attempts import attempt_record, commit_attempt, run_attempts
 from llm_obs_middleware.routing.balancing import (
     DeploymentState,
     KeyState,
-    backoff_delay,
     is_retryable_status,
-    order_deployments,
 )
-from llm_obs_middleware.routing.capacity import UpstreamSlots, send_overloaded
+from llm_obs_middleware.routing.capacity import UpstreamSlots
 from llm_obs_middleware.routing.cooldowns import (
-    cooldown_wait,
     deployment_failed,
     key_failed,
-    probe,
     retry_after_seconds,
-    usable_after,
 )
-from llm_obs_middleware.routing.failure import Failure, send_failure, upstream_error_type
+from llm_obs_middleware.routing.failure import Failure, upstream_error_type
 from llm_obs_middleware.routing.forwarding import HeaderFilter
 from llm_obs_middleware.routing.passthrough import proxy, refuse_path
 from llm_obs_middleware.routing.relay import relay, upstream_error_body
 from llm_obs_middleware.routing.targets import AliasRoute, Routes
-from llm_obs_middleware.routing.translated import Translation, Untranslatable, relay_translated, translate_request
+from llm_obs_middleware.routing.translated import Translation, relay_translated
 from llm_obs_middleware.routing.url_parts import refuse_url_part, unusable_url_part
 from llm_obs_middleware.upstream.client import Upstream, signed, upstream_of
 
@@ -114,14 +107,12 @@ class RouterMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = route_path(scope)
         prefix = self.prefix
-        if prefix:
-            if not (path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] in ("/", "")):
-                await self.app(scope, receive, send)
-                return
-            path = path[len(prefix) :] or "/"
-        matched = match_request(scope["method"], path, self.provider_kinds)
+        path, routed = llm_path(scope, prefix)
+        if not routed:
+            await self.app(scope, receive, send)
+            return
+        matched = recognise(scope, path, self.provider_kinds)
         if matched is None:
             native = native_provider(path, self.provider_kinds)
             if native is not None:  # a provider endpoint we do not observe (e.g. token counting): proxy it
@@ -149,12 +140,11 @@ class RouterMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        exchange = get_exchange(scope)
-        if not exchange.is_llm:  # used without AccountingMiddleware
-            exchange.is_llm = True
-            exchange.api = matched.endpoint.api
-            exchange.operation = matched.endpoint.operation
-        await self._route(exchange, matched, scope, receive, send)
+        exchange = await open_request(  # the request side, unless accounting wrote it already
+            scope, matched, receive, send, max_bytes=self.max_request_bytes, capture_content=self.capture_content
+        )
+        if exchange is not None:
+            await self._route(exchange, matched, scope, receive, send)
 
     def health(self) -> dict[str, Any]:
         """Every deployment and key: healthy, cooling down (for how long, and why), recent errors and latency."""
@@ -163,18 +153,6 @@ class RouterMiddleware:
 
     async def _route(self, ex: Exchange, matched: RequestMatch, scope: Scope, receive: Receive, send: Send) -> None:
         adapter, endpoint = matched.adapter, matched.endpoint
-        if ex.body is None:  # used without AccountingMiddleware
-            loaded = await load_request(
-                ex,
-                adapter,
-                endpoint,
-                receive,
-                send,
-                max_bytes=self.max_request_bytes,
-                capture_content=self.capture_content,
-            )
-            if not loaded:
-                return
         if ex.request is None:
             ex.fail("rejected", "invalid_request")
             message = ex.request_error or "request body is not valid JSON"
@@ -233,7 +211,20 @@ class RouterMiddleware:
                 message = f"provider {force!r} does not serve model {model!r}"
                 await send_json(send, 400, error_json(message, "invalid_request_error", param="x-llm-obs-provider"))
                 return
-        await self._attempts(ex, matched, chain, deadline, scope, receive, send)
+        await run_attempts(
+            ex,
+            matched,
+            chain,
+            deadline,
+            scope,
+            receive,
+            send,
+            policy=self.policy,
+            rng=self.rng,
+            slots=self.slots,
+            forward=self.forward,
+            try_once=self._try,
+        )
 
     def _overrides(self, scope: Scope) -> tuple[str | None, bool, float | None]:
         """Per-request routing headers, honoured only when ``routing.allow_request_overrides`` is set."""
@@ -249,102 +240,6 @@ class RouterMiddleware:
             except ValueError:
                 deadline = None  # an unreadable override is ignored, as an absent one is
         return (force.decode("latin-1") if force else None), no_fallbacks, deadline
-
-    async def _attempts(
-        self,
-        ex: Exchange,
-        matched: RequestMatch,
-        chain: list[AliasRoute],
-        deadline: float | None,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        base_headers = self.forward(scope["headers"])
-        base_headers.append((b"traceparent", f"00-{ex.trace_id}-{ex.span_id}-{ex.trace_flags}".encode()))
-        if ex.tracestate:
-            base_headers.append((b"tracestate", ex.tracestate.encode()))
-        query = scope.get("query_string") or b""
-        last: Failure | None = None
-        policy = self.policy
-        decoded: dict[str, ClientRequest] = {}  # the client's request as translators read it, decoded once
-        for fallback_index, route in enumerate(chain):
-            order = order_deployments(route.deployments, route.strategy, self.rng, cum_weights=route.cum_weights)
-            failed_keys: list[KeyState] = []
-            for retry in range(policy.retries + 1):
-                pick = self._pick(order, failed_keys)
-                if pick is None:
-                    # A retry honours the Retry-After it was given (within max_retry_after_s); a new
-                    # request does not wait for the cooldowns others caused.
-                    wait = cooldown_wait(order) if retry else None
-                    if wait is not None and wait <= policy.max_retry_after_s:
-                        await asyncio.sleep(wait)
-                        pick = self._pick(order, failed_keys)
-                    if pick is None and not usable_after(chain, fallback_index):
-                        pick = probe(order, failed_keys)  # cooldowns alone never refuse a request
-                    if pick is None:
-                        break  # a fallback can serve now, or every key here answered this request already
-                elif retry:
-                    await asyncio.sleep(backoff_delay(retry - 1, policy.backoff_base_s, policy.backoff_cap_s, self.rng))
-                deployment, key = pick
-                translation = None
-                if matched.provider is None and not deployment.provider.adapter.openai_compatible:
-                    target = deployment.provider
-                    planned = translate_request(
-                        ex, target.kind, target.adapter, deployment.model, route.unsupported, decoded
-                    )
-                    if isinstance(planned, Untranslatable):  # this deployment cannot serve the request
-                        started = time.perf_counter()
-                        record = attempt_record(
-                            ex, deployment, key, fallback_index, started, error_type=planned.error_type
-                        )
-                        ex.attempts.append(record)
-                        order.remove(deployment)
-                        if planned.failure is not None and (last is None or last.status is None):
-                            last = planned.failure  # the reason it cannot, unless a provider answered already
-                        continue
-                    translation = planned
-                if not await self.slots.acquire():
-                    await send_overloaded(ex, send, self.slots.size)  # over capacity: shed, blame no one
-                    return
-                try:
-                    outcome = await self._try(
-                        ex,
-                        matched,
-                        deployment,
-                        key,
-                        fallback_index,
-                        base_headers,
-                        query,
-                        deadline,
-                        translation,
-                        receive,
-                        send,
-                    )
-                except UpstreamPoolFull:  # a client of the caller's own with a smaller pool
-                    await send_overloaded(ex, send, self.slots.size)
-                    return
-                finally:
-                    self.slots.release()
-                if outcome is None:
-                    return  # the response went to the client
-                last = outcome
-                failed_keys.append(key)
-        await send_failure(ex, last, chain[0].alias, send)
-
-    def _pick(
-        self, order: list[DeploymentState], failed_keys: list[KeyState]
-    ) -> tuple[DeploymentState, KeyState] | None:
-        """The first deployment (in preference order) with a usable key not failed yet; else a failed one again."""
-        now = time.monotonic()
-        for exclude in (failed_keys, ()):
-            for deployment in order:
-                if deployment.cooldown_until > now:
-                    continue
-                key = deployment.provider.pool.pick(now, self.rng, exclude)
-                if key is not None:
-                    return deployment, key
-        return None
 
     async def _try(
         self,

@@ -246,9 +246,7 @@ class _UsageChunkFilter:
             begin = _last_event_end(whole, start, marker)
             stop = _next_event_end(whole, marker)
             if b'"usage"' in whole[begin:stop]:
-                observer = self._exchange.observer
-                if observer is not None:
-                    observer.feed(whole[begin:stop], time.perf_counter_ns())
+                self._exchange.feed_unseen(whole[begin:stop], time.perf_counter_ns())
                 kept.append(whole[start:begin])
             else:  # e.g. Azure's prompt-filter chunk: no choices, no usage
                 kept.append(whole[start:stop])

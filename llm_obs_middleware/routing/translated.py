@@ -1,10 +1,11 @@
 """The router's side of translation: answering an OpenAI client from a provider with another wire format.
 
 Accounting stays exact because the provider's own observer reads the provider's native bytes (cache
-writes, thinking tokens and all), while the client receives the translation. The accounting layer
-sets up an observer for the API the client spoke when the response starts; right after that start
-we swap in a view of the native observer, so accounting's ``finish()`` returns the native result and
-the translated bytes are not parsed a second time. Without accounting in the stack nothing observes.
+writes, thinking tokens and all), while the client receives the translation. Before the response
+starts the router says so with ``Exchange.observe_native``: the accounting layer (when it is in the
+stack) then builds the provider's observer instead of one for the API the client spoke, and the router
+feeds it the native bytes with ``Exchange.feed_unseen``; the translated bytes are not parsed a second
+time. Without accounting in the stack nothing observes.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from llm_obs_middleware.asgi.state import Exchange, ResponseObserver
     from llm_obs_middleware.providers.base import Endpoint, ProviderAdapter
     from llm_obs_middleware.providers.translators import StreamTranslator
-    from llm_obs_middleware.records.schema import NormalizedResponse
 
 __all__ = ["DROPPED_HEADER", "Translation", "Untranslatable", "relay_translated", "translate_request"]
 
@@ -96,45 +96,21 @@ def translate_request(
     return Translation(translator, client, upstream, endpoint, model)
 
 
-class _NativeView:
-    """Stands in for accounting's observer: ignores the translated bytes, answers with the native result."""
-
-    __slots__ = ("_native",)
-
-    def __init__(self, native: ResponseObserver) -> None:
-        self._native = native
-
-    def feed(self, chunk: bytes, now_ns: int) -> None:
-        return None
-
-    def finish(self) -> NormalizedResponse:
-        return self._native.finish()
-
-
 class _TranslatingStream:
     """Feeds each upstream chunk to the native observer, then hands the client its translation."""
 
-    __slots__ = ("_native", "_stream")
+    __slots__ = ("_exchange", "_stream")
 
-    def __init__(self, stream: StreamTranslator, native: ResponseObserver | None) -> None:
+    def __init__(self, stream: StreamTranslator, exchange: Exchange) -> None:
         self._stream = stream
-        self._native = native
+        self._exchange = exchange
 
     def feed(self, chunk: bytes) -> bytes:
-        if self._native is not None:
-            self._native.feed(chunk, time.perf_counter_ns())
+        self._exchange.feed_unseen(chunk, time.perf_counter_ns())
         return self._stream.feed(chunk)
 
     def close(self) -> bytes:
         return self._stream.close()
-
-
-def _observe_natively(ex: Exchange, native: ResponseObserver) -> ResponseObserver | None:
-    """After the response start: let accounting (if it observes) finish with the native observer."""
-    if ex.observer is None:
-        return None
-    ex.observer = _NativeView(native)
-    return native
 
 
 async def relay_translated(
@@ -164,12 +140,15 @@ async def relay_translated(
     response_id = f"chatcmpl-{ex.request_id}"
     context = ResponseContext(created, translation.model, response_id, client.include_usage, client.base64)
     streamed = adapter.is_stream(response.headers.get("content-type", "").encode("latin-1"))
-    native = adapter.observer(translation.endpoint, ex, streamed=streamed, status=status)
+    endpoint = translation.endpoint
+
+    def native_observer(status: int) -> ResponseObserver:
+        return adapter.observer(endpoint, ex, streamed=streamed, status=status)
+
     if streamed:
+        ex.observe_native(native_observer)
         await send({"type": "http.response.start", "status": status, "headers": [*_SSE, *extra]})
-        observed = _observe_natively(ex, native)
-        stream = translator.stream(context)
-        translating = _TranslatingStream(stream, observed)
+        translating = _TranslatingStream(translator.stream(context), ex)
         await relay_stream(ex, response, provider, translating, _CLIENT_FORMAT, _SSE_TYPE, deadline, receive, send)
         return
     try:
@@ -191,8 +170,8 @@ async def relay_translated(
         ex.fail("upstream_error", "untranslatable_response", message)
         await send_json(send, 502, error_json(message, "upstream_error", code="untranslatable_response"))
         return
-    native.feed(body, time.perf_counter_ns())
     length = (b"content-length", str(len(translated)).encode())
+    ex.observe_native(native_observer)
     await send({"type": "http.response.start", "status": status, "headers": [_JSON, length, *extra]})
-    _observe_natively(ex, native)
+    ex.feed_unseen(body, time.perf_counter_ns())
     await send({"type": "http.response.body", "body": translated, "more_body": False})
