@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+import msgspec
+
 from llm_obs_middleware.upstream.paths import encode_path
 
 if TYPE_CHECKING:
@@ -20,10 +22,15 @@ __all__ = [
     "Endpoint",
     "PreparedBody",
     "ProviderAdapter",
+    "decode_top_level",
+    "encode_json",
     "normalize_finish_reason",
 ]
 
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "error", "other"})
+decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+"""A JSON object's top-level fields, each value kept as the client's own bytes (``msgspec.Raw``)."""
+encode_json = msgspec.json.Encoder().encode
 
 
 class Endpoint(NamedTuple):
@@ -114,6 +121,15 @@ class AdapterDefaults:
     openai_compatible = False
     response_header_extras: Mapping[bytes, str] = {}
     passthrough_endpoints: Sequence[str] = ()
+
+    def prepare_body(self, endpoint: Endpoint, request: NormalizedRequest, body: bytes, model: str) -> PreparedBody:
+        """The client's bytes, or (for an aliased model) its top-level ``model`` replaced; only the top
+        level is re-encoded, nested values travel as the client's own bytes."""
+        if model == request.model:
+            return PreparedBody(body, False)
+        fields = decode_top_level(body)
+        fields["model"] = msgspec.Raw(encode_json(model))
+        return PreparedBody(encode_json(fields), False)
 
     def path_model(self, endpoint: Endpoint, path: str) -> str | None:
         return None

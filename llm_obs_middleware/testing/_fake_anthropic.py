@@ -15,17 +15,15 @@ bodies (``x-fake-status: 529`` is ``overloaded_error``; 429 adds ``retry-after``
 
 from __future__ import annotations
 
-import asyncio
-import math
-import re
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from llm_obs_middleware.providers.anthropic.adapter import error_body
 from llm_obs_middleware.providers.anthropic.wire import ERROR_TYPES, MessagesRequest, ToolDefinition
-from llm_obs_middleware.testing._payloads import fake_arguments, text_pieces
-from llm_obs_middleware.testing.fake_provider import FakeStreamAborted
+from llm_obs_middleware.testing._payloads import fake_arguments, split_text, text_pieces
+from llm_obs_middleware.testing._requests import HTTPError, below_root, check_failure
+from llm_obs_middleware.testing._responses import decode_raw_list, named_event, send_json, send_stream
 
 if TYPE_CHECKING:
     from llm_obs_middleware.asgi.aliases import Scope, Send
@@ -35,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["handle"]
 
 _MESSAGES, _COUNT = "/v1/messages", "/v1/messages/count_tokens"
-_FAIL_MODEL = re.compile(r"fail-(\d{3})")
 _JSON = (b"content-type", b"application/json")
 _SSE = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 _SIGNATURE = "EqQBCkgIBxABGAIiQFakeSignatureForTheFakeProvider0123456789"
@@ -44,12 +41,6 @@ _encode = msgspec.json.Encoder().encode
 
 _decode = msgspec.json.Decoder(MessagesRequest).decode
 _decode_tools = msgspec.json.Decoder(list[ToolDefinition]).decode
-
-
-class _Error(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 async def handle(
@@ -62,16 +53,13 @@ async def handle(
     send: Send,
 ) -> bool:
     """Answer the Messages API paths; ``False`` for every other path."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :]
+    path = below_root(scope)
     if path not in (_MESSAGES, _COUNT):
         return False
     rid = b"req_fake" + request_id
     try:
         await _answer(fake, scope["method"], path, headers, body, overrides, rid, send)
-    except _Error as exc:
+    except HTTPError as exc:
         await _send_error(send, exc.status, str(exc), rid)
     return True
 
@@ -89,10 +77,10 @@ async def _answer(
     request, model = _admit(method, path, headers, body, o)
     config = fake.config
     if path == _COUNT:
-        await _send_json(send, 200, _encode({"input_tokens": config.prompt_tokens}), rid)
+        await send_json(send, 200, _encode({"input_tokens": config.prompt_tokens}), _JSON, (b"request-id", rid))
         return
     if request.max_tokens is None:
-        raise _Error(400, "max_tokens: Field required")
+        raise HTTPError(400, "max_tokens: Field required")
     completion = o.chunks if config.completion_tokens is None else config.completion_tokens
     usage: dict[str, Any] = {
         "input_tokens": config.prompt_tokens - config.cached_tokens,
@@ -106,7 +94,8 @@ async def _answer(
     tool = _tool(request)
     message_id = "msg_fake" + rid[len(b"req_fake") :].decode()
     if request.stream:
-        await _stream(_events(message_id, model, tool, usage, o.chunks, bool(config.reasoning_tokens)), o, rid, send)
+        events, first, count = _events(message_id, model, tool, usage, o.chunks, bool(config.reasoning_tokens))
+        await send_stream(send, [*_SSE, (b"request-id", rid)], events, o, first=first, count=count)
         return
     content: list[dict[str, Any]] = []
     if config.reasoning_tokens:
@@ -116,25 +105,23 @@ async def _answer(
     else:
         content.append(_tool_block(message_id, tool[0], msgspec.json.decode(tool[1])))
     message = _message(message_id, model, content, "end_turn" if tool is None else "tool_use", usage)
-    await _send_json(send, 200, _encode(message), rid)
+    await send_json(send, 200, _encode(message), _JSON, (b"request-id", rid))
 
 
 def _admit(method: str, path: str, headers: dict[str, str], body: bytes, o: Overrides) -> tuple[MessagesRequest, str]:
     """The request and its model, after the API's checks (method, key, body, model) and a requested failure."""
     if method != "POST":
-        raise _Error(405, f"Method {method} not allowed for {path}")
+        raise HTTPError(405, f"Method {method} not allowed for {path}")
     if "x-api-key" not in headers and not headers.get("authorization", "").startswith("Bearer "):
-        raise _Error(401, "x-api-key header is required")
-    if o.status is not None and o.status >= 400:
-        raise _Error(o.status, f"Fake failure requested by x-fake-status: {o.status}")
+        raise HTTPError(401, "x-api-key header is required")
+    check_failure(o, None)
     try:
         request = _decode(body)
     except msgspec.DecodeError as exc:
-        raise _Error(400, f"invalid request body: {exc}") from None
+        raise HTTPError(400, f"invalid request body: {exc}") from None
     if not request.model:
-        raise _Error(400, "model: Field required")
-    if (fail := _FAIL_MODEL.match(request.model)) is not None and 400 <= int(fail.group(1)) <= 599:
-        raise _Error(int(fail.group(1)), f"Fake failure requested by model {request.model!r}")
+        raise HTTPError(400, "model: Field required")
+    check_failure(None, request.model)
     return request, request.model
 
 
@@ -143,7 +130,7 @@ def _tool(request: MessagesRequest) -> tuple[str, str] | None:
     choice = request.tool_choice
     if not request.tools or (choice is not None and choice.type == "none"):
         return None
-    tools = _decode_tools(b"[" + b",".join(bytes(tool) for tool in request.tools) + b"]")
+    tools: list[ToolDefinition] = decode_raw_list(_decode_tools, request.tools)
     tool = tools[0]
     if choice is not None and choice.type == "tool":
         tool = next((t for t in tools if t.name == choice.name), tool)
@@ -169,43 +156,38 @@ def _message(
     }
 
 
-def _event(data: dict[str, Any]) -> bytes:
-    kind: str = data["type"]
-    return b"event: " + kind.encode() + b"\ndata: " + _encode(data) + b"\n\n"
-
-
 def _events(
     message_id: str, model: str, tool: tuple[str, str] | None, usage: dict[str, Any], chunks: int, thinking: bool
 ) -> tuple[list[bytes], int, int]:
     """The stream's events, how many go out with the headers, and how many carry the tokens after them."""
     start_usage = {**usage, "output_tokens": 1}
     start_usage.pop("output_tokens_details", None)
-    events = [_event({"type": "message_start", "message": _message(message_id, model, [], None, start_usage)})]
+    events = [named_event({"type": "message_start", "message": _message(message_id, model, [], None, start_usage)})]
     index = 0
     if thinking:  # goes out whole with the headers: the timed deltas are the answer's
-        events.append(_event(_block_start(index, {"type": "thinking", "thinking": "", "signature": ""})))
-        events.append(_event(_delta(index, {"type": "thinking_delta", "thinking": "Thinking it over."})))
-        events.append(_event(_delta(index, {"type": "signature_delta", "signature": _SIGNATURE})))
-        events.append(_event({"type": "content_block_stop", "index": index}))
+        events.append(named_event(_block_start(index, {"type": "thinking", "thinking": "", "signature": ""})))
+        events.append(named_event(_delta(index, {"type": "thinking_delta", "thinking": "Thinking it over."})))
+        events.append(named_event(_delta(index, {"type": "signature_delta", "signature": _SIGNATURE})))
+        events.append(named_event({"type": "content_block_stop", "index": index}))
         index += 1
     if tool is None:
-        events.append(_event(_block_start(index, {"type": "text", "text": ""})))
-        events.append(_event({"type": "ping"}))
+        events.append(named_event(_block_start(index, {"type": "text", "text": ""})))
+        events.append(named_event({"type": "ping"}))
         pieces = [_delta(index, {"type": "text_delta", "text": piece}) for piece in text_pieces(chunks)]
     else:
         name, arguments = tool
-        events.append(_event(_block_start(index, _tool_block(message_id, name, {}))))
-        events.append(_event(_delta(index, {"type": "input_json_delta", "partial_json": ""})))
+        events.append(named_event(_block_start(index, _tool_block(message_id, name, {}))))
+        events.append(named_event(_delta(index, {"type": "input_json_delta", "partial_json": ""})))
         pieces = [
-            _delta(index, {"type": "input_json_delta", "partial_json": part}) for part in _split(arguments, chunks)
+            _delta(index, {"type": "input_json_delta", "partial_json": part}) for part in split_text(arguments, chunks)
         ]
     preamble = len(events)
-    events.extend(_event(piece) for piece in pieces)
-    events.append(_event({"type": "content_block_stop", "index": index}))
+    events.extend(named_event(piece) for piece in pieces)
+    events.append(named_event({"type": "content_block_stop", "index": index}))
     stop = {"stop_reason": "end_turn" if tool is None else "tool_use", "stop_sequence": None}
     final = {key: value for key, value in usage.items() if key != "cache_creation"}
-    events.append(_event({"type": "message_delta", "delta": stop, "usage": final}))
-    events.append(_event({"type": "message_stop"}))
+    events.append(named_event({"type": "message_delta", "delta": stop, "usage": final}))
+    events.append(named_event({"type": "message_stop"}))
     return events, preamble, len(pieces)
 
 
@@ -217,34 +199,6 @@ def _delta(index: int, delta: dict[str, Any]) -> dict[str, Any]:
     return {"type": "content_block_delta", "index": index, "delta": delta}
 
 
-def _split(text: str, parts: int) -> list[str]:
-    size = math.ceil(len(text) / max(1, min(parts, len(text))))
-    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
-
-
-async def _stream(stream: tuple[list[bytes], int, int], o: Overrides, rid: bytes, send: Send) -> None:
-    """Send the events: the preamble with the headers, the TTFT delay before the first token, the
-    chunk interval between tokens, and an aborted connection after ``drop_after`` events."""
-    events, first, count = stream
-    await send({"type": "http.response.start", "status": 200, "headers": [*_SSE, (b"request-id", rid)]})
-    last = len(events) - 1
-    for index, event in enumerate(events):
-        if index == o.drop_after:
-            raise FakeStreamAborted(f"x-fake-drop-after: stream cut after {index} events")
-        delay = o.ttft_s if index == first else o.interval_s if first < index < first + count else 0.0
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await send({"type": "http.response.body", "body": event, "more_body": index < last})
-
-
-async def _send_json(
-    send: Send, status: int, body: bytes, rid: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()
-) -> None:
-    headers = [_JSON, (b"content-length", b"%d" % len(body)), (b"request-id", rid), *extra]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 async def _send_error(send: Send, status: int, message: str, rid: bytes) -> None:
     kind = ERROR_TYPES.get(status, ERROR_TYPES[500] if status >= 500 else ERROR_TYPES[400])
     body = error_body(kind, message, rid.decode())
@@ -253,4 +207,4 @@ async def _send_error(send: Send, status: int, message: str, rid: bytes) -> None
         extra = ((b"retry-after", b"1"),)
     elif status >= 500:
         extra = ((b"x-should-retry", b"true"),)
-    await _send_json(send, status, body, rid, extra)
+    await send_json(send, status, body, _JSON, (b"request-id", rid), *extra)

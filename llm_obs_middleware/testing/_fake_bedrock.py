@@ -31,15 +31,14 @@ A model named ``fail-NNN...`` answers with status NNN.
 
 from __future__ import annotations
 
-import asyncio
 import math
-import re
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from llm_obs_middleware.codecs.eventstream import encode_message
+from llm_obs_middleware.providers.bedrock.adapter import PATH
 from llm_obs_middleware.providers.bedrock.errors import STATUS_ERRORS
 from llm_obs_middleware.providers.bedrock.wire import (
     ContentBlock,
@@ -62,7 +61,8 @@ from llm_obs_middleware.providers.bedrock.wire import (
     ToolUseDelta,
 )
 from llm_obs_middleware.testing import _payloads as p
-from llm_obs_middleware.testing._requests import Overrides, route_path
+from llm_obs_middleware.testing._requests import Overrides, below_root, fail_status
+from llm_obs_middleware.testing._responses import send_json, send_stream, uuid_id
 from llm_obs_middleware.testing._sigv4_check import check_signature
 
 if TYPE_CHECKING:
@@ -88,8 +88,7 @@ TEST_CREDENTIALS = MappingProxyType(
 )
 """Access key id -> secret key the fake accepts SigV4 signatures from."""
 
-_PATH = re.compile(r"^/model/(.+)/(converse|converse-stream|invoke)$")
-_FAIL_MODEL = re.compile(r"fail-(\d{3})")
+_JSON = (b"content-type", b"application/json")
 _encode = msgspec.json.Encoder().encode
 
 
@@ -116,11 +115,10 @@ async def handle(
     send: Send,
 ) -> bool:
     """Answer Bedrock Runtime paths; ``False`` for every other path."""
-    found = _PATH.match(route_path(scope))
+    found = PATH.match(below_root(scope))
     if found is None:
         return False
-    hex_id = "00000000" + request_id.decode()
-    rid = f"{hex_id[:8]}-{hex_id[8:12]}-{hex_id[12:16]}-{hex_id[16:20]}-{hex_id[20:32]}"
+    rid = uuid_id(request_id)
     model, operation = found.group(1), found.group(2)
     if scope["method"] != "POST":
         await _error(send, 405, "ValidationException", f"Method {scope['method']} is not allowed", rid)
@@ -129,8 +127,7 @@ async def handle(
     if refused is not None:
         await _error(send, 403, refused[0], refused[1], rid)
         return True
-    failing = _FAIL_MODEL.match(model)
-    status = overrides.status if overrides.status is not None else int(failing.group(1)) if failing else None
+    status = overrides.status if overrides.status is not None else fail_status(model)
     if status is not None and status >= 400:
         kind = STATUS_ERRORS.get(status) or ("InternalServerException" if status >= 500 else "ValidationException")
         kind = headers.get("x-fake-bedrock-error-type", kind)
@@ -152,9 +149,7 @@ async def handle(
         payload = _encode(answer.body())
         if fault == "truncated-json":
             payload = payload[: len(payload) // 2]
-        head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
-        await send({"type": "http.response.start", "status": 200, "headers": [*head, _rid(rid)]})
-        await send({"type": "http.response.body", "body": payload})
+        await send_json(send, 200, payload, _JSON, _rid(rid))
     else:
         await _stream(answer, overrides, (fault, headers.get("x-fake-bedrock-error-type")), rid, send)
     return True
@@ -233,8 +228,6 @@ def _delta(index: int, delta: ContentBlockDelta) -> tuple[str, StreamEvent]:
 
 
 async def _stream(answer: _Answer, o: Overrides, faults: tuple[str, str | None], rid: str, send: Send) -> None:
-    from llm_obs_middleware.testing.fake_provider import FakeStreamAborted
-
     fault, exception_type = faults
     events, first, end = answer.frames()
     frames = [frame(event_headers(name), _encode(payload)) for name, payload in events]
@@ -252,17 +245,7 @@ async def _stream(answer: _Answer, o: Overrides, faults: tuple[str, str | None],
         corrupt[-1 if fault == "bad-crc" else 11] ^= 0xFF
         frames[1] = bytes(corrupt)
     head = [(b"content-type", b"application/vnd.amazon.eventstream"), _rid(rid)]
-    await send({"type": "http.response.start", "status": 200, "headers": head})
-    last = len(frames) - 1
-    for index, data in enumerate(frames):
-        if index == o.drop_after:
-            raise FakeStreamAborted(f"x-fake-drop-after: stream cut after {index} frames")
-        if index == first:
-            if o.ttft_s > 0:
-                await asyncio.sleep(o.ttft_s)
-        elif first < index < end and o.interval_s > 0:
-            await asyncio.sleep(o.interval_s)
-        await send({"type": "http.response.body", "body": data, "more_body": index < last})
+    await send_stream(send, head, frames, o, first=first, count=end - first, unit="frames")
 
 
 def event_headers(event_type: str) -> dict[str, str]:
@@ -303,14 +286,8 @@ async def _invoke_embeddings(fake: FakeProvider, model: str, body: bytes, rid: s
     if problem is not None:
         await _error(send, 400, "ValidationException", problem, rid)
         return
-    encoded = _encode(payload)
-    head = [
-        (b"content-type", b"application/json"),
-        (b"content-length", b"%d" % len(encoded)),
-        (b"x-amzn-bedrock-input-token-count", b"%d" % config.prompt_tokens),
-    ]
-    await send({"type": "http.response.start", "status": 200, "headers": [*head, _rid(rid)]})
-    await send({"type": "http.response.body", "body": encoded})
+    tokens = (b"x-amzn-bedrock-input-token-count", b"%d" % config.prompt_tokens)
+    await send_json(send, 200, _encode(payload), _JSON, tokens, _rid(rid))
 
 
 def _vector(index: int, size: int) -> list[float]:
@@ -323,14 +300,10 @@ def _rid(rid: str) -> tuple[bytes, bytes]:
 
 
 async def _error(send: Send, status: int, kind: str, message: str, rid: str, retry_after: str | None = None) -> None:
-    body = _encode(ErrorBody(message=message))
     headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", b"%d" % len(body)),
         _rid(rid),
         (b"x-amzn-errortype", f"{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/".encode()),
     ]
     if retry_after is not None:
         headers.append((b"retry-after", retry_after.encode("latin-1")))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, status, _encode(ErrorBody(message=message)), _JSON, *headers)

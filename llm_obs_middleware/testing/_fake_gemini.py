@@ -12,16 +12,17 @@ errors are ``google.rpc.Status`` bodies (429: ``RESOURCE_EXHAUSTED`` with ``Retr
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import msgspec
 
+from llm_obs_middleware.providers.gemini.adapter import PATH
 from llm_obs_middleware.providers.gemini.wire import RETRY_INFO, ErrorDetail, ErrorEnvelope, Status
 from llm_obs_middleware.testing import _payloads as p
-from llm_obs_middleware.testing.fake_provider import FakeStreamAborted
+from llm_obs_middleware.testing._requests import HTTPError, below_root, check_failure
+from llm_obs_middleware.testing._responses import send_json, send_stream
 
 if TYPE_CHECKING:
     from llm_obs_middleware.asgi.aliases import Scope, Send
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["handle"]
 
-_PATH = re.compile(r"^/(v1|v1beta|v1alpha)/models/([^/:]+):(\w+)$")
-_FAIL_MODEL = re.compile(r"fail-(\d{3})")
 _METHODS = frozenset({"generateContent", "streamGenerateContent", "embedContent", "batchEmbedContents", "countTokens"})
 _STATUSES = {
     400: "INVALID_ARGUMENT",
@@ -52,12 +51,6 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-class _Error(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 async def handle(
     fake: FakeProvider,
     scope: Scope,
@@ -68,14 +61,12 @@ async def handle(
     send: Send,
 ) -> bool:
     """Answer Gemini paths; ``False`` for every other path."""
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
-    found = _PATH.match(path[len(root_path) :] if root_path and path.startswith(root_path) else path)
+    found = PATH.match(below_root(scope))
     if found is None:
         return False
     try:
         await _answer(fake, scope, headers, body, overrides, found, request_id, send)
-    except _Error as exc:
+    except HTTPError as exc:
         await _send_error(send, exc.status, str(exc))
     return True
 
@@ -93,20 +84,16 @@ async def _answer(
     _, model, method = found.groups()
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     if method not in _METHODS:
-        raise _Error(404, f"Method {method!r} not found for models/{model}.")
+        raise HTTPError(404, f"Method {method!r} not found for models/{model}.")
     if scope["method"] != "POST":
-        raise _Error(405, f"Method {scope['method']} not allowed.")
+        raise HTTPError(405, f"Method {scope['method']} not allowed.")
     if not headers.get("x-goog-api-key") and not query.get("key"):
-        raise _Error(403, "Method doesn't allow unregistered callers. Please use API Key.")
-    if o.status is not None and o.status >= 400:
-        raise _Error(o.status, f"Fake failure requested by x-fake-status: {o.status}")
-    fail = _FAIL_MODEL.match(model)
-    if fail is not None and 400 <= int(fail.group(1)) <= 599:
-        raise _Error(int(fail.group(1)), f"Fake failure requested by model {model!r}")
+        raise HTTPError(403, "Method doesn't allow unregistered callers. Please use API Key.")
+    check_failure(o, model)
     try:
         request = _decode(body)
     except msgspec.DecodeError as exc:
-        raise _Error(400, f"Invalid JSON payload received. {exc}") from None
+        raise HTTPError(400, f"Invalid JSON payload received. {exc}") from None
     config = fake.config
     if method == "countTokens":
         await _send_json(send, {"totalTokens": config.prompt_tokens})
@@ -120,7 +107,8 @@ async def _answer(
         if method == "generateContent":
             await _send_json(send, _merge(chunks))
         elif query.get("alt") == ["sse"]:
-            await _stream(chunks, o, send)
+            events = [b"data: " + _encode(chunk) + b"\r\n\r\n" for chunk in chunks]
+            await send_stream(send, [_SSE], events, o)
         else:
             await _send_json(send, chunks)
 
@@ -212,34 +200,18 @@ def _lower_types(schema: dict[str, Any]) -> dict[str, Any]:
 def _embeddings(request: dict[str, Any], method: str, default: int) -> dict[str, Any]:
     def vector(item: dict[str, Any]) -> dict[str, list[float]]:
         size = item.get("outputDimensionality") or item.get("output_dimensionality") or default
-        return {"values": [round(0.01 * (i + 1), 4) for i in range(int(size))]}
+        return {"values": p.vector(int(size))}
 
     if method == "embedContent":
         return {"embedding": vector(request)}
     requests = request.get("requests")
     if not isinstance(requests, list) or not requests:
-        raise _Error(400, "* BatchEmbedContentsRequest.requests: contents is not specified")
+        raise HTTPError(400, "* BatchEmbedContentsRequest.requests: contents is not specified")
     return {"embeddings": [vector(item) for item in requests]}
 
 
-async def _stream(chunks: list[dict[str, Any]], o: Overrides, send: Send) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": [_SSE]})
-    last = len(chunks) - 1
-    for index, chunk in enumerate(chunks):
-        if index == o.drop_after:
-            raise FakeStreamAborted(f"x-fake-drop-after: stream cut after {index} events")
-        delay = o.ttft_s if index == 0 else o.interval_s
-        if delay > 0:
-            await asyncio.sleep(delay)
-        event = b"data: " + _encode(chunk) + b"\r\n\r\n"
-        await send({"type": "http.response.body", "body": event, "more_body": index < last})
-
-
 async def _send_json(send: Send, payload: Any, status: int = 200) -> None:
-    body = _encode(payload)
-    headers = [_JSON, (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, status, _encode(payload), _JSON)
 
 
 async def _send_error(send: Send, status: int, message: str) -> None:

@@ -13,8 +13,6 @@ failure once the status is sent.
 
 from __future__ import annotations
 
-import asyncio
-import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +20,8 @@ import msgspec
 
 from llm_obs_middleware.providers.ollama.wire import ErrorEnvelope
 from llm_obs_middleware.testing import _payloads as p
-from llm_obs_middleware.testing.fake_provider import FakeStreamAborted
+from llm_obs_middleware.testing._requests import HTTPError, below_root, check_failure
+from llm_obs_middleware.testing._responses import send_json, send_stream
 
 if TYPE_CHECKING:
     from llm_obs_middleware.asgi.aliases import Scope, Send
@@ -31,19 +30,13 @@ if TYPE_CHECKING:
 
 __all__ = ["handle"]
 
-_FAIL_MODEL = re.compile(r"fail-(\d{3})")
 _ENDPOINTS = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/embeddings"})
 _JSON = (b"content-type", b"application/json; charset=utf-8")
 _NDJSON = (b"content-type", b"application/x-ndjson")
+_TEXT = (b"content-type", b"text/plain")
 _THINKING = ("The user", " wants", " an answer.")
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
-
-
-class _Error(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 async def handle(
@@ -56,49 +49,43 @@ async def handle(
     send: Send,
 ) -> bool:
     """Answer ``/api/...`` paths (404 for unknown ones, as Ollama does); ``False`` for the rest."""
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
-    if root_path and path.startswith(root_path):
-        path = path[len(root_path) :]
+    path = below_root(scope)
     if not path.startswith("/api/"):
         return False
     try:
         if path not in _ENDPOINTS:
-            await _send(send, 404, b"404 page not found", (b"content-type", b"text/plain"))
+            await send_json(send, 404, b"404 page not found", _TEXT)
         elif scope["method"] != "POST":
-            await _send(send, 405, b"405 method not allowed", (b"content-type", b"text/plain"))
+            await send_json(send, 405, b"405 method not allowed", _TEXT)
         else:
             await _answer(fake, path, headers, body, overrides, send)
-    except _Error as exc:
-        await _send(send, exc.status, _encode(ErrorEnvelope(error=str(exc))), _JSON)
+    except HTTPError as exc:
+        await send_json(send, exc.status, _encode(ErrorEnvelope(error=str(exc))), _JSON)
     return True
 
 
 async def _answer(
     fake: FakeProvider, path: str, headers: dict[str, str], body: bytes, o: Overrides, send: Send
 ) -> None:
-    if o.status is not None and o.status >= 400:
-        raise _Error(o.status, f"fake failure requested by x-fake-status: {o.status}")
+    check_failure(o, None, "fake failure")
     try:
         request = _decode(body)
     except msgspec.DecodeError as exc:
-        raise _Error(400, f"invalid character in request body: {exc}") from None
+        raise HTTPError(400, f"invalid character in request body: {exc}") from None
     model = request.get("model")
     if not isinstance(model, str) or not model:
-        raise _Error(400, "model is required")
-    fail = _FAIL_MODEL.match(model)
-    if fail is not None and 400 <= int(fail.group(1)) <= 599:
-        raise _Error(int(fail.group(1)), f"fake failure requested by model {model!r}")
+        raise HTTPError(400, "model is required")
+    check_failure(None, model, "fake failure")
     config = fake.config
     if path == "/api/embed":
         inputs = request.get("input")
         count = len(inputs) if isinstance(inputs, list) else 1
-        vectors = [_vector(config.embedding_dimensions) for _ in range(count)]
+        vectors = [p.vector(config.embedding_dimensions) for _ in range(count)]
         payload = {"model": model, "embeddings": vectors, **_durations(), "prompt_eval_count": config.prompt_tokens}
-        await _send(send, 200, _encode(payload), _JSON)
+        await send_json(send, 200, _encode(payload), _JSON)
         return
     if path == "/api/embeddings":
-        await _send(send, 200, _encode({"embedding": _vector(config.embedding_dimensions)}), _JSON)
+        await send_json(send, 200, _encode({"embedding": p.vector(config.embedding_dimensions)}), _JSON)
         return
     chat = path == "/api/chat"
     tool = _tool(request) if chat else None
@@ -110,7 +97,7 @@ async def _answer(
     if not chat:
         lines[-1]["context"] = [1, 2, 3]
     if request.get("stream") is False:
-        await _send(send, 200, _encode(_merge(lines, chat)), _JSON)
+        await send_json(send, 200, _encode(_merge(lines, chat)), _JSON)
     else:
         stream_error = headers.get("x-fake-stream-error")
         await _stream(lines, o, None if stream_error is None else int(stream_error), send)
@@ -169,27 +156,11 @@ def _durations() -> dict[str, int]:
     return {"total_duration": 4_000_000, "load_duration": 1_000_000}
 
 
-def _vector(size: int) -> list[float]:
-    return [round(0.01 * (i + 1), 4) for i in range(size)]
-
-
 async def _stream(lines: list[dict[str, Any]], o: Overrides, error_after: int | None, send: Send) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": [_NDJSON]})
-    last = len(lines) - 1
-    for index, item in enumerate(lines):
-        if index == o.drop_after:
-            raise FakeStreamAborted(f"x-fake-drop-after: stream cut after {index} lines")
-        if index == error_after:
-            error = ErrorEnvelope(error="an error was encountered while running the model: unexpected EOF")
-            await send({"type": "http.response.body", "body": _encode(error) + b"\n", "more_body": False})
-            return
-        delay = o.ttft_s if index == 0 else o.interval_s
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await send({"type": "http.response.body", "body": _encode(item) + b"\n", "more_body": index < last})
-
-
-async def _send(send: Send, status: int, body: bytes, content_type: tuple[bytes, bytes]) -> None:
-    headers = [content_type, (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    """NDJSON lines; with ``error_after``, the in-band error line Ollama sends for a failing model
+    replaces the lines from there (a model failure once the status is sent)."""
+    events = [_encode(item) + b"\n" for item in lines]
+    if error_after is not None and error_after < len(events):
+        error = ErrorEnvelope(error="an error was encountered while running the model: unexpected EOF")
+        events[error_after:] = [_encode(error) + b"\n"]
+    await send_stream(send, [_NDJSON], events, o, count=error_after, unit="lines")

@@ -28,6 +28,8 @@ __all__ = [
     "render",
     "responses_body",
     "responses_stream",
+    "split_text",
+    "vector",
 ]
 
 _ID = "__fake_id__"
@@ -67,10 +69,16 @@ def text_pieces(chunks: int) -> list[str]:
     return [_WORDS[i % len(_WORDS)] for i in range(chunks)]
 
 
-def _split(text: str, parts: int) -> list[str]:
+def split_text(text: str, parts: int) -> list[str]:
+    """``text`` in at most ``parts`` pieces of equal length (the last shorter): a stream's deltas."""
     parts = max(1, min(parts, len(text)))
     size = math.ceil(len(text) / parts)
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def vector(size: int) -> list[float]:
+    """A small embedding vector, the same for every input (Gemini's and Ollama's fakes)."""
+    return [round(0.01 * (i + 1), 4) for i in range(size)]
 
 
 def fake_arguments(parameters: dict[str, Any] | None) -> str:
@@ -177,7 +185,7 @@ def chat_stream(
         preamble = [event(choice({"role": "assistant", "content": None, "tool_calls": [head], "refusal": None}))]
         deltas = [
             event(choice({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
-            for piece in _split(arguments, chunks)
+            for piece in split_text(arguments, chunks)
         ]
         finish = "tool_calls"
     trailer = [event(choice({}, finish))]
@@ -283,7 +291,7 @@ def responses_stream(tokens: Tokens, chunks: int, tool: tuple[str, str] | None =
         item, item_id = _function_item(name, arguments), f"fc_{_ID}"
         event("response.output_item.added", output_index=0, item=_function_item(name, "", "in_progress"))
         preamble = len(events)
-        for piece in _split(arguments, chunks):
+        for piece in split_text(arguments, chunks):
             event("response.function_call_arguments.delta", item_id=item_id, output_index=0, delta=piece)
         deltas = len(events) - preamble
         event("response.function_call_arguments.done", item_id=item_id, name=name, output_index=0, arguments=arguments)

@@ -20,7 +20,10 @@ __all__ = [
     "Request",
     "ResponsesRequest",
     "admit_openai_request",
+    "below_root",
+    "check_failure",
     "decode_openai_request",
+    "fail_status",
     "read_body",
     "read_overrides",
     "route_path",
@@ -122,12 +125,16 @@ DECODERS: dict[str, Callable[[bytes], Request]] = {
 }
 
 
-def route_path(scope: Scope) -> str:
-    """The path below ``root_path``, without the optional ``/v1`` prefix."""
+def below_root(scope: Scope) -> str:
+    """The path below ``root_path`` (the whole path when it does not start with it)."""
     path: str = scope["path"]
     root_path: str = scope.get("root_path", "")
-    if root_path and path.startswith(root_path):
-        path = path[len(root_path) :]
+    return path[len(root_path) :] if root_path and path.startswith(root_path) else path
+
+
+def route_path(scope: Scope) -> str:
+    """The path below ``root_path``, without the optional ``/v1`` prefix."""
+    path = below_root(scope)
     return path[3:] if path.startswith("/v1/") else path
 
 
@@ -208,8 +215,7 @@ def admit_openai_request(scope: Scope, headers: Mapping[str, str], overrides: Ov
         raise HTTPError(405, f"Method {scope['method']} not allowed for {scope['path']}")
     if "authorization" not in headers and "api-key" not in headers:
         raise HTTPError(401, "You didn't provide an API key. Send it as `Authorization: Bearer <key>`.")
-    if overrides.status is not None and overrides.status >= 400:
-        raise HTTPError(overrides.status, f"Fake failure requested by x-fake-status: {overrides.status}")
+    check_failure(overrides, None)
     return OpenAIEndpoint(endpoint, path, deployment)
 
 
@@ -226,7 +232,24 @@ def decode_openai_request(endpoint: OpenAIEndpoint, body: bytes) -> tuple[Reques
     model_name = request.model or endpoint.deployment
     if not model_name:
         raise HTTPError(400, "you must provide a model parameter", param="model")
-    fail = _FAIL_MODEL.match(model_name)
-    if fail is not None and 400 <= int(fail.group(1)) <= 599:
-        raise HTTPError(int(fail.group(1)), f"Fake failure requested by model {model_name!r}")
+    check_failure(None, model_name)
     return request, msgspec.json.encode(model_name)
+
+
+def fail_status(model: str) -> int | None:
+    """The status a model named ``fail-NNN...`` asks for (NNN in 400..599), else ``None``."""
+    found = _FAIL_MODEL.match(model)
+    status = int(found.group(1)) if found is not None else 0
+    return status if 400 <= status <= 599 else None
+
+
+def check_failure(o: Overrides | None, model: str | None, prefix: str = "Fake failure") -> None:
+    """Raise the failure the ``x-fake-status`` header (or the config) or a ``fail-NNN`` model asks for.
+
+    Raises:
+        HTTPError: ``"{prefix} requested by x-fake-status: NNN"`` or ``"{prefix} requested by model '...'"``.
+    """
+    if o is not None and o.status is not None and o.status >= 400:
+        raise HTTPError(o.status, f"{prefix} requested by x-fake-status: {o.status}")
+    if model is not None and (status := fail_status(model)) is not None:
+        raise HTTPError(status, f"{prefix} requested by model {model!r}")

@@ -47,6 +47,7 @@ from llm_obs_middleware.testing._requests import (
     read_body,
     read_overrides,
 )
+from llm_obs_middleware.testing._responses import FakeStreamAborted, send_json, send_stream
 from llm_obs_middleware.testing.server import BackgroundServer
 
 __all__ = [
@@ -111,10 +112,6 @@ class RecordedRequest(NamedTuple):
     def json(self) -> Any:
         """The body decoded as JSON."""
         return msgspec.json.decode(self.body)
-
-
-class FakeStreamAborted(Exception):
-    """Raised by the app after ``x-fake-drop-after`` events so the server aborts the connection."""
 
 
 class FakeProvider:
@@ -253,18 +250,8 @@ class FakeProvider:
     async def _stream(self, stream: p.StreamTemplate, o: Overrides, rid: bytes, model: bytes, send: Send) -> None:
         # One replace pass over all events: NUL never occurs in JSON text, so it is a safe separator.
         events = p.render(b"\0".join(stream.events), rid, self._created_at(), model).split(b"\0")
-        first_delta, end_delta = stream.preamble, stream.preamble + stream.deltas
-        last = len(events) - 1
-        await send({"type": "http.response.start", "status": 200, "headers": [*_SSE_HEADERS, _request_id(rid)]})
-        for index, event in enumerate(events):
-            if index == o.drop_after:
-                raise FakeStreamAborted(f"x-fake-drop-after: stream cut after {index} events")
-            if index == first_delta:
-                if o.ttft_s > 0:
-                    await asyncio.sleep(o.ttft_s)
-            elif first_delta < index < end_delta and o.interval_s > 0:
-                await asyncio.sleep(o.interval_s)
-            await send({"type": "http.response.body", "body": event, "more_body": index < last})
+        headers = [*_SSE_HEADERS, _request_id(rid)]
+        await send_stream(send, headers, events, o, first=stream.preamble, count=stream.deltas)
 
     async def _send_error(self, send: Send, status: int, message: str, rid: bytes, *, param: str | None) -> None:
         type_, code = _ERROR_KINDS.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
@@ -369,9 +356,7 @@ def _request_id(rid: bytes) -> tuple[bytes, bytes]:
 async def _send_json(
     send: Send, status: int, body: bytes, rid: bytes, extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    headers = [_JSON, (b"content-length", b"%d" % len(body)), _request_id(rid), *(extra or ())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, status, body, _JSON, _request_id(rid), *(extra or ()))
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _both_routes import DELTA_SECONDS, Answer, Routes, Upstream, routes
+from _agree import DELTA_SECONDS, Reply, Routes, Upstream, routes
 from _openai_cases import read_bytes
 
 from llm_obs_middleware.providers.cohere.wire import FINISH_REASONS
@@ -97,7 +97,7 @@ def _stream(reason: str, error: str | None = None) -> bytes:
     return b"".join(_event(event) for event in events) + b"data: [DONE]\n\n"
 
 
-async def _both(gateway: Routes, streamed: bool) -> tuple[Answer, Answer]:
+async def _both(gateway: Routes, streamed: bool) -> tuple[Reply, Reply]:
     native = await gateway.post(NATIVE, {"model": MODEL, "messages": HELLO, "stream": streamed})
     translated = await gateway.post(TRANSLATED, {"model": "chat", "messages": HELLO, "stream": streamed})
     return native, translated

@@ -20,24 +20,13 @@ import httpx
 import httpx2
 import openai
 import pytest
+from _agree import CutStream
 
 from llm_obs_middleware import Config, create_gateway
 from llm_obs_middleware.codecs.eventstream import EventStreamDecoder, FrameBoundary, encode_message
 from llm_obs_middleware.gateway.standalone import Gateway
 
 LINE = b'{"model":"qwen3","message":{"role":"assistant","content":"Hel"},"done":false}\n'
-
-
-class CutStream(httpx.AsyncByteStream):
-    """Sends ``parts`` and then fails as a dropped connection does."""
-
-    def __init__(self, parts: list[bytes]) -> None:
-        self.parts = parts
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for part in self.parts:
-            yield part
-        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
 
 
 @pytest.fixture

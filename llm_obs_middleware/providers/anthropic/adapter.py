@@ -28,7 +28,7 @@ from llm_obs_middleware.providers.anthropic.wire import (
     MessagesRequest,
     TextPart,
 )
-from llm_obs_middleware.providers.base import AdapterDefaults, Endpoint, PreparedBody
+from llm_obs_middleware.providers.base import AdapterDefaults, Endpoint
 from llm_obs_middleware.records.schema import ExtraValue, ImageRef, Message, NormalizedRequest, RequestParams, ToolCall
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ MESSAGES = Endpoint("anthropic.messages", "chat")
 _PATHS = frozenset({"/v1/messages"})
 _decode_request = msgspec.json.Decoder(MessagesRequest).decode
 _decode_captured = msgspec.json.Decoder(list[CapturedMessage]).decode
-_decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _encode = msgspec.json.Encoder().encode
 
 
@@ -163,14 +162,6 @@ class AnthropicAdapter(AdapterDefaults):
             return MessagesErrorObserver(status)
         capture = exchange.request is not None and exchange.request.messages is not None
         return MessagesStreamObserver(exchange, capture) if streamed else MessagesJSONObserver(capture)
-
-    def prepare_body(self, endpoint: Endpoint, request: NormalizedRequest, body: bytes, model: str) -> PreparedBody:
-        if model == request.model:
-            return PreparedBody(body, False)
-        # Re-encode only the top level; nested values travel as the client's own bytes (msgspec.Raw).
-        fields = _decode_top_level(body)
-        fields["model"] = msgspec.Raw(_encode(model))
-        return PreparedBody(_encode(fields), False)
 
     def auth_headers(self, api_key: str) -> list[tuple[bytes, bytes]]:
         return [(b"x-api-key", api_key.encode())]

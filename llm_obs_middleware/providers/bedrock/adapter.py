@@ -62,7 +62,15 @@ if TYPE_CHECKING:
     from llm_obs_middleware.asgi.state import Exchange, ResponseObserver
     from llm_obs_middleware.config.settings import ProviderConfig
 
-__all__ = ["ADAPTERS", "CONVERSE", "CONVERSE_STREAM", "INVOKE_EMBEDDINGS", "BedrockAdapter", "embedding_family"]
+__all__ = [
+    "ADAPTERS",
+    "CONVERSE",
+    "CONVERSE_STREAM",
+    "INVOKE_EMBEDDINGS",
+    "PATH",
+    "BedrockAdapter",
+    "embedding_family",
+]
 
 logger = logging.getLogger("llm_obs_middleware.providers.bedrock")
 
@@ -72,7 +80,8 @@ CONVERSE_STREAM = "bedrock.converse_stream"
 """``Endpoint.api`` of ``/model/{modelId}/converse-stream``."""
 INVOKE_EMBEDDINGS = "bedrock.invoke_model"
 """``Endpoint.api`` of ``/model/{modelId}/invoke`` for an embedding model."""
-_PATH = re.compile(r"^/model/(.+)/(converse|converse-stream|invoke)$")
+PATH = re.compile(r"^/model/(.+)/(converse|converse-stream|invoke)$")
+"""A Bedrock Runtime path this adapter observes: model id, operation."""
 _LABELLED = re.compile(r"^/model/(.+)/([a-z-]+)$")  # any runtime operation on a model
 _API = {"converse": CONVERSE, "converse-stream": CONVERSE_STREAM, "invoke": INVOKE_EMBEDDINGS}
 # Model ids may carry a cross-region prefix (us.cohere.embed-v4:0) or be URL-encoded: match the family.
@@ -164,7 +173,7 @@ class BedrockAdapter(AdapterDefaults):
     def match(self, method: str, path: str) -> Endpoint | None:
         if method != "POST":
             return None
-        found = _PATH.match(path)
+        found = PATH.match(path)
         if found is None:
             return None
         if found.group(2) == "invoke":
@@ -175,11 +184,11 @@ class BedrockAdapter(AdapterDefaults):
         return Endpoint(_API[found.group(2)], "chat", path)
 
     def path_model(self, endpoint: Endpoint, path: str) -> str | None:
-        found = _PATH.match(path)
+        found = PATH.match(path)
         return found.group(1) if found is not None else None
 
     def upstream_path(self, endpoint: Endpoint, path: str, model: str) -> str:
-        found = _PATH.match(path)
+        found = PATH.match(path)
         # Encoded as botocore encodes a URI label: everything but unreserved characters.
         return f"/model/{quote(model, safe='')}/{found.group(2)}" if found else encode_path(path)
 

@@ -5,21 +5,20 @@ Bedrock names an error in the ``x-amzn-errortype`` header (``ThrottlingException
 stream, the frame's ``:exception-type`` (``throttlingException``); its body is only ``{"message": ...}``.
 Throttling (``ThrottlingException``, 429), a model still loading (``ModelNotReadyException``, 429) and a
 quota (``ServiceQuotaExceededException``) are rate limits a client should retry later; Bedrock sends no
-``Retry-After``, so one is passed on only when an upstream hop sent a readable one, as delta-seconds.
+``Retry-After``, so one is passed on only when an upstream hop sent a readable one, as delta-seconds
+(``providers.translate_base.delta_seconds``, the rule every translator follows).
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 
 import msgspec
 
 from llm_obs_middleware.codecs.eventstream import encode_message
 from llm_obs_middleware.providers._buffered import BufferedBody
 from llm_obs_middleware.providers.bedrock.wire import ErrorBody
+from llm_obs_middleware.providers.translate_base import delta_seconds  # re-exported: the one Retry-After rule
 from llm_obs_middleware.records.schema import NormalizedResponse
 
 __all__ = [
@@ -116,26 +115,6 @@ def openai_error_type(error_type: str) -> str:
     if lowered in _CLIENT_ERRORS:
         return "invalid_request_error"
     return "server_error"
-
-
-def delta_seconds(value: str | None, now: float | None = None) -> str | None:
-    """A ``Retry-After`` as delta-seconds (RFC 9110 section 10.2.3): whole seconds kept, fractions
-    rounded up, an HTTP date turned into the seconds until it; ``None`` when absent or unreadable."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return str(int(text))
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(text).timestamp() - (time.time() if now is None else now)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-    if not math.isfinite(seconds):
-        return None
-    return str(max(0, math.ceil(seconds)))
 
 
 class ErrorObserver(BufferedBody):

@@ -17,7 +17,7 @@ from llm_obs_middleware.errors import SchemaError
 from llm_obs_middleware.providers import _passthrough_endpoints
 from llm_obs_middleware.providers._buffered import BufferedBody
 from llm_obs_middleware.providers._media import url_image
-from llm_obs_middleware.providers.base import AdapterDefaults, Endpoint, PreparedBody
+from llm_obs_middleware.providers.base import AdapterDefaults, Endpoint
 from llm_obs_middleware.providers.cohere.observe import ChatErrorObserver, ChatJSONObserver, ChatStreamObserver
 from llm_obs_middleware.providers.cohere.wire import CapturedMessage, ChatRequest, EmbedRequest
 from llm_obs_middleware.records.schema import (
@@ -58,7 +58,6 @@ _decode_request = msgspec.json.Decoder(ChatRequest).decode
 _decode_embed_request = msgspec.json.Decoder(EmbedRequest).decode
 _decode_embed_response = msgspec.json.Decoder(_EmbedResponse).decode
 _decode_captured = msgspec.json.Decoder(list[CapturedMessage]).decode
-_decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _encode = msgspec.json.Encoder().encode
 
 
@@ -144,14 +143,6 @@ class CohereAdapter(AdapterDefaults):
             return _EmbedObserver(exchange.served_model or (exchange.request.model if exchange.request else None))
         capture = exchange.request is not None and exchange.request.messages is not None
         return ChatStreamObserver(exchange, capture) if streamed else ChatJSONObserver(exchange, capture)
-
-    def prepare_body(self, endpoint: Endpoint, request: NormalizedRequest, body: bytes, model: str) -> PreparedBody:
-        if model == request.model:
-            return PreparedBody(body, False)
-        # Re-encode only the top level; nested values travel as the client's own bytes (msgspec.Raw).
-        fields = _decode_top_level(body)
-        fields["model"] = msgspec.Raw(_encode(model))
-        return PreparedBody(_encode(fields), False)
 
     def auth_headers(self, api_key: str) -> list[tuple[bytes, bytes]]:
         return [(b"authorization", b"Bearer " + api_key.encode())]

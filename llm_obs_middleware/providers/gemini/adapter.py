@@ -20,7 +20,7 @@ import msgspec
 from llm_obs_middleware.errors import SchemaError
 from llm_obs_middleware.providers import _passthrough_endpoints
 from llm_obs_middleware.providers._media import inline_image, url_image
-from llm_obs_middleware.providers.base import AdapterDefaults, Endpoint, PreparedBody
+from llm_obs_middleware.providers.base import AdapterDefaults, Endpoint, PreparedBody, decode_top_level
 from llm_obs_middleware.providers.gemini.observe import (
     EmbedObserver,
     ErrorObserver,
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from llm_obs_middleware.config.settings import ProviderConfig
     from llm_obs_middleware.providers.base import ProviderAdapter
 
-__all__ = ["ADAPTERS", "BATCH_EMBED", "EMBED", "GENERATE", "STREAM_GENERATE", "GeminiAdapter"]
+__all__ = ["ADAPTERS", "BATCH_EMBED", "EMBED", "GENERATE", "PATH", "STREAM_GENERATE", "GeminiAdapter"]
 
 GENERATE = Endpoint("gemini.generate_content", "generate_content")
 STREAM_GENERATE = Endpoint("gemini.stream_generate_content", "generate_content")
@@ -60,7 +60,8 @@ _BY_METHOD = {
     "embedContent": EMBED,
     "batchEmbedContents": BATCH_EMBED,
 }
-_PATH = re.compile(r"^/(v1|v1beta|v1alpha)/models/([^/:]+):(\w+)$")
+PATH = re.compile(r"^/(v1|v1beta|v1alpha)/models/([^/:]+):(\w+)$")
+"""A Generative Language API path: version, model, method (``/v1beta/models/gemini-2.0-flash:generateContent``)."""
 _ROLES = {"model": "assistant"}
 _API_KEY = "x-goog-api-key"
 
@@ -69,7 +70,6 @@ _decode_embed = msgspec.json.Decoder(EmbedRequest).decode
 _decode_batch = msgspec.json.Decoder(BatchEmbedRequest).decode
 _decode_captured = msgspec.json.Decoder(list[CapturedContent]).decode
 _decode_captured_one = msgspec.json.Decoder(CapturedContent).decode
-_decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _decode_requests = msgspec.json.Decoder(list[dict[str, msgspec.Raw]]).decode
 _encode = msgspec.json.Encoder().encode
 
@@ -139,15 +139,15 @@ class GeminiAdapter(AdapterDefaults):
     def match(self, method: str, path: str) -> Endpoint | None:
         if method != "POST":
             return None
-        found = _PATH.match(path)
+        found = PATH.match(path)
         return _BY_METHOD.get(found.group(3)) if found is not None else None
 
     def path_model(self, endpoint: Endpoint, path: str) -> str | None:
-        found = _PATH.match(path)
+        found = PATH.match(path)
         return found.group(2) if found is not None else None
 
     def upstream_path(self, endpoint: Endpoint, path: str, model: str) -> str:
-        found = _PATH.match(path)
+        found = PATH.match(path)
         if found is None or found.group(2) == model:
             return encode_path(path)
         return f"/{found.group(1)}/models/{quote(model, safe='')}:{found.group(3)}"
@@ -215,7 +215,7 @@ class GeminiAdapter(AdapterDefaults):
         if endpoint is GENERATE or endpoint is STREAM_GENERATE or request.model in (None, model):
             return PreparedBody(body, False)
         name = msgspec.Raw(_encode(f"models/{model}"))
-        fields = _decode_top_level(body)
+        fields = decode_top_level(body)
         if endpoint is EMBED:
             fields["model"] = name
         elif "requests" in fields:

@@ -50,7 +50,6 @@ _decode_chat = msgspec.json.Decoder(ChatRequest).decode
 _decode_generate = msgspec.json.Decoder(GenerateRequest).decode
 _decode_embed = msgspec.json.Decoder(EmbedRequest).decode
 _decode_captured = msgspec.json.Decoder(list[CapturedMessage]).decode
-_decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _encode = msgspec.json.Encoder().encode
 
 
@@ -176,12 +175,7 @@ class OllamaAdapter(AdapterDefaults):
     def prepare_body(self, endpoint: Endpoint, request: NormalizedRequest, body: bytes, model: str) -> PreparedBody:
         if endpoint.api.startswith("openai."):
             return self._openai.prepare_body(endpoint, request, body, model)
-        if model == request.model:
-            return PreparedBody(body, False)
-        # Re-encode only the top level; nested values travel as the client's own bytes (msgspec.Raw).
-        fields = _decode_top_level(body)
-        fields["model"] = msgspec.Raw(_encode(model))
-        return PreparedBody(_encode(fields), False)
+        return super().prepare_body(endpoint, request, body, model)
 
     def auth_headers(self, api_key: str) -> list[tuple[bytes, bytes]]:
         return [(b"authorization", b"Bearer " + api_key.encode())]

@@ -11,7 +11,7 @@ from llm_obs_middleware.asgi.messages import error_json
 from llm_obs_middleware.errors import SchemaError
 from llm_obs_middleware.providers import _passthrough_endpoints
 from llm_obs_middleware.providers._media import url_image
-from llm_obs_middleware.providers.base import AdapterDefaults, Endpoint, PreparedBody
+from llm_obs_middleware.providers.base import AdapterDefaults, Endpoint, PreparedBody, decode_top_level
 from llm_obs_middleware.providers.openai.observe import (
     ChatJSONObserver,
     ChatStreamObserver,
@@ -51,7 +51,6 @@ _decode_embeddings = msgspec.json.Decoder(EmbeddingsRequest).decode
 _decode_captured = msgspec.json.Decoder(list[CapturedMessage]).decode
 _decode_input = msgspec.json.Decoder(list[CapturedInputItem]).decode
 _decode_str = msgspec.json.Decoder(str).decode
-_decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 _decode_options = msgspec.json.Decoder(dict[str, msgspec.Raw] | None).decode
 _encode = msgspec.json.Encoder().encode
 _INCLUDE_USAGE = msgspec.Raw(b'{"include_usage":true}')
@@ -252,7 +251,7 @@ class OpenAIAdapter(AdapterDefaults):
         if model == request.model and not add_usage:
             return PreparedBody(body, False)
         # Re-encode only the top level; nested values travel as the client's own bytes (msgspec.Raw).
-        fields = _decode_top_level(body)
+        fields = decode_top_level(body)
         fields["model"] = msgspec.Raw(_encode(model))
         if add_usage:
             # Keep the client's other stream options (e.g. include_obfuscation); only force include_usage.
