@@ -22,11 +22,11 @@ import msgspec
 from llm_obs_middleware.providers.anthropic.adapter import error_body
 from llm_obs_middleware.providers.anthropic.wire import ERROR_TYPES, MessagesRequest, ToolDefinition
 from llm_obs_middleware.testing._payloads import fake_arguments, split_text, text_pieces
-from llm_obs_middleware.testing._requests import HTTPError, below_root, check_failure
+from llm_obs_middleware.testing._requests import HTTPError, NativeCall, below_root, check_failure
 from llm_obs_middleware.testing._responses import decode_raw_list, named_event, send_json, send_stream
 
 if TYPE_CHECKING:
-    from llm_obs_middleware.asgi.aliases import Scope, Send
+    from llm_obs_middleware.asgi.aliases import Send
     from llm_obs_middleware.testing._requests import Overrides
     from llm_obs_middleware.testing.fake_provider import FakeProvider
 
@@ -43,16 +43,9 @@ _decode = msgspec.json.Decoder(MessagesRequest).decode
 _decode_tools = msgspec.json.Decoder(list[ToolDefinition]).decode
 
 
-async def handle(
-    fake: FakeProvider,
-    scope: Scope,
-    headers: dict[str, str],
-    body: bytes,
-    overrides: Overrides,
-    request_id: bytes,
-    send: Send,
-) -> bool:
+async def handle(call: NativeCall, send: Send) -> bool:
     """Answer the Messages API paths; ``False`` for every other path."""
+    fake, scope, headers, body, overrides, request_id = call
     path = below_root(scope)
     if path not in (_MESSAGES, _COUNT):
         return False

@@ -61,12 +61,12 @@ from llm_obs_middleware.providers.bedrock.wire import (
     ToolUseDelta,
 )
 from llm_obs_middleware.testing import _payloads as p
-from llm_obs_middleware.testing._requests import Overrides, below_root, fail_status
+from llm_obs_middleware.testing._requests import NativeCall, Overrides, below_root, fail_status
 from llm_obs_middleware.testing._responses import send_json, send_stream, uuid_id
 from llm_obs_middleware.testing._sigv4_check import check_signature
 
 if TYPE_CHECKING:
-    from llm_obs_middleware.asgi.aliases import Scope, Send
+    from llm_obs_middleware.asgi.aliases import Send
     from llm_obs_middleware.testing.fake_provider import FakeProvider
 
 __all__ = [
@@ -105,16 +105,9 @@ def _offered_tool(request: ConverseRequest) -> tuple[str, dict[str, Any] | None]
     return None
 
 
-async def handle(
-    fake: FakeProvider,
-    scope: Scope,
-    headers: dict[str, str],
-    body: bytes,
-    overrides: Overrides,
-    request_id: bytes,
-    send: Send,
-) -> bool:
+async def handle(call: NativeCall, send: Send) -> bool:
     """Answer Bedrock Runtime paths; ``False`` for every other path."""
+    fake, scope, headers, body, overrides, request_id = call
     found = PATH.match(below_root(scope))
     if found is None:
         return False

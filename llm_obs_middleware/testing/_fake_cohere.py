@@ -28,11 +28,11 @@ import msgspec
 from llm_obs_middleware.providers.cohere.adapter import error_body
 from llm_obs_middleware.providers.cohere.wire import ChatRequest, EmbedRequest, ToolDefinition
 from llm_obs_middleware.testing._payloads import fake_arguments, split_text, text_pieces
-from llm_obs_middleware.testing._requests import HTTPError, below_root, check_failure
+from llm_obs_middleware.testing._requests import HTTPError, NativeCall, below_root, check_failure
 from llm_obs_middleware.testing._responses import decode_raw_list, named_event, send_json, send_stream, uuid_id
 
 if TYPE_CHECKING:
-    from llm_obs_middleware.asgi.aliases import Scope, Send
+    from llm_obs_middleware.asgi.aliases import Send
     from llm_obs_middleware.testing._requests import Overrides
     from llm_obs_middleware.testing.fake_provider import FakeProvider
 
@@ -50,16 +50,9 @@ _decode_embed = msgspec.json.Decoder(EmbedRequest).decode
 _decode_tools = msgspec.json.Decoder(list[ToolDefinition]).decode
 
 
-async def handle(
-    fake: FakeProvider,
-    scope: Scope,
-    headers: dict[str, str],
-    body: bytes,
-    overrides: Overrides,
-    request_id: bytes,
-    send: Send,
-) -> bool:
+async def handle(call: NativeCall, send: Send) -> bool:
     """Answer ``/v2/chat`` and ``/v2/embed``; ``False`` for every other path."""
+    fake, scope, headers, body, overrides, request_id = call
     path = below_root(scope)
     if path != _CHAT and path != _EMBED:
         return False

@@ -21,7 +21,7 @@ import msgspec
 from llm_obs_middleware.providers.gemini.adapter import PATH
 from llm_obs_middleware.providers.gemini.wire import RETRY_INFO, ErrorDetail, ErrorEnvelope, Status
 from llm_obs_middleware.testing import _payloads as p
-from llm_obs_middleware.testing._requests import HTTPError, below_root, check_failure
+from llm_obs_middleware.testing._requests import HTTPError, NativeCall, below_root, check_failure
 from llm_obs_middleware.testing._responses import send_json, send_stream
 
 if TYPE_CHECKING:
@@ -51,16 +51,9 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-async def handle(
-    fake: FakeProvider,
-    scope: Scope,
-    headers: dict[str, str],
-    body: bytes,
-    overrides: Overrides,
-    request_id: bytes,
-    send: Send,
-) -> bool:
+async def handle(call: NativeCall, send: Send) -> bool:
     """Answer Gemini paths; ``False`` for every other path."""
+    fake, scope, headers, body, overrides, request_id = call
     found = PATH.match(below_root(scope))
     if found is None:
         return False

@@ -20,11 +20,11 @@ import msgspec
 
 from llm_obs_middleware.providers.ollama.wire import ErrorEnvelope
 from llm_obs_middleware.testing import _payloads as p
-from llm_obs_middleware.testing._requests import HTTPError, below_root, check_failure
+from llm_obs_middleware.testing._requests import HTTPError, NativeCall, below_root, check_failure
 from llm_obs_middleware.testing._responses import send_json, send_stream
 
 if TYPE_CHECKING:
-    from llm_obs_middleware.asgi.aliases import Scope, Send
+    from llm_obs_middleware.asgi.aliases import Send
     from llm_obs_middleware.testing._requests import Overrides
     from llm_obs_middleware.testing.fake_provider import FakeProvider
 
@@ -39,16 +39,9 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-async def handle(
-    fake: FakeProvider,
-    scope: Scope,
-    headers: dict[str, str],
-    body: bytes,
-    overrides: Overrides,
-    request_id: bytes,
-    send: Send,
-) -> bool:
+async def handle(call: NativeCall, send: Send) -> bool:
     """Answer ``/api/...`` paths (404 for unknown ones, as Ollama does); ``False`` for the rest."""
+    fake, scope, headers, body, overrides, _ = call
     path = below_root(scope)
     if not path.startswith("/api/"):
         return False

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 
 from llm_obs_middleware.asgi.aliases import Receive, Scope
+
+if TYPE_CHECKING:
+    from llm_obs_middleware.testing.fake_provider import FakeProvider
 
 __all__ = [
     "DECODERS",
     "ChatRequest",
     "EmbeddingsRequest",
     "HTTPError",
+    "NativeCall",
     "OpenAIEndpoint",
     "Overrides",
     "Request",
@@ -58,6 +62,18 @@ class Overrides(msgspec.Struct, frozen=True):
     chunks: int
     drop_after: int | None
     status: int | None
+
+
+class NativeCall(NamedTuple):
+    """One request as a native-format mode (``_fake_<format>.handle``) receives it."""
+
+    fake: FakeProvider
+    scope: Scope
+    headers: dict[str, str]
+    body: bytes
+    overrides: Overrides
+    request_id: bytes
+    """The fake's request counter, 24 hex digits."""
 
 
 class _Function(msgspec.Struct):

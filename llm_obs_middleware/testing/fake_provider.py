@@ -40,6 +40,7 @@ from llm_obs_middleware.testing._requests import (
     ChatRequest,
     EmbeddingsRequest,
     HTTPError,
+    NativeCall,
     Overrides,
     ResponsesRequest,
     admit_openai_request,
@@ -167,7 +168,7 @@ class FakeProvider:
         if overrides.latency_s > 0:
             await asyncio.sleep(overrides.latency_s)
         for handle in _native_handlers():
-            if await handle(self, scope, headers, body, overrides, rid, send):
+            if await handle(NativeCall(self, scope, headers, body, overrides, rid), send):
                 return
         endpoint = admit_openai_request(scope, headers, overrides)
         if endpoint.name == "models":
@@ -263,13 +264,13 @@ class FakeProvider:
         return b"%d" % time.time()
 
 
-NativeHandler = Callable[["FakeProvider", Scope, dict[str, str], bytes, Overrides, bytes, Send], Awaitable[bool]]
+NativeHandler = Callable[[NativeCall, Send], Awaitable[bool]]
 _handlers: list[NativeHandler] | None = None
 
 
 def _native_handlers() -> list[NativeHandler]:
     """Other wire formats (Anthropic, Gemini, ...): each ``testing/_fake_<format>.py`` module has an
-    ``async handle(fake, scope, headers, body, overrides, request_id, send) -> bool`` that answers the
+    ``async handle(call: NativeCall, send) -> bool`` that answers the
     paths of its format and returns False for the rest. Loaded on first request."""
     global _handlers
     if _handlers is None:
