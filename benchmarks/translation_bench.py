@@ -9,7 +9,8 @@ Pure translation, in-process, on the shared provider fixtures (../shared/fixture
   definition);
 * **response**: a provider's plain answer (the fixture ``response.json``) to a ``chat.completion``;
 * **stream chunk**: the provider's fixture stream fed one upstream event (SSE event, NDJSON line or
-  event-stream frame) at a time, total time divided by the events.
+  event-stream frame) at a time to its native observer, which decodes it once for the record and the
+  translator, total time divided by the events.
 
 Then the router itself (no network: ``httpx.MockTransport``): CPU per request for an alias served by
 an OpenAI-compatible provider (no translation) and one served by Anthropic (translated both ways),
@@ -31,11 +32,14 @@ from typing import Any
 import httpx
 
 from llm_obs_middleware import Config, RouterMiddleware
+from llm_obs_middleware.asgi.state import Exchange
 from llm_obs_middleware.codecs.eventstream import EventStreamDecoder
+from llm_obs_middleware.providers.registry import adapter_for_kind
 from llm_obs_middleware.providers.translators import ResponseContext, Translator, translator_for
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "providers"
 SMALL = b'{"model":"m","messages":[{"role":"user","content":"hi"}]}'
+STREAMED = b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}'
 FIXTURES = {  # provider kind -> (fixture directory, stream file)
     "anthropic": ("anthropic_messages", "stream.txt"),
     "bedrock": ("bedrock_converse", "stream.bin"),
@@ -74,14 +78,29 @@ def upstream_events(kind: str, data: bytes) -> list[bytes]:
 
 
 def measure(
-    translator: Translator[Any], conversation: bytes, answer: bytes, events: list[bytes], loops: int, reps: int
+    kind: str,
+    translator: Translator[Any],
+    conversation: bytes,
+    answer: bytes,
+    events: list[bytes],
+    loops: int,
+    reps: int,
 ) -> tuple[float, float, float, float]:
     """µs for a small request, the fixture conversation, a plain answer, and per stream event."""
 
+    adapter = adapter_for_kind(kind)
+    path = translator.request(translator.decode(STREAMED), "m", unsupported="drop").path.partition("?")[0]
+    endpoint = adapter.match("POST", path)
+    assert endpoint is not None
+
     def stream() -> None:
+        # As the router does it: the native observer decodes once, the translator reads its events.
+        decoder = adapter.observer(endpoint, Exchange({}), streamed=True, status=200)
         translating = translator.stream(CONTEXT)
+        translating.attach(decoder)
         for event in events:
-            translating.feed(event)
+            decoder.feed(event, 0)
+            translating.take()
         translating.close()
 
     return (
@@ -100,7 +119,7 @@ def translation_rows(loops: int, reps: int) -> list[str]:
         assert found is not None
         answer = (SHARED / directory / "response.json").read_bytes()
         events = upstream_events(kind, (SHARED / directory / stream_file).read_bytes())
-        small, full, response, per_chunk = measure(found, conversation, answer, events, loops, reps)
+        small, full, response, per_chunk = measure(kind, found, conversation, answer, events, loops, reps)
         rows.append(f"| {kind} | {small:.1f} | {full:.1f} | {response:.1f} | {per_chunk:.2f} ({len(events)} events) |")
     return rows
 

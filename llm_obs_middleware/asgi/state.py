@@ -183,8 +183,10 @@ class Exchange:
 
         The client gets a translation of the provider's answer; whoever observes the response (the
         accounting layer, when it is in the stack) builds its observer with ``make(status)`` instead of
-        one for the API the client spoke, and the router feeds it the provider's native bytes through
-        :meth:`feed_unseen` (the translated bytes are not parsed). Without accounting nothing observes.
+        one for the API the client spoke, and the router feeds it the provider's native bytes (a plain
+        body through :meth:`feed_unseen`; a stream chunk by chunk, the observer being the stream's one
+        decoder, whose events the translator reads). The translated bytes are not parsed. Without
+        accounting nothing observes (a stream's router builds the observer itself, only to decode).
         """
         self.native_observer = make
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import binascii
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import Literal, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 import msgspec
 
@@ -25,11 +25,16 @@ from llm_obs_middleware.providers.openai.chat_shapes import (
 )
 from llm_obs_middleware.records.schema import Usage
 
+if TYPE_CHECKING:
+    from llm_obs_middleware.asgi.state import ResponseObserver
+
 __all__ = [
     "DONE",
     "OPENAI_ONLY",
     "ChatDecoding",
     "EmbeddingsDecoding",
+    "EventSource",
+    "EventTranslator",
     "ResponseContext",
     "StreamTranslator",
     "TranslatedError",
@@ -50,6 +55,7 @@ __all__ = [
 
 UnsupportedRule = Literal["drop", "error"]
 RequestT = TypeVar("RequestT")
+EventT = TypeVar("EventT")
 DONE = b"data: [DONE]\n\n"
 OPENAI_ONLY = (
     "top_logprobs",
@@ -132,13 +138,79 @@ class ResponseContext(NamedTuple):
 
 
 class StreamTranslator(Protocol):
-    """Turns a provider stream into OpenAI chunks, one upstream chunk at a time."""
+    """Turns a provider stream into OpenAI chunks, from the events its native observer decoded.
 
-    def feed(self, chunk: bytes) -> bytes:
-        """OpenAI SSE bytes for the complete events in ``chunk`` (``b""`` if none completed)."""
+    A translated stream is parsed once. The provider's stream observer (``providers/<name>/observe.py``)
+    is its only decoder: it runs the codec (SSE, NDJSON, event-stream), decodes each event into the
+    provider's wire Structs, folds it into the record and hands it to its listener. The translator
+    subscribes with :meth:`attach` and turns each event into OpenAI SSE bytes, which the router collects
+    with :meth:`take` after feeding the observer a chunk. The router makes sure there is exactly one
+    decoder: when accounting observes the answer, the observer it builds (``Exchange.observe_native``)
+    is the one attached; when nothing observes (the router alone), the router builds the same observer
+    itself, only to decode. The translator has no parser of its own.
+    """
+
+    def attach(self, decoder: ResponseObserver) -> None:
+        """Listen to ``decoder``, the provider's stream observer (``TypeError`` for another observer)."""
+
+    def take(self) -> bytes:
+        """OpenAI SSE bytes for the events decoded since the last call (``b""`` if none)."""
 
     def close(self) -> bytes:
-        """What is left at the end of the upstream body: the usage chunk and ``[DONE]`` if it completed."""
+        """What is left at the end of the upstream body (events the decoder held back, then the usage
+        chunk and ``[DONE]`` if the stream completed)."""
+
+
+class EventSource(Protocol):
+    """What a provider's stream observer offers a translator (see :class:`StreamTranslator`)."""
+
+    def listen(self, listener: Callable[[Any], object]) -> None:
+        """Call ``listener`` with each event decoded from now on, in order."""
+
+    def flush(self) -> None:
+        """Decode what the codec holds at the end of the stream (an unterminated last event)."""
+
+
+class EventTranslator(Generic[EventT]):
+    """A :class:`StreamTranslator` over the events of one provider's stream observer (``source``)."""
+
+    __slots__ = ("_pending", "_source")
+    source: ClassVar[type[Any]]
+    """The provider's stream observer class: the only decoder this translator reads from."""
+
+    def __init__(self) -> None:
+        self._pending: list[bytes] = []
+        self._source: EventSource | None = None
+
+    def attach(self, decoder: ResponseObserver) -> None:
+        if not isinstance(decoder, self.source):
+            raise TypeError(f"{type(self).__name__} reads a {self.source.__name__}, not a {type(decoder).__name__}")
+        source: EventSource = decoder
+        source.listen(self._translate)
+        self._source = source
+
+    def _translate(self, event: EventT) -> None:
+        out = self.event(event)
+        if out:
+            self._pending.append(out)
+
+    def event(self, event: EventT) -> bytes:
+        """OpenAI SSE bytes for one decoded native event (``b""`` for an event the client does not see)."""
+        raise NotImplementedError
+
+    def take(self) -> bytes:
+        pending = self._pending
+        if not pending:
+            return b""
+        out = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        return out
+
+    def _drain(self) -> bytes:
+        """At the end of the body: the events the decoder held back, translated."""
+        if self._source is not None:
+            self._source.flush()
+        return self.take()
 
 
 class Translator(Protocol[RequestT]):

@@ -3,9 +3,11 @@
 Accounting stays exact because the provider's own observer reads the provider's native bytes (cache
 writes, thinking tokens and all), while the client receives the translation. Before the response
 starts the router says so with ``Exchange.observe_native``: the accounting layer (when it is in the
-stack) then builds the provider's observer instead of one for the API the client spoke, and the router
-feeds it the native bytes with ``Exchange.feed_unseen``; the translated bytes are not parsed a second
-time. Without accounting in the stack nothing observes.
+stack) then builds the provider's observer instead of one for the API the client spoke; the translated
+bytes are not parsed. A plain body is fed to it with ``Exchange.feed_unseen``. A stream is parsed once:
+the router feeds the observer each chunk and the translator reads the events it decoded (see
+``providers.translate_base.StreamTranslator``); without accounting the router builds that observer
+itself, only to decode.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from llm_obs_middleware.routing.relay import relay_stream, total_deadline, upstr
 from llm_obs_middleware.upstream.client import UpstreamResponse
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from llm_obs_middleware.asgi.aliases import Receive, Send
     from llm_obs_middleware.asgi.state import Exchange, ResponseObserver
     from llm_obs_middleware.providers.base import Endpoint, ProviderAdapter
@@ -97,17 +101,44 @@ def translate_request(
 
 
 class _TranslatingStream:
-    """Feeds each upstream chunk to the native observer, then hands the client its translation."""
+    """A translated stream, parsed once: the provider's native observer decodes each upstream chunk and
+    hands the events to the translator, whose OpenAI chunks go to the client.
 
-    __slots__ = ("_exchange", "_stream")
+    The observer is accounting's when accounting observes (:meth:`observer` is the factory handed to
+    ``Exchange.observe_native``); :meth:`start` builds one only to decode when nothing observed.
+    """
 
-    def __init__(self, stream: StreamTranslator, exchange: Exchange) -> None:
+    __slots__ = ("_decoder", "_exchange", "_make", "_stream")
+
+    def __init__(self, stream: StreamTranslator, exchange: Exchange, make: Callable[[int], ResponseObserver]) -> None:
         self._stream = stream
         self._exchange = exchange
+        self._make = make
+        self._decoder: ResponseObserver | None = None
+
+    def observer(self, status: int) -> ResponseObserver:
+        decoder = self._make(status)
+        self._stream.attach(decoder)
+        self._decoder = decoder
+        return decoder
+
+    def start(self, status: int) -> None:
+        """After the response start: without an observer (no accounting in the stack) decode alone."""
+        if self._decoder is None:
+            self.observer(status)
 
     def feed(self, chunk: bytes) -> bytes:
-        self._exchange.feed_unseen(chunk, time.perf_counter_ns())
-        return self._stream.feed(chunk)
+        decoder = self._decoder
+        assert decoder is not None, "start() comes first"
+        try:
+            decoder.feed(chunk, time.perf_counter_ns())
+        except Exception:
+            # The translation's decoder is broken: the record cannot use it either (as a translator's
+            # own error, it propagates).
+            if self._exchange.observer is decoder:
+                self._exchange.observer = None
+            raise
+        return self._stream.take()
 
     def close(self) -> bytes:
         return self._stream.close()
@@ -146,9 +177,10 @@ async def relay_translated(
         return adapter.observer(endpoint, ex, streamed=streamed, status=status)
 
     if streamed:
-        ex.observe_native(native_observer)
+        translating = _TranslatingStream(translator.stream(context), ex, native_observer)
+        ex.observe_native(translating.observer)
         await send({"type": "http.response.start", "status": status, "headers": [*_SSE, *extra]})
-        translating = _TranslatingStream(translator.stream(context), ex)
+        translating.start(status)
         await relay_stream(ex, response, provider, translating, _CLIENT_FORMAT, _SSE_TYPE, deadline, receive, send)
         return
     try:

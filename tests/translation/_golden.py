@@ -13,7 +13,9 @@ from typing import Any
 
 import msgspec
 
-from llm_obs_middleware.providers.translators import ResponseContext
+from llm_obs_middleware.asgi.state import Exchange
+from llm_obs_middleware.providers.registry import adapter_for_kind
+from llm_obs_middleware.providers.translators import ResponseContext, decode_chat_request, translator_for
 
 from .._fixture_paths import PROVIDER_FIXTURES
 
@@ -61,3 +63,32 @@ def shared_error(fixture: str, name: str) -> tuple[int, bytes, dict[str, str]]:
     envelope = json.loads((SHARED / fixture / name).read_text())
     headers = {k.lower(): v for k, v in envelope["headers"].items()}
     return envelope["status"], json.dumps(envelope["body"]).encode(), headers
+
+
+_STREAM_REQUEST = b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}'
+
+
+class TranslatedStream:
+    """A provider stream translated as the router does it: the provider's stream observer decodes each
+    chunk, the stream translator turns the events it decoded into OpenAI chunks."""
+
+    def __init__(self, provider: str, include_usage: bool = False, *, context: ResponseContext | None = None) -> None:
+        translator = translator_for(provider, "openai.chat_completions")
+        assert translator is not None
+        upstream = translator.request(decode_chat_request(_STREAM_REQUEST), "m", unsupported="drop")
+        adapter = adapter_for_kind(provider)
+        endpoint = adapter.match("POST", upstream.path.partition("?")[0])
+        assert endpoint is not None
+        self.decoder = adapter.observer(endpoint, Exchange({}), streamed=True, status=200)
+        self.stream = translator.stream(context or golden_context(include_usage))
+        self.stream.attach(self.decoder)
+
+    def feed(self, chunk: bytes) -> bytes:
+        self.decoder.feed(chunk, 0)
+        return self.stream.take()
+
+    def close(self) -> bytes:
+        return self.stream.close()
+
+
+golden_context = context

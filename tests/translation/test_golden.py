@@ -15,7 +15,7 @@ import pytest
 
 from llm_obs_middleware.providers.translators import TranslationError, decode_chat_request, translator_for
 
-from ._golden import REQUESTS, SHARED, check_golden, context, shared_error, sse_events
+from ._golden import REQUESTS, SHARED, TranslatedStream, check_golden, context, shared_error, sse_events
 
 REQUEST_NAMES = ["text", "multi_turn", "tools", "images", "stream"]
 MODELS = {
@@ -114,11 +114,11 @@ def test_response(provider: str, file: str) -> None:
 @pytest.mark.parametrize("include_usage", [True, False])
 def test_stream(provider: str, file: str, include_usage: bool) -> None:
     data = (SHARED / NATIVE[provider][0] / file).read_bytes()
-    whole = translator(provider).stream(context(include_usage))
+    whole = TranslatedStream(provider, include_usage)
     out = whole.feed(data) + whole.close()
     # Any split of the upstream bytes gives the same chunks: translation works event by event.
     for size in (1, 7, 64):
-        split = translator(provider).stream(context(include_usage))
+        split = TranslatedStream(provider, include_usage)
         pieces = [split.feed(data[i : i + size]) for i in range(0, len(data), size)]
         assert b"".join(pieces) + split.close() == out
     events, done = sse_events(out)

@@ -19,7 +19,7 @@ from openai.types.chat import ChatCompletionMessageFunctionToolCall, ChatComplet
 
 from llm_obs_middleware.providers.translators import Translator, translator_for
 
-from ._golden import CREATED, SHARED, context, shared_error
+from ._golden import CREATED, SHARED, TranslatedStream, context, shared_error
 
 HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Weather in the city in this photo?"}]
 
@@ -91,7 +91,7 @@ def client_answering(answer: Callable[[], httpx.Response]) -> Iterator[openai.Op
 def translated_stream(provider: str, file: str | None = None, include_usage: bool = True) -> httpx.Response:
     case = CASES[provider]
     data = (SHARED / case.directory / (file or case.stream)).read_bytes()
-    stream = translator(provider).stream(context(include_usage))
+    stream = TranslatedStream(provider, include_usage)
     # Served in the pieces the translator produced, one per upstream chunk (here: 50-byte chunks).
     pieces = [stream.feed(data[i : i + 50]) for i in range(0, len(data), 50)] + [stream.close()]
     return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=iter([p for p in pieces if p]))

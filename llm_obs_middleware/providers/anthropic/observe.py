@@ -30,6 +30,8 @@ from llm_obs_middleware.providers.anthropic.wire import (
 from llm_obs_middleware.records.schema import ExtraValue, NormalizedResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from llm_obs_middleware.asgi.state import Exchange
 
 __all__ = [
@@ -183,6 +185,7 @@ class MessagesStreamObserver:
         "_events",
         "_exchange",
         "_id",
+        "_listener",
         "_model",
         "_parser",
         "_stop_reason",
@@ -196,6 +199,7 @@ class MessagesStreamObserver:
         self._exchange = exchange
         self._capture = capture
         self._parser = SSEParser()
+        self._listener: Callable[[StreamEvent], object] | None = None
         self._id: str | None = None
         self._model: str | None = None
         self._usage: AnthropicUsage | None = None
@@ -209,11 +213,20 @@ class MessagesStreamObserver:
         self._bad: list[str] = []
         self._unknown: list[str] = []
 
+    def listen(self, listener: Callable[[StreamEvent], object]) -> None:
+        """Hand each decoded event to ``listener`` too (a stream translator: the stream is parsed once)."""
+        self._listener = listener
+
     def feed(self, chunk: bytes, now_ns: int) -> None:
         self._handle(self._parser.feed(chunk), now_ns)
 
+    def flush(self) -> None:
+        """Read an event left unterminated at the end of the stream (``finish`` does it too)."""
+        self._handle(self._parser.close(), 0)
+
     def _handle(self, events: list[tuple[bytes, bytes]], now_ns: int) -> None:
         saw_token = False
+        listener = self._listener
         for name, data in events:
             self._events += 1
             if name == b"ping":
@@ -232,6 +245,8 @@ class MessagesStreamObserver:
                 if len(self._unknown) < _MAX_NOTED:
                     self._unknown.append(event or "(untyped)")
                 continue
+            if listener is not None:
+                listener(event)
             if self._apply(event):
                 saw_token = True
         if saw_token:
@@ -292,7 +307,7 @@ class MessagesStreamObserver:
         return False  # content_block_stop, ping
 
     def finish(self) -> NormalizedResponse:
-        self._handle(self._parser.close(), 0)
+        self.flush()
         tool_calls = [
             ToolCall(id=slot.id, name=slot.name or "", arguments="".join(slot.pieces) or slot.input.decode() or "{}")
             for _, slot in sorted(self._tools.items())

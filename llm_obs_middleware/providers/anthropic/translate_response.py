@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-from llm_obs_middleware.codecs.sse import SSEParser
-from llm_obs_middleware.providers.anthropic.observe import anthropic_usage, decode_event, merge_usage
+from llm_obs_middleware.providers.anthropic.observe import MessagesStreamObserver, anthropic_usage, merge_usage
 from llm_obs_middleware.providers.anthropic.wire import (
     AnthropicUsage,
     ContentBlockDelta,
@@ -22,6 +21,7 @@ from llm_obs_middleware.providers.anthropic.wire import (
     MessageStart,
     MessageStop,
     StreamError,
+    StreamEvent,
     finish_reason,
 )
 from llm_obs_middleware.providers.openai.chat_shapes import (
@@ -40,6 +40,7 @@ from llm_obs_middleware.providers.openai.chat_shapes import (
 )
 from llm_obs_middleware.providers.translate_base import (
     DONE,
+    EventTranslator,
     ResponseContext,
     TranslatedError,
     compact_json,
@@ -109,13 +110,14 @@ def openai_error_answer(status: int, body: bytes, retry_after: str | None) -> Tr
     return openai_error(status, detail.message or "", detail.type, retry_after, error_type=error_type)
 
 
-class AnthropicStream:
-    """Anthropic's named SSE events to OpenAI chunks, event by event."""
+class AnthropicStream(EventTranslator[StreamEvent]):
+    """Anthropic's Messages stream events (decoded by :class:`MessagesStreamObserver`) to OpenAI chunks."""
 
-    __slots__ = ("_blocks", "_completed", "_include_usage", "_out", "_parser", "_tools", "_usage")
+    __slots__ = ("_blocks", "_completed", "_include_usage", "_out", "_tools", "_usage")
+    source = MessagesStreamObserver
 
     def __init__(self, context: ResponseContext) -> None:
-        self._parser = SSEParser()
+        super().__init__()
         self._out = ChunkWriter(context.created, context.response_id, context.model)
         self._include_usage = context.include_usage
         self._usage: AnthropicUsage | None = None
@@ -123,14 +125,7 @@ class AnthropicStream:
         self._blocks: dict[int, int] = {}  # Anthropic content block index -> OpenAI tool call index
         self._completed = False
 
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join([self._event(data) for _name, data in self._parser.feed(chunk)])
-
-    def _event(self, data: bytes) -> bytes:
-        try:
-            event = decode_event(data)
-        except msgspec.DecodeError:
-            return b""  # not an event we can read: skipped, as the observer does
+    def event(self, event: StreamEvent) -> bytes:
         out = self._out
         if isinstance(event, ContentBlockDelta):
             delta = event.delta
@@ -177,7 +172,7 @@ class AnthropicStream:
         return b""
 
     def close(self) -> bytes:
-        tail = b"".join([self._event(data) for _name, data in self._parser.close()])
+        tail = self._drain()
         if not self._completed:
             return tail  # an unfinished stream ends without [DONE], as OpenAI's would
         usage = openai_usage(self._usage) if self._include_usage else None

@@ -7,7 +7,7 @@ they are added back; ``totalTokens`` is kept as reported. Bedrock reports no res
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
@@ -26,9 +26,11 @@ from llm_obs_middleware.providers.translate_base import compact_json
 from llm_obs_middleware.records.schema import ExtraValue, NormalizedResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from llm_obs_middleware.asgi.state import Exchange
 
-__all__ = ["ConverseJSONObserver", "ConverseStreamObserver", "InvokeEmbedObserver", "converse_usage"]
+__all__ = ["ConverseEvent", "ConverseJSONObserver", "ConverseStreamObserver", "InvokeEmbedObserver", "converse_usage"]
 
 _decode_response = msgspec.json.Decoder(ConverseResponse).decode
 _decode_event = msgspec.json.Decoder(StreamEvent).decode
@@ -38,6 +40,16 @@ _INVALID = "invalid_response"
 _EVENTS = frozenset(
     {"messageStart", "contentBlockStart", "contentBlockDelta", "contentBlockStop", "messageStop", "metadata"}
 )
+
+
+class ConverseEvent(NamedTuple):
+    """One decoded ConverseStream message, as :class:`ConverseStreamObserver` hands it to its listener."""
+
+    name: str
+    """The ``:event-type`` (``""`` for a failure)."""
+    event: StreamEvent | None
+    failure: tuple[str, str | None] | None = None
+    """An in-band ``exception`` or ``error`` message: ``(error type, message)``."""
 
 
 def converse_usage(usage: TokenUsage | None) -> Usage | None:
@@ -132,6 +144,7 @@ class ConverseStreamObserver:
         "_events",
         "_exchange",
         "_invalid",
+        "_listener",
         "_metadata",
         "_metrics",
         "_model",
@@ -147,6 +160,7 @@ class ConverseStreamObserver:
         self._model = model
         self._capture = capture
         self._decoder = EventStreamDecoder()
+        self._listener: Callable[[ConverseEvent], object] | None = None
         self._events = 0
         self._chars = 0
         self._texts: list[str] = []
@@ -160,10 +174,17 @@ class ConverseStreamObserver:
         self._invalid: str | None = None
         self._notes: list[str] = []
 
+    def listen(self, listener: Callable[[ConverseEvent], object]) -> None:
+        """Hand each decoded message to ``listener`` too (a stream translator: the stream is parsed once)."""
+        self._listener = listener
+
     def feed(self, chunk: bytes, now_ns: int) -> None:
         messages = self._decoder.feed(chunk)
         if messages and self._handle(messages):
             self._exchange.mark_token(now_ns)
+
+    def flush(self) -> None:
+        """Nothing to read at the end: a message is decoded only whole (``finish`` notes a truncated one)."""
 
     def _handle(self, messages: list[EventStreamMessage]) -> bool:
         saw_token = False
@@ -175,6 +196,8 @@ class ConverseStreamObserver:
                 saw_token = self._event(headers.get(":event-type"), message.payload) or saw_token
             elif kind in ("exception", "error"):
                 self._error = stream_failure(headers, message.payload)
+                if self._listener is not None:
+                    self._listener(ConverseEvent("", None, self._error))
             else:
                 self._note(f"unknown event-stream message type {kind!r}")
         return saw_token
@@ -189,6 +212,8 @@ class ConverseStreamObserver:
             if self._invalid is None:
                 self._invalid = f"undecodable {name} event: {exc}"
             return False
+        if self._listener is not None:
+            self._listener(ConverseEvent(name, event))
         if name == "contentBlockDelta":
             delta = event.delta
             if delta is None:

@@ -15,10 +15,10 @@ from collections.abc import Mapping
 
 import msgspec
 
-from llm_obs_middleware.codecs.eventstream import EventStreamDecoder
-from llm_obs_middleware.providers.bedrock.errors import delta_seconds, openai_error_type, resolve_error, stream_failure
+from llm_obs_middleware.providers.bedrock.errors import delta_seconds, openai_error_type, resolve_error
+from llm_obs_middleware.providers.bedrock.observe import ConverseEvent, ConverseStreamObserver
 from llm_obs_middleware.providers.bedrock.translate_request import converse_request
-from llm_obs_middleware.providers.bedrock.wire import ConverseResponse, StreamEvent, TokenUsage, finish_reason
+from llm_obs_middleware.providers.bedrock.wire import ConverseResponse, TokenUsage, finish_reason
 from llm_obs_middleware.providers.openai.chat_shapes import (
     ChatRequest,
     ChunkWriter,
@@ -36,6 +36,7 @@ from llm_obs_middleware.providers.openai.chat_shapes import (
 from llm_obs_middleware.providers.translate_base import (
     DONE,
     ChatDecoding,
+    EventTranslator,
     ResponseContext,
     TranslatedError,
     UnsupportedRule,
@@ -49,7 +50,6 @@ from llm_obs_middleware.providers.translate_base import (
 __all__ = ["BedrockStream", "BedrockTranslator", "openai_usage"]
 
 _decode_response = msgspec.json.Decoder(ConverseResponse).decode
-_decode_event = msgspec.json.Decoder(StreamEvent).decode
 
 
 def openai_usage(usage: TokenUsage | None) -> OpenAIUsage | None:
@@ -114,13 +114,14 @@ class BedrockTranslator(ChatDecoding):
         )
 
 
-class BedrockStream:
-    """ConverseStream's event-stream frames to OpenAI chunks, frame by frame."""
+class BedrockStream(EventTranslator[ConverseEvent]):
+    """ConverseStream's messages (decoded by :class:`ConverseStreamObserver`) to OpenAI chunks."""
 
-    __slots__ = ("_blocks", "_decoder", "_failed", "_include_usage", "_out", "_stopped", "_usage")
+    __slots__ = ("_blocks", "_failed", "_include_usage", "_out", "_stopped", "_usage")
+    source = ConverseStreamObserver
 
     def __init__(self, context: ResponseContext) -> None:
-        self._decoder = EventStreamDecoder()
+        super().__init__()
         self._out = ChunkWriter(context.created, context.response_id, context.model)
         self._include_usage = context.include_usage
         self._blocks: dict[int, int] = {}  # content block index -> OpenAI tool call index
@@ -128,21 +129,14 @@ class BedrockStream:
         self._stopped = False
         self._failed = False
 
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join([self._frame(message.headers, message.payload) for message in self._decoder.feed(chunk)])
-
-    def _frame(self, headers: Mapping[str, object], payload: bytes) -> bytes:
-        failure = stream_failure(headers, payload)
-        if failure is not None:
+    def event(self, message: ConverseEvent) -> bytes:
+        if message.failure is not None:
             self._failed = True
-            kind, message = failure
-            return error_event(message or kind, openai_error_type(kind), kind)
-        try:
-            event = _decode_event(payload)
-        except msgspec.DecodeError:
-            return b""
+            kind, text = message.failure
+            return error_event(text or kind, openai_error_type(kind), kind)
+        event, name = message.event, message.name
+        assert event is not None
         out = self._out
-        name = headers.get(":event-type")
         if name == "contentBlockDelta" and event.delta is not None:
             delta = event.delta
             if delta.text:
@@ -171,8 +165,8 @@ class BedrockStream:
         return b""
 
     def close(self) -> bytes:
-        self._decoder.close()
+        tail = self._drain()
         if not self._stopped or self._failed:
-            return b""
+            return tail
         usage = openai_usage(self._usage) if self._include_usage else None
-        return (self._out.usage(usage) if usage is not None else b"") + DONE
+        return tail + (self._out.usage(usage) if usage is not None else b"") + DONE

@@ -32,6 +32,8 @@ from llm_obs_middleware.providers.cohere.wire import (
 from llm_obs_middleware.records.schema import NormalizedResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from llm_obs_middleware.asgi.state import Exchange
 
 __all__ = [
@@ -163,6 +165,7 @@ class ChatStreamObserver:
         "_events",
         "_exchange",
         "_id",
+        "_listener",
         "_model",
         "_parser",
         "_reason",
@@ -177,6 +180,7 @@ class ChatStreamObserver:
         self._capture = capture
         self._model = _response_model(exchange)
         self._parser = SSEParser()
+        self._listener: Callable[[StreamEvent], object] | None = None
         self._id: str | None = None
         self._usage: CohereUsage | None = None
         self._reason: str | None = None
@@ -190,11 +194,20 @@ class ChatStreamObserver:
         self._bad: list[str] = []
         self._unknown: list[str] = []
 
+    def listen(self, listener: Callable[[StreamEvent], object]) -> None:
+        """Hand each decoded event to ``listener`` too (a stream translator: the stream is parsed once)."""
+        self._listener = listener
+
     def feed(self, chunk: bytes, now_ns: int) -> None:
         self._handle(self._parser.feed(chunk), now_ns)
 
+    def flush(self) -> None:
+        """Read an event left unterminated at the end of the stream (``finish`` does it too)."""
+        self._handle(self._parser.close(), 0)
+
     def _handle(self, events: list[tuple[bytes, bytes]], now_ns: int) -> None:
         saw_token = False
+        listener = self._listener
         for name, data in events:
             if data == b"[DONE]":
                 continue
@@ -213,6 +226,8 @@ class ChatStreamObserver:
                 if len(self._unknown) < _MAX_NOTED:
                     self._unknown.append(event or "(untyped)")
                 continue
+            if listener is not None:
+                listener(event)
             if self._apply(event):
                 saw_token = True
         if saw_token:
@@ -265,7 +280,7 @@ class ChatStreamObserver:
         return False  # content-end, tool-call-end, citations, debug
 
     def finish(self) -> NormalizedResponse:
-        self._handle(self._parser.close(), 0)
+        self.flush()
         tool_calls = [
             ToolCall(id=slot[0], name=slot[1] or "", arguments="".join(piece or "" for piece in slot[2:]))
             for _, slot in sorted(self._tools.items())

@@ -19,8 +19,7 @@ from typing import Any
 
 import msgspec
 
-from llm_obs_middleware.codecs.sse import SSEParser
-from llm_obs_middleware.providers.cohere.observe import cohere_usage, decode_event
+from llm_obs_middleware.providers.cohere.observe import ChatStreamObserver, cohere_usage
 from llm_obs_middleware.providers.cohere.wire import (
     ChatResponse,
     CohereUsage,
@@ -28,6 +27,7 @@ from llm_obs_middleware.providers.cohere.wire import (
     ErrorBody,
     MessageEnd,
     MessageStart,
+    StreamEvent,
     ToolCallDelta,
     ToolCallStart,
     ToolPlanDelta,
@@ -55,6 +55,7 @@ from llm_obs_middleware.providers.translate_base import (
     DONE,
     OPENAI_ONLY,
     ChatDecoding,
+    EventTranslator,
     ResponseContext,
     TranslatedError,
     TranslationError,
@@ -235,29 +236,21 @@ class CohereTranslator(ChatDecoding):
         return openai_error(status, message, None, retry_after)
 
 
-class CohereStream:
-    """Cohere's named SSE events to OpenAI chunks, event by event."""
+class CohereStream(EventTranslator[StreamEvent]):
+    """Cohere's v2 chat stream events (decoded by :class:`ChatStreamObserver`) to OpenAI chunks."""
 
-    __slots__ = ("_completed", "_include_usage", "_out", "_parser", "_tools", "_usage")
+    __slots__ = ("_completed", "_include_usage", "_out", "_tools", "_usage")
+    source = ChatStreamObserver
 
     def __init__(self, context: ResponseContext) -> None:
-        self._parser = SSEParser()
+        super().__init__()
         self._out = ChunkWriter(context.created, context.response_id, context.model)
         self._include_usage = context.include_usage
         self._usage: CohereUsage | None = None
         self._tools = False
         self._completed = False
 
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join([self._event(data) for _name, data in self._parser.feed(chunk)])
-
-    def _event(self, data: bytes) -> bytes:
-        if data == b"[DONE]":
-            return b""
-        try:
-            event = decode_event(data)
-        except msgspec.DecodeError:
-            return b""  # not an event we can read: skipped, as the observer does
+    def event(self, event: StreamEvent) -> bytes:
         out = self._out
         if isinstance(event, ContentDelta):
             content = event.delta.message.content if event.delta is not None and event.delta.message else None
@@ -299,7 +292,7 @@ class CohereStream:
         return self._out.delta(Delta(), openai_finish_reason(finish_reason(raw, self._tools)))
 
     def close(self) -> bytes:
-        tail = b"".join([self._event(data) for _name, data in self._parser.close()])
+        tail = self._drain()
         if not self._completed:
             return tail
         usage = _usage(self._usage) if self._include_usage else None

@@ -27,6 +27,8 @@ from llm_obs_middleware.providers.gemini.wire import (
 from llm_obs_middleware.records.schema import ExtraValue, NormalizedResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from llm_obs_middleware.asgi.state import Exchange
 
 __all__ = [
@@ -213,19 +215,29 @@ class GenerateJSONObserver(BufferedBody):
 class GenerateStreamObserver:
     """Reads ``streamGenerateContent?alt=sse`` chunks as they pass; marks token arrival for TTFT."""
 
-    __slots__ = ("_acc", "_events", "_exchange", "_parser")
+    __slots__ = ("_acc", "_events", "_exchange", "_listener", "_parser")
 
     def __init__(self, exchange: Exchange, capture: bool) -> None:
         self._exchange = exchange
         self._parser = SSEParser()
+        self._listener: Callable[[GenerateResponse], object] | None = None
         self._acc = _Accumulator(capture)
         self._events = 0
+
+    def listen(self, listener: Callable[[GenerateResponse], object]) -> None:
+        """Hand each decoded chunk to ``listener`` too (a stream translator: the stream is parsed once)."""
+        self._listener = listener
 
     def feed(self, chunk: bytes, now_ns: int) -> None:
         self._handle(self._parser.feed(chunk), now_ns)
 
+    def flush(self) -> None:
+        """Read an event left unterminated at the end of the stream (``finish`` does it too)."""
+        self._handle(self._parser.close(), 0)
+
     def _handle(self, events: list[tuple[bytes, bytes]], now_ns: int) -> None:
         saw_output = False
+        listener = self._listener
         for _, data in events:
             self._events += 1
             try:
@@ -233,12 +245,14 @@ class GenerateStreamObserver:
             except msgspec.DecodeError as exc:
                 self._acc.parse_failed(f"stream event {self._events}", exc)
                 continue
+            if listener is not None:
+                listener(response)
             saw_output = self._acc.add(response) or saw_output
         if saw_output:
             self._exchange.mark_token(now_ns)
 
     def finish(self) -> NormalizedResponse:
-        self._handle(self._parser.close(), 0)
+        self.flush()
         return self._acc.result(completed=None, events=self._events)
 
 

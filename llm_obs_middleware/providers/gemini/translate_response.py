@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import msgspec
 
-from llm_obs_middleware.codecs.sse import SSEParser
-from llm_obs_middleware.providers.gemini.observe import gemini_usage
+from llm_obs_middleware.providers.gemini.observe import GenerateStreamObserver, gemini_usage
 from llm_obs_middleware.providers.gemini.wire import GenerateResponse, UsageMetadata, finish_reason
 from llm_obs_middleware.providers.openai.chat_shapes import (
     ChunkWriter,
@@ -29,6 +28,7 @@ from llm_obs_middleware.providers.openai.chat_shapes import (
 )
 from llm_obs_middleware.providers.translate_base import (
     DONE,
+    EventTranslator,
     ResponseContext,
     compact_json,
     openai_finish_reason,
@@ -95,13 +95,14 @@ def completion(body: bytes, context: ResponseContext) -> bytes:
     return encode(answer)
 
 
-class GeminiStream:
-    """Gemini's SSE responses (each a partial ``GenerateContentResponse``) to OpenAI chunks."""
+class GeminiStream(EventTranslator[GenerateResponse]):
+    """Gemini's stream chunks (decoded by :class:`GenerateStreamObserver`) to OpenAI chunks, one per candidate part."""
 
-    __slots__ = ("_finished", "_include_usage", "_named", "_out", "_parser", "_started", "_tools", "_usage")
+    __slots__ = ("_finished", "_include_usage", "_named", "_out", "_started", "_tools", "_usage")
+    source = GenerateStreamObserver
 
     def __init__(self, context: ResponseContext) -> None:
-        self._parser = SSEParser()
+        super().__init__()
         self._out = ChunkWriter(context.created, context.response_id, context.model)
         self._include_usage = context.include_usage
         self._named = False  # id and model taken from the first response
@@ -110,14 +111,7 @@ class GeminiStream:
         self._tools: dict[int, int] = {}  # candidate index -> tool calls so far
         self._finished = False
 
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join([self._event(data) for _name, data in self._parser.feed(chunk)])
-
-    def _event(self, data: bytes) -> bytes:
-        try:
-            response = _decode_response(data)
-        except msgspec.DecodeError:
-            return b""
+    def event(self, response: GenerateResponse) -> bytes:
         if response.error is not None:
             error = response.error
             return error_event(error.message or "gemini stream error", "server_error", error.status)
@@ -162,7 +156,7 @@ class GeminiStream:
         return self._out.delta(Delta(role="assistant", content=""), index=index)
 
     def close(self) -> bytes:
-        tail = b"".join([self._event(data) for _name, data in self._parser.close()])
+        tail = self._drain()
         if not self._finished:
             return tail  # cut short: no [DONE], so the client can tell
         usage = openai_usage(gemini_usage(self._usage)) if self._include_usage else None

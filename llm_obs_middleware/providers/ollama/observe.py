@@ -18,6 +18,8 @@ from llm_obs_middleware.providers.ollama.wire import EmbedResponse, Reply, error
 from llm_obs_middleware.records.schema import ExtraValue, NormalizedResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from llm_obs_middleware.asgi.state import Exchange
 
 __all__ = ["EmbedObserver", "ErrorObserver", "ReplyJSONObserver", "ReplyStreamObserver", "ollama_usage"]
@@ -162,19 +164,29 @@ class ReplyJSONObserver(BufferedBody):
 class ReplyStreamObserver:
     """Reads NDJSON lines as they pass; marks token arrival for TTFT."""
 
-    __slots__ = ("_acc", "_events", "_exchange", "_lines")
+    __slots__ = ("_acc", "_events", "_exchange", "_lines", "_listener")
 
     def __init__(self, exchange: Exchange, capture: bool) -> None:
         self._exchange = exchange
         self._lines = NDJSONSplitter()
+        self._listener: Callable[[Reply], object] | None = None
         self._acc = _Accumulator(capture)
         self._events = 0
+
+    def listen(self, listener: Callable[[Reply], object]) -> None:
+        """Hand each decoded line to ``listener`` too (a stream translator: the stream is parsed once)."""
+        self._listener = listener
 
     def feed(self, chunk: bytes, now_ns: int) -> None:
         self._handle(self._lines.feed(chunk), now_ns)
 
+    def flush(self) -> None:
+        """Read a last line left without its newline at the end of the stream (``finish`` does it too)."""
+        self._handle(self._lines.close(), 0)
+
     def _handle(self, lines: list[bytes], now_ns: int) -> None:
         saw_output = False
+        listener = self._listener
         for line in lines:
             self._events += 1
             try:
@@ -183,12 +195,14 @@ class ReplyStreamObserver:
                 if self._acc.problem is None:
                     self._acc.problem = f"stream line {self._events} could not be parsed: {exc}"
                 continue
+            if listener is not None:
+                listener(reply)
             saw_output = self._acc.add(reply) or saw_output
         if saw_output:
             self._exchange.mark_token(now_ns)
 
     def finish(self) -> NormalizedResponse:
-        self._handle(self._lines.close(), 0)
+        self.flush()
         return self._acc.result(self._events)
 
 

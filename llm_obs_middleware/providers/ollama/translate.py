@@ -16,8 +16,7 @@ from typing import Any
 
 import msgspec
 
-from llm_obs_middleware.codecs.ndjson import NDJSONSplitter
-from llm_obs_middleware.providers.ollama.observe import ollama_usage
+from llm_obs_middleware.providers.ollama.observe import ReplyStreamObserver, ollama_usage
 from llm_obs_middleware.providers.ollama.wire import Reply, ReplyMessage, error_message, finish_reason
 from llm_obs_middleware.providers.openai.chat_shapes import (
     ChatMessage,
@@ -38,6 +37,7 @@ from llm_obs_middleware.providers.translate_base import (
     DONE,
     OPENAI_ONLY,
     ChatDecoding,
+    EventTranslator,
     ResponseContext,
     TranslatedError,
     TranslationError,
@@ -212,13 +212,15 @@ class OllamaTranslator(ChatDecoding):
         return openai_error(status, message or raw_error_message(body, "ollama", status), code, retry_after)
 
 
-class OllamaStream:
-    """Ollama's NDJSON lines (each a partial response, the last with ``done: true``) to OpenAI chunks."""
+class OllamaStream(EventTranslator[Reply]):
+    """Ollama's NDJSON lines (decoded by :class:`ReplyStreamObserver`: each a partial response, the last
+    with ``done: true``) to OpenAI chunks."""
 
-    __slots__ = ("_done", "_include_usage", "_last", "_lines", "_out", "_started", "_tools")
+    __slots__ = ("_done", "_include_usage", "_last", "_out", "_started", "_tools")
+    source = ReplyStreamObserver
 
     def __init__(self, context: ResponseContext) -> None:
-        self._lines = NDJSONSplitter()
+        super().__init__()
         self._out = ChunkWriter(context.created, context.response_id, context.model)
         self._include_usage = context.include_usage
         self._started = False
@@ -226,14 +228,7 @@ class OllamaStream:
         self._done = False
         self._last: Reply | None = None
 
-    def feed(self, chunk: bytes) -> bytes:
-        return b"".join([self._line(line) for line in self._lines.feed(chunk)])
-
-    def _line(self, line: bytes) -> bytes:
-        try:
-            response = _decode_reply(line)
-        except msgspec.DecodeError:
-            return b""
+    def event(self, response: Reply) -> bytes:
         if response.error is not None:
             return error_event(response.error, "server_error", None)
         out = self._out
@@ -260,7 +255,7 @@ class OllamaStream:
         return b"".join(pieces)
 
     def close(self) -> bytes:
-        tail = b"".join([self._line(line) for line in self._lines.close()])
+        tail = self._drain()
         if not self._done or self._last is None:
             return tail
         usage = _usage(self._last) if self._include_usage else None
