@@ -92,6 +92,8 @@ class Exchange:
         "server_port",
         "attempts",
         "native_observer",
+        "native_headers",
+        "native_header_extras",
         # response side (accounting and its observer)
         "observer",
         "response",
@@ -148,6 +150,8 @@ class Exchange:
         self.server_port: int | None = None
         self.attempts: list[Attempt] = []
         self.native_observer: Callable[[int], ResponseObserver] | None = None  # see observe_native
+        self.native_headers: Sequence[tuple[bytes, bytes]] = ()
+        self.native_header_extras: Mapping[bytes, str] = _NO_HEADER_EXTRAS
         # response side
         self.observer: ResponseObserver | None = None
         self.response: NormalizedResponse | None = None
@@ -178,17 +182,27 @@ class Exchange:
                 self.max_gap_ns = gap
         self.last_token_ns = now_ns
 
-    def observe_native(self, make: Callable[[int], ResponseObserver]) -> None:
+    def observe_native(
+        self,
+        make: Callable[[int], ResponseObserver],
+        headers: Sequence[tuple[bytes, bytes]] = (),
+        header_extras: Mapping[bytes, str] = _NO_HEADER_EXTRAS,
+    ) -> None:
         """The router's hook for a translated exchange, called before its response start.
 
         The client gets a translation of the provider's answer; whoever observes the response (the
         accounting layer, when it is in the stack) builds its observer with ``make(status)`` instead of
         one for the API the client spoke, and the router feeds it the provider's native bytes (a plain
         body through :meth:`feed_unseen`; a stream chunk by chunk, the observer being the stream's one
-        decoder, whose events the translator reads). The translated bytes are not parsed. Without
-        accounting nothing observes (a stream's router builds the observer itself, only to decode).
+        decoder, whose events the translator reads). The translated bytes are not parsed. ``headers``
+        are the provider's response headers and ``header_extras`` its adapter's: the observer and the
+        record read them in place of the client's (a Bedrock error's type, a provider's request id), as
+        on the native route. Without accounting nothing observes (a stream's router builds the observer
+        itself, only to decode).
         """
         self.native_observer = make
+        self.native_headers = headers
+        self.native_header_extras = header_extras
 
     def feed_unseen(self, chunk: bytes, now_ns: int) -> None:
         """Feed the response observer (if any) bytes the client does not get: a translated exchange's

@@ -78,6 +78,8 @@ class AccountingMiddleware:
                         exchange.observer = adapter.observer(endpoint, exchange, streamed=streamed, status=status)
                     else:  # see Exchange.observe_native
                         client_bytes = False
+                        exchange.response_headers = exchange.native_headers
+                        exchange.header_extras = exchange.native_header_extras
                         exchange.observer = native(status)
                 else:
                     now = time.perf_counter_ns()

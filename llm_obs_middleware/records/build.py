@@ -82,7 +82,9 @@ def build_record(
         metadata=ex.metadata,
         params=_bounded_params(request.params) if request else None,
         response_id=response.id,
-        finish_reason=response.finish_reason,
+        # A failed exchange ended in error however its last bytes read: the provider's error answer or
+        # in-band error, or a stream the gateway cut (whose error frame only the client format carries).
+        finish_reason="error" if outcome == "upstream_error" else response.finish_reason,
         finish_reasons=response.finish_reasons,
         tool_calls=len(response.tool_calls),
         usage=usage,
@@ -144,7 +146,7 @@ def _diagnosis(ex: Exchange, response: NormalizedResponse, capture_content: bool
         # A client that hangs up after the provider's in-band error event is reacting to it (botocore
         # closes on an exception event), so the provider's error is the diagnosis, not the disconnect.
         error_type, error_message = response.error_type, upstream_message
-        if outcome == "client_disconnected":
+        if outcome == "client_disconnected" or (outcome == "completed" and _in_band(ex, response)):
             outcome = "upstream_error"
     elif outcome == "client_disconnected" and response.completed:
         # The stream's own end (``[DONE]``, ``message_stop``...) had been sent: a client that closes
@@ -154,6 +156,12 @@ def _diagnosis(ex: Exchange, response: NormalizedResponse, capture_content: bool
     if error_type is None and ex.status >= 400:
         error_type = f"http_{ex.status}"
     return outcome, error_type, error_message or upstream_message
+
+
+def _in_band(ex: Exchange, response: NormalizedResponse) -> bool:
+    """The provider failed the request inside a success answer (an error event, a failed finish), as
+    opposed to an error status (which keeps the outcome its layer wrote) or our own parsing note."""
+    return ex.status < 400 and response.error_type not in _NOTE_TYPES
 
 
 def _bounded_attempts(attempts: list[Attempt]) -> list[Attempt]:

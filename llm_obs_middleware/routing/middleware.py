@@ -35,7 +35,7 @@ from llm_obs_middleware.routing.forwarding import HeaderFilter
 from llm_obs_middleware.routing.passthrough import proxy, refuse_path
 from llm_obs_middleware.routing.relay import relay, upstream_error_body
 from llm_obs_middleware.routing.targets import AliasRoute, Routes
-from llm_obs_middleware.routing.translated import Translation, relay_translated
+from llm_obs_middleware.routing.translated import Translation, relay_translated, translated_error
 from llm_obs_middleware.routing.url_parts import refuse_url_part, unusable_url_part
 from llm_obs_middleware.upstream.client import Upstream, signed, upstream_of
 
@@ -332,8 +332,7 @@ class RouterMiddleware:
                 if status >= 500:
                     deployment_failed(self.policy, deployment, None)
                 if translation is not None:
-                    error = translation.translator.error(status, body, response.headers, retry_after)
-                    return Failure(error.status, error.headers, error.body)
+                    return translated_error(ex, response, body, translation, adapter, retry_after)
                 return Failure(status, list(response.headers.raw), body)
             ex.attempts.append(commit_attempt(ex, deployment, key, fallback_index, started, status, api))
             try:

@@ -29,7 +29,7 @@ from llm_obs_middleware.providers.translators import (
     UpstreamRequest,
     translator_for,
 )
-from llm_obs_middleware.routing.failure import Failure
+from llm_obs_middleware.routing.failure import Failure, NativeAnswer, send_answer
 from llm_obs_middleware.routing.relay import relay_stream, total_deadline, upstream_error_body
 from llm_obs_middleware.upstream.client import UpstreamResponse
 
@@ -41,7 +41,14 @@ if TYPE_CHECKING:
     from llm_obs_middleware.providers.base import Endpoint, ProviderAdapter
     from llm_obs_middleware.providers.translators import StreamTranslator
 
-__all__ = ["DROPPED_HEADER", "Translation", "Untranslatable", "relay_translated", "translate_request"]
+__all__ = [
+    "DROPPED_HEADER",
+    "Translation",
+    "Untranslatable",
+    "relay_translated",
+    "translate_request",
+    "translated_error",
+]
 
 _CLIENT_FORMAT = OpenAIAdapter()  # what a translated answer is: its in-band stream error too
 _SSE_TYPE = b"text/event-stream"
@@ -98,6 +105,38 @@ def translate_request(
     endpoint = adapter.match("POST", upstream.path.partition("?")[0])
     assert endpoint is not None, f"{kind} adapter does not recognise {upstream.path}"
     return Translation(translator, client, upstream, endpoint, model)
+
+
+def translated_error(
+    ex: Exchange,
+    response: UpstreamResponse,
+    body: bytes,
+    translation: Translation,
+    adapter: ProviderAdapter,
+    retry_after: str | None,
+) -> Failure:
+    """A provider's error answer (``body``: as much of it as was read) in OpenAI's error shape, carrying
+    the provider's own answer for accounting: the record is the one the native route writes."""
+    status = response.status_code
+    error = translation.translator.error(status, body, response.headers, retry_after)
+    dropped = translation.upstream.dropped
+    headers = [*error.headers, (DROPPED_HEADER, ",".join(dropped).encode())] if dropped else error.headers
+    observer = _native_observer(ex, response, translation, adapter)
+    native = NativeAnswer(observer, response.headers.raw, adapter.response_header_extras, body)
+    return Failure(error.status, headers, error.body, native=native)
+
+
+def _native_observer(
+    ex: Exchange, response: UpstreamResponse, translation: Translation, adapter: ProviderAdapter
+) -> Callable[[int], ResponseObserver]:
+    """What builds the provider's observer for ``response`` (see ``Exchange.observe_native``)."""
+    streamed = adapter.is_stream(response.headers.get("content-type", "").encode("latin-1"))
+    endpoint = translation.endpoint
+
+    def native_observer(status: int) -> ResponseObserver:
+        return adapter.observer(endpoint, ex, streamed=streamed, status=status)
+
+    return native_observer
 
 
 class _TranslatingStream:
@@ -160,25 +199,19 @@ async def relay_translated(
     status = response.status_code
     extra = [(DROPPED_HEADER, ",".join(dropped).encode())] if dropped else []
     if status >= 400:
-        ex.outcome = "upstream_error"
         body = await upstream_error_body(response, provider, deadline)
         retry_after = response.headers.get("retry-after") or adapter.retry_after(status, body)
-        error = translator.error(status, body, response.headers, retry_after)
-        headers = [header for header in error.headers if header[0] != b"content-type"]
-        await send_json(send, error.status, error.body, [*headers, *extra])
+        await send_answer(ex, translated_error(ex, response, body, translation, adapter, retry_after), send)
         return
     created = ex.start_unix_nano // 1_000_000_000
     response_id = f"chatcmpl-{ex.request_id}"
     context = ResponseContext(created, translation.model, response_id, client.include_usage, client.base64)
     streamed = adapter.is_stream(response.headers.get("content-type", "").encode("latin-1"))
-    endpoint = translation.endpoint
-
-    def native_observer(status: int) -> ResponseObserver:
-        return adapter.observer(endpoint, ex, streamed=streamed, status=status)
+    native_observer = _native_observer(ex, response, translation, adapter)
 
     if streamed:
         translating = _TranslatingStream(translator.stream(context), ex, native_observer)
-        ex.observe_native(translating.observer)
+        ex.observe_native(translating.observer, response.headers.raw, adapter.response_header_extras)
         await send({"type": "http.response.start", "status": status, "headers": [*_SSE, *extra]})
         translating.start(status)
         await relay_stream(ex, response, provider, translating, _CLIENT_FORMAT, _SSE_TYPE, deadline, receive, send)
@@ -203,7 +236,7 @@ async def relay_translated(
         await send_json(send, 502, error_json(message, "upstream_error", code="untranslatable_response"))
         return
     length = (b"content-length", str(len(translated)).encode())
-    ex.observe_native(native_observer)
+    ex.observe_native(native_observer, response.headers.raw, adapter.response_header_extras)
     await send({"type": "http.response.start", "status": status, "headers": [_JSON, length, *extra]})
     ex.feed_unseen(body, time.perf_counter_ns())
     await send({"type": "http.response.body", "body": translated, "more_body": False})

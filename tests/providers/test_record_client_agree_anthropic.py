@@ -190,12 +190,6 @@ async def test_stream_the_gateway_cuts_ends_with_an_error_frame(gateway: Routes)
     assert len(errors) == 1 and b"[DONE]" not in translated.body and translated.client_finish(True) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="routing: the native record reads 'error' from the error frame the relay injects; the translated "
-    "route's native observer never sees one, so its record has no finish_reason (records/build or "
-    "routing/translated should say 'error' for a stream cut by the gateway)",
-)
 async def test_stream_the_gateway_cuts_is_an_error_on_both_routes(gateway: Routes) -> None:
     gateway.cut = [CUT]
     native, translated = await _both(gateway, streamed=True)

@@ -155,11 +155,6 @@ async def test_http_error(gateway: Routes, status: int, streamed: bool) -> None:
     assert json.loads(translated.body)["error"]["message"] == f"status {status} happened"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="routing/translated.py: the translated route's record reads the OpenAI error body the client got "
-    "(error_type invalid_request_error...), not Cohere's (http_<status>), as the native route does",
-)
 async def test_http_error_type_is_the_same_on_both_routes(gateway: Routes) -> None:
     gateway.upstream = Upstream(400, b'{"id": "x", "message": "bad"}', JSON)
     native, translated = await _both(gateway, streamed=False)

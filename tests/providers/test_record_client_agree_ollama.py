@@ -107,11 +107,6 @@ async def test_every_http_error(tmp_path: Path, code: int, message: str, retry_a
         assert_valid_retry_after(seen_translated.response.headers["retry-after"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="routing/translated.py: a translated error answer is recorded from the OpenAI body it became"
-    " (error_type invalid_request_error, rate_limit_error...), not from Ollama's body (http_<status>)",
-)
 async def test_the_translated_record_keeps_the_native_error_type(tmp_path: Path) -> None:
     body = json.dumps({"error": 'model "m-1" not found, try pulling it first'}).encode()
     async with gateway(tmp_path, "ollama", lambda request: Answer(404, body)) as app:
