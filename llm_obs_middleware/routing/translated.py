@@ -28,7 +28,7 @@ from llm_obs_middleware.providers.translators import (
     translator_for,
 )
 from llm_obs_middleware.routing.failure import Failure
-from llm_obs_middleware.routing.relay import relay_stream, total_deadline, upstream_error_body
+from llm_obs_middleware.routing.relay import StreamFormat, relay_stream, total_deadline, upstream_error_body
 from llm_obs_middleware.upstream.client import UpstreamResponse
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["DROPPED_HEADER", "Translation", "Untranslatable", "relay_translated", "translate_request"]
 
 _CLIENT_FORMAT = OpenAIAdapter()  # what a translated answer is: its in-band stream error too
-_SSE_TYPE = b"text/event-stream"
+_CLIENT_STREAM = StreamFormat(_CLIENT_FORMAT, b"text/event-stream")
 
 DROPPED_HEADER = b"x-llm-obs-dropped-params"
 """Response header naming the OpenAI parameters a translated request left out (``unsupported_params: drop``)."""
@@ -149,7 +149,7 @@ async def relay_translated(
         ex.observe_native(native_observer)
         await send({"type": "http.response.start", "status": status, "headers": [*_SSE, *extra]})
         translating = _TranslatingStream(translator.stream(context), ex)
-        await relay_stream(ex, response, provider, translating, _CLIENT_FORMAT, _SSE_TYPE, deadline, receive, send)
+        await relay_stream(ex, response, provider, translating, _CLIENT_STREAM, deadline, receive, send)
         return
     try:
         async with total_deadline(deadline):
