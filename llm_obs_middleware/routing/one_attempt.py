@@ -90,7 +90,7 @@ async def try_once(upstream: Upstream, policy: RoutingConfig, request: RoutedReq
                 outgoing.url,
                 outgoing.headers,
                 outgoing.body,
-                timeouts=_timeouts(provider.timeout, deadline),
+                timeouts=provider.timeout if deadline is None else _within(provider.timeout, deadline),
                 provider=provider.name,
                 deadline_s=None if deadline is None else max(0.001, deadline - started),
             )
@@ -137,10 +137,8 @@ def _outgoing(request: RoutedRequest, target: Target) -> _Outgoing | None:
     return _Outgoing(method, url, headers, body, hide_usage)
 
 
-def _timeouts(timeout: httpx.Timeout, deadline: float | None) -> httpx.Timeout:
+def _within(timeout: httpx.Timeout, deadline: float) -> httpx.Timeout:
     """The provider's timeouts, each cut to what is left of the client's deadline."""
-    if deadline is None:
-        return timeout
     remaining = max(0.001, deadline - time.perf_counter())
     return httpx.Timeout(
         connect=min(timeout.connect or remaining, remaining), read=remaining, write=remaining, pool=remaining
