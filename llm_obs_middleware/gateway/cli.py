@@ -15,12 +15,17 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llm_obs_middleware import __version__
 from llm_obs_middleware.config.extras import require_uvicorn
 from llm_obs_middleware.errors import ConfigurationError, MissingDependencyError
 from llm_obs_middleware.gateway.demo import MAX_REQUESTS
 from llm_obs_middleware.gateway.read_timeouts import ReadTimeouts
+
+if TYPE_CHECKING:
+    # What add_subparsers() returns: the subcommands' parsers are added to it.
+    _Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 __all__ = ["main"]
 
@@ -239,12 +244,18 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-obs", description="LLM observability gateway.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    port = _at_least(0)
+    _add_serve(commands)
+    _add_fake_provider(commands)
+    _add_demo(commands)
+    _add_price(commands)
+    return parser
 
+
+def _add_serve(commands: _Commands) -> None:
     serve = commands.add_parser("serve", help="run the gateway", description="Run the gateway under uvicorn.")
     serve.add_argument("--config", required=True, metavar="PATH", help="YAML, TOML or JSON config file")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
-    serve.add_argument("--port", type=port, default=8080, help="port to bind (default: %(default)s)")
+    serve.add_argument("--port", type=_at_least(0), default=8080, help="port to bind (default: %(default)s)")
     serve.add_argument("--workers", type=_at_least(1), default=1, help="worker processes (default: %(default)s)")
     serve.add_argument("--log-level", choices=_LOG_LEVELS, default="info", help="(default: %(default)s)")
     serve.add_argument(
@@ -256,6 +267,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also log a line per HTTP request (uvicorn's access log; default: off)",
     )
+    _add_serve_timeouts(serve)
+    serve.set_defaults(command=_serve)
+
+
+def _add_serve_timeouts(serve: argparse.ArgumentParser) -> None:
     seconds = _positive_seconds
     serve.add_argument(
         "--header-timeout",
@@ -285,15 +301,16 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="on SIGTERM, cut requests still running after this long (default: %(default)s)",
     )
-    serve.set_defaults(command=_serve)
 
+
+def _add_fake_provider(commands: _Commands) -> None:
     fake = commands.add_parser(
         "fake-provider",
         help="run the OpenAI-compatible fake provider",
         description="Run the fake provider (used by tests, the demo and the benchmarks) under uvicorn.",
     )
     fake.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
-    fake.add_argument("--port", type=port, default=9100, help="port to bind (default: %(default)s)")
+    fake.add_argument("--port", type=_at_least(0), default=9100, help="port to bind (default: %(default)s)")
     fake.add_argument("--latency-ms", type=_non_negative(float), default=0.0, help="delay before the headers")
     fake.add_argument("--ttft-ms", type=_non_negative(float), default=0.0, help="delay before a stream's first token")
     fake.add_argument("--chunks", type=_at_least(0), default=5, help="content chunks per stream (default: %(default)s)")
@@ -301,12 +318,14 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--log-level", choices=_LOG_LEVELS, default="info", help="(default: %(default)s)")
     fake.set_defaults(command=_fake_provider)
 
+
+def _add_demo(commands: _Commands) -> None:
     demo = commands.add_parser(
         "demo",
         help="send sample traffic through a local gateway and summarise it",
         description="Start the fake provider and a gateway on loopback, send sample traffic, print a summary.",
     )
-    demo.add_argument("--port", type=port, default=0, help="gateway port (default: a free one)")
+    demo.add_argument("--port", type=_at_least(0), default=0, help="gateway port (default: a free one)")
     demo.add_argument(
         "--requests",
         type=_at_least(2, MAX_REQUESTS),
@@ -316,6 +335,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep-running", action="store_true", help="leave the servers up until Ctrl-C")
     demo.set_defaults(command=_demo)
 
+
+def _add_price(commands: _Commands) -> None:
     price = commands.add_parser(
         "price",
         help="print the USD cost of some usage, by component",
@@ -335,4 +356,3 @@ def _parser() -> argparse.ArgumentParser:
     price.add_argument("--config", metavar="PATH", help="config file whose pricing.overrides apply")
     price.add_argument("--at", metavar="WHEN", help="ISO-8601 time of the request, for dated or off-peak prices")
     price.set_defaults(command=_price)
-    return parser

@@ -45,9 +45,13 @@ class LLMObservability:
         price_source: prices records (default: genai-prices data).
         exporters: prebuilt pipeline and sinks (the gateway shares them with its routes).
         server_spans: export an HTTP SERVER span above each LLM span (built from the record, like it).
+
+    Every option after ``config`` is a documented keyword-only runtime object (STYLE.md section 4:
+    runtime objects are constructor keywords, never config fields, so ``add_middleware`` type-checks
+    them), hence more than the eight parameters the linter allows elsewhere.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (public constructor: keyword-only runtime objects, see the docstring)
         self,
         app: ASGIApp,
         *,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from urllib.parse import unquote
 
 from opentelemetry import trace
 
 from llm_obs_middleware.asgi.aliases import ASGIApp, Message, Receive, Scope, Send
-from llm_obs_middleware.asgi.state import get_exchange
+from llm_obs_middleware.asgi.state import Exchange, get_exchange
 from llm_obs_middleware.config.settings import Config, TraceContextConfig
 from llm_obs_middleware.providers.registry import llm_path, native_provider, recognise
 from llm_obs_middleware.records.bounds import bounded
@@ -92,22 +93,7 @@ class TraceContextMiddleware:
             await self.app(scope, receive, send)
             return
         exchange = get_exchange(scope)
-        traceparent = tracestate = None
-        for name, value in scope["headers"]:
-            if name == b"traceparent":
-                traceparent = value
-            elif name == b"tracestate":
-                tracestate = value
-            elif name == self.session_header:
-                exchange.session_id = _clean_id(value)
-            elif name == self.user_header:
-                exchange.user = _clean_id(value)
-            elif name == b"x-request-id":
-                exchange.client_request_id = _clean_id(value)
-            elif name == b"baggage" and exchange.session_id is None:
-                exchange.session_id = _baggage_session(value)
-            elif name in self.metadata_headers:
-                exchange.metadata[self.metadata_headers[name]] = bounded(value.decode("latin-1"))
+        traceparent, tracestate = self._read_headers(exchange, scope["headers"])
         server_span = trace.get_current_span().get_span_context()
         if server_span.is_valid:
             exchange.trace_id = format(server_span.trace_id, "032x")
@@ -126,19 +112,33 @@ class TraceContextMiddleware:
 
         async def send_with_ids(message: Message) -> None:
             if message["type"] == "http.response.start" and self._serves_llm(scope):
-                # One x-request-id: the client's own if it sent one (its record has it as
-                # client_request_id), else ours (the record's id); the upstream's id stays available.
-                message["headers"] = [
-                    *(
-                        (b"x-upstream-request-id" if name.lower() == b"x-request-id" else name, value)
-                        for name, value in message.get("headers", ())
-                    ),
-                    (b"x-request-id", (exchange.client_request_id or exchange.request_id).encode()),
-                    (b"traceparent", f"00-{exchange.trace_id}-{exchange.span_id}-{exchange.trace_flags}".encode()),
-                ]
+                _add_ids(message, exchange)
             await send(message)
 
         await self.app(scope, receive, send_with_ids)
+
+    def _read_headers(
+        self, exchange: Exchange, headers: Iterable[tuple[bytes, bytes]]
+    ) -> tuple[bytes | None, bytes | None]:
+        """Session, user, client request id and metadata into ``exchange``; the raw ``traceparent`` and
+        ``tracestate`` (used only when no SERVER span is active) returned."""
+        traceparent = tracestate = None
+        for name, value in headers:
+            if name == b"traceparent":
+                traceparent = value
+            elif name == b"tracestate":
+                tracestate = value
+            elif name == self.session_header:
+                exchange.session_id = _clean_id(value)
+            elif name == self.user_header:
+                exchange.user = _clean_id(value)
+            elif name == b"x-request-id":
+                exchange.client_request_id = _clean_id(value)
+            elif name == b"baggage" and exchange.session_id is None:
+                exchange.session_id = _baggage_session(value)
+            elif name in self.metadata_headers:
+                exchange.metadata[self.metadata_headers[name]] = bounded(value.decode("latin-1"))
+        return traceparent, tracestate
 
     def _serves_llm(self, scope: Scope) -> bool:
         """Whether the response is an LLM exchange's: decided from the path and our config alone (the
@@ -147,3 +147,17 @@ class TraceContextMiddleware:
         if recognise(scope, path, self.provider_kinds) is not None:
             return True
         return routed and native_provider(path, self.provider_kinds) is not None
+
+
+def _add_ids(start: Message, exchange: Exchange) -> None:
+    """One ``x-request-id`` on the response ``start`` begins: the client's own if it sent one (its record
+    has it as client_request_id), else ours (the record's id); the upstream's id stays available as
+    ``x-upstream-request-id``. And our ``traceparent``."""
+    start["headers"] = [
+        *(
+            (b"x-upstream-request-id" if name.lower() == b"x-request-id" else name, value)
+            for name, value in start.get("headers", ())
+        ),
+        (b"x-request-id", (exchange.client_request_id or exchange.request_id).encode()),
+        (b"traceparent", f"00-{exchange.trace_id}-{exchange.span_id}-{exchange.trace_flags}".encode()),
+    ]

@@ -10,12 +10,15 @@ UTF-8), so a signature over it (Bedrock's SigV4) would not match what arrives.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from llm_obs_middleware.errors import ConfigurationError
-from llm_obs_middleware.upstream.client import HOP_BY_HOP
+from llm_obs_middleware.routing.capacity import UpstreamSlots
+from llm_obs_middleware.upstream.client import HOP_BY_HOP, Upstream
 
-__all__ = ["IDENTITY_HEADERS", "NOT_FORWARDED", "HeaderFilter"]
+__all__ = ["IDENTITY_HEADERS", "NOT_FORWARDED", "HeaderFilter", "Outbound"]
 
 # Client headers never forwarded: credentials meant for us, hop-by-hop, and ones we set ourselves.
 NOT_FORWARDED = HOP_BY_HOP | {
@@ -75,6 +78,16 @@ class HeaderFilter:
             named = {token.strip().lower() for token in connection.split(b",")}
             kept = [(name, value) for name, value in kept if name not in named]
         return kept
+
+
+class Outbound(NamedTuple):
+    """The router's way upstream, built once and shared by every request it forwards (routed or
+    passthrough): the client, its slots, the header filter and the randomness of key picks."""
+
+    upstream: Upstream
+    slots: UpstreamSlots
+    forward: HeaderFilter
+    rng: random.Random
 
 
 def _is_utf8(value: bytes) -> bool:

@@ -3,7 +3,6 @@ when the provider's passthrough list allows them, and recorded."""
 
 from __future__ import annotations
 
-import random
 import time
 
 from llm_obs_middleware.asgi.aliases import Receive, Scope, Send
@@ -12,8 +11,8 @@ from llm_obs_middleware.asgi.state import Exchange, get_exchange
 from llm_obs_middleware.errors import UpstreamError, UpstreamPoolFull, UpstreamTimeout
 from llm_obs_middleware.records.schema import Attempt
 from llm_obs_middleware.routing.balancing import KeyState
-from llm_obs_middleware.routing.capacity import UpstreamSlots, send_overloaded
-from llm_obs_middleware.routing.forwarding import NOT_FORWARDED, HeaderFilter
+from llm_obs_middleware.routing.capacity import send_overloaded
+from llm_obs_middleware.routing.forwarding import NOT_FORWARDED, Outbound
 from llm_obs_middleware.routing.relay import relay
 from llm_obs_middleware.routing.targets import ProviderTarget
 from llm_obs_middleware.upstream.client import Headers, Upstream, signed
@@ -22,17 +21,13 @@ __all__ = ["NOT_FORWARDED", "proxy", "refuse_path"]
 
 
 async def proxy(
-    upstream: Upstream,
+    outbound: Outbound,
     provider: ProviderTarget,
     path: str,
     scope: Scope,
     receive: Receive,
     send: Send,
     max_request_bytes: int,
-    rng: random.Random,
-    *,
-    forward: HeaderFilter,
-    slots: UpstreamSlots,
 ) -> None:
     """Forward an endpoint of the provider's API we do not observe (``path``: decoded, after
     ``/{provider}``), credentials replaced. Only what ``provider.passthrough`` allows goes upstream
@@ -59,19 +54,20 @@ async def proxy(
         return
     except ClientGone:
         return
-    key = provider.pool.pick(time.monotonic(), rng) or provider.pool.keys[0]
-    headers = forward(scope["headers"])
+    key = provider.pool.pick(time.monotonic(), outbound.rng) or provider.pool.keys[0]
+    headers = outbound.forward(scope["headers"])
     headers.extend(provider.headers)
     headers.extend(key.headers)
     if provider.signs:
         method, url, headers, body = signed(
             method, url, headers, body, lambda request: provider.adapter.sign(request, provider.config)
         )
+    slots = outbound.slots
     if not await slots.acquire():
         await send_overloaded(exchange, send, slots.size)
         return
     try:
-        await _forward(upstream, (method, url, headers, body), provider, key, exchange, receive, send)
+        await _forward(outbound.upstream, (method, url, headers, body), provider, key, exchange, receive, send)
     except UpstreamPoolFull:
         await send_overloaded(exchange, send, slots.size)
     finally:
@@ -98,13 +94,11 @@ async def _forward(
         return
     exchange.attempts.append(_attempt(exchange, provider, key, started, response.status_code, None))
     try:
-        content_type = response.headers.get("content-type", "").encode("latin-1")
         await relay(
             exchange,
             response,
             adapter=provider.adapter,
             provider=provider.name,
-            streamed=provider.adapter.is_stream(content_type),
             hide_usage=False,
             deadline=started + provider.total_timeout,
             receive=receive,

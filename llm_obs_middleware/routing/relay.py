@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
 from llm_obs_middleware.asgi.aliases import Message, Receive, Send
 from llm_obs_middleware.asgi.messages import error_json, send_json
@@ -15,7 +15,7 @@ from llm_obs_middleware.errors import UpstreamError, UpstreamTimeout
 from llm_obs_middleware.providers.base import ProviderAdapter
 from llm_obs_middleware.upstream.client import HOP_BY_HOP, SERVER_SET, UpstreamResponse
 
-__all__ = ["ChunkTransform", "relay", "relay_stream", "total_deadline", "upstream_error_body"]
+__all__ = ["ChunkTransform", "StreamFormat", "relay", "relay_stream", "total_deadline", "upstream_error_body"]
 
 _NOT_RETURNED = HOP_BY_HOP | SERVER_SET
 _NOT_RETURNED_STREAMED = _NOT_RETURNED | {b"content-length"}
@@ -32,22 +32,32 @@ class ChunkTransform(Protocol):
     def close(self) -> bytes: ...
 
 
+class StreamFormat(NamedTuple):
+    """The format of a stream the client receives, which says how a stream the gateway cuts reports it
+    (``ProviderAdapter.stream_error``)."""
+
+    adapter: ProviderAdapter
+    content_type: bytes
+
+
 async def relay(
     ex: Exchange,
     response: UpstreamResponse,
     *,
     adapter: ProviderAdapter,
     provider: str,
-    streamed: bool,
     hide_usage: bool,
     deadline: float,
     receive: Receive,
     send: Send,
 ) -> None:
-    """Send ``response`` to the client unchanged (headers minus hop-by-hop), chunk by chunk."""
+    """Send ``response`` to the client unchanged (headers minus hop-by-hop), chunk by chunk: streamed
+    when ``adapter`` says its content type is a stream (``hide_usage``: drop the usage chunk we asked for)."""
     status = response.status_code
     if status >= 400:
         ex.outcome = "upstream_error"
+    content_type = response.headers.get("content-type", "").encode("latin-1")
+    streamed = adapter.is_stream(content_type)
     skip = _NOT_RETURNED_STREAMED if streamed else _NOT_RETURNED
     headers = [(k, v) for k, v in response.headers.raw if k.lower() not in skip]
     if not streamed:
@@ -56,8 +66,7 @@ async def relay(
         return
     await send({"type": "http.response.start", "status": status, "headers": headers})
     transform = _UsageChunkFilter(ex) if hide_usage and status < 400 else None
-    content_type = response.headers.get("content-type", "").encode("latin-1")
-    await relay_stream(ex, response, provider, transform, adapter, content_type, deadline, receive, send)
+    await relay_stream(ex, response, provider, transform, StreamFormat(adapter, content_type), deadline, receive, send)
 
 
 async def _relay_whole(
@@ -108,31 +117,20 @@ async def relay_stream(
     response: UpstreamResponse,
     provider: str,
     transform: ChunkTransform | None,
-    adapter: ProviderAdapter,
-    content_type: bytes,
+    client: StreamFormat,
     deadline: float,
     receive: Receive,
     send: Send,
 ) -> None:
     """Stream the body to the client (through ``transform``), ending it cleanly on upstream errors and
-    disconnects. ``adapter`` and ``content_type``: the format the client receives, which says how a
-    stream the gateway cuts reports it."""
-    # uvicorn drops sends after a disconnect silently, so watch receive() and cancel ourselves.
+    disconnects (``client``: the format the client receives)."""
     task = asyncio.current_task()
     assert task is not None
     state = {"gone": False, "done": False}
-
-    async def watch_disconnect() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            continue
-        if not state["done"]:
-            state["gone"] = True
-            task.cancel()
-
-    watcher = asyncio.get_running_loop().create_task(watch_disconnect())
+    watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(receive, task, state))
     chunk = b""
     # An event-stream exception message may only follow a whole message: track where messages end.
-    frames = FrameBoundary() if content_type.startswith(_EVENT_STREAM) else None
+    frames = FrameBoundary() if client.content_type.startswith(_EVENT_STREAM) else None
     try:
         try:
             try:
@@ -153,7 +151,7 @@ async def relay_stream(
         except UpstreamError as exc:
             error_type = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_disconnected"
             ex.fail("upstream_error", error_type, str(exc))
-            event = _final_error(adapter, content_type, chunk, frames, str(exc), error_type)
+            event = _final_error(client, chunk, frames, str(exc), error_type)
             state["done"] = True
             await send({"type": "http.response.body", "body": event, "more_body": False})
     except asyncio.CancelledError:
@@ -166,9 +164,18 @@ async def relay_stream(
         watcher.cancel()
 
 
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any], state: dict[str, bool]) -> None:
+    """Cancel the relaying ``task`` when the client disconnects before the stream is done: uvicorn
+    drops sends after a disconnect silently, so the relay would otherwise read the upstream to its end."""
+    while (await receive())["type"] != "http.disconnect":
+        continue
+    if not state["done"]:
+        state["gone"] = True
+        task.cancel()
+
+
 def _final_error(
-    adapter: ProviderAdapter,
-    content_type: bytes,
+    client: StreamFormat,
     last: bytes,
     frames: FrameBoundary | None,
     message: str,
@@ -180,7 +187,7 @@ def _final_error(
     a line of its own (an SSE event cut mid-line becomes the error event)."""
     if frames is not None and not frames.at_boundary:
         return b""
-    frame = adapter.stream_error(content_type, message, error_type)
+    frame = client.adapter.stream_error(client.content_type, message, error_type)
     if frame and frames is None and last and not last.endswith((b"\n", b"\r")):
         return b"\n" + frame
     return frame

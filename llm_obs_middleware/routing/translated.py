@@ -30,7 +30,7 @@ from llm_obs_middleware.providers.translators import (
     translator_for,
 )
 from llm_obs_middleware.routing.failure import Failure, NativeAnswer, send_answer
-from llm_obs_middleware.routing.relay import relay_stream, total_deadline, upstream_error_body
+from llm_obs_middleware.routing.relay import StreamFormat, relay_stream, total_deadline, upstream_error_body
 from llm_obs_middleware.upstream.client import UpstreamResponse
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 _CLIENT_FORMAT = OpenAIAdapter()  # what a translated answer is: its in-band stream error too
-_SSE_TYPE = b"text/event-stream"
+_CLIENT_STREAM = StreamFormat(_CLIENT_FORMAT, b"text/event-stream")
 
 DROPPED_HEADER = b"x-llm-obs-dropped-params"
 """Response header naming the OpenAI parameters a translated request left out (``unsupported_params: drop``)."""
@@ -214,7 +214,7 @@ async def relay_translated(
         ex.observe_native(translating.observer, response.headers.raw, adapter.response_header_extras)
         await send({"type": "http.response.start", "status": status, "headers": [*_SSE, *extra]})
         translating.start(status)
-        await relay_stream(ex, response, provider, translating, _CLIENT_FORMAT, _SSE_TYPE, deadline, receive, send)
+        await relay_stream(ex, response, provider, translating, _CLIENT_STREAM, deadline, receive, send)
         return
     try:
         async with total_deadline(deadline):

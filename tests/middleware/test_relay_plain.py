@@ -42,7 +42,6 @@ async def _relayed(chunks: list[bytes]) -> list[Message]:
         _upstream(chunks),
         adapter=OpenAIAdapter(),
         provider="p",
-        streamed=False,
         hide_usage=False,
         deadline=time.perf_counter() + 60,
         receive=receive,

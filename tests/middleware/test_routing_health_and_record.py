@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,7 +95,7 @@ async def make(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         gateway = create_gateway(
             Config.from_dict(base_config(tmp_path, **overrides)), client=client, span_exporter=spans
         )
-        gateway.stack.router.rng = random.Random(3)
+        gateway.stack.router.rng.seed(3)
         await gateway.startup()
         made.append((gateway, client))
         return Kit(gateway, spans, calls)

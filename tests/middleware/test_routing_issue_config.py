@@ -7,7 +7,6 @@ fallback to another alias (served by Anthropic, translated), the one-deployment 
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
 from pathlib import Path
 
@@ -112,7 +111,7 @@ async def test_the_issue_yaml_routes_by_weight_and_falls_back(tmp_path: Path) ->
     upstream = Upstream()
     async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as client:
         gateway = create_gateway(load(tmp_path), client=client)
-        gateway.stack.router.rng = random.Random(7)
+        gateway.stack.router.rng.seed(7)
         await gateway.startup()
         try:
             statuses = [(await drive(gateway, "/v1/chat/completions", CHAT)).status for _ in range(400)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -90,7 +89,7 @@ def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     async def factory(upstream: Upstream, seed: int = 1, spans: Any = None, **overrides: Any) -> Gateway:
         client = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
         gateway = create_gateway(config(tmp_path, **overrides), client=client, span_exporter=spans)
-        gateway.stack.router.rng = random.Random(seed)
+        gateway.stack.router.rng.seed(seed)
         await gateway.startup()
         made.append((gateway, client))
         return gateway

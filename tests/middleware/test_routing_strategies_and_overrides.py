@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -88,7 +87,7 @@ async def make(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
         client = httpx.AsyncClient(transport=httpx.MockTransport(upstream))
         gateway = create_gateway(config(tmp_path, strategy, **overrides), client=client)
-        gateway.stack.router.rng = random.Random(5)
+        gateway.stack.router.rng.seed(5)
         await gateway.startup()
         made.append((gateway, client))
         return Kit(gateway, calls)
