@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
@@ -63,37 +63,15 @@ def build_exporters(
     exporters = config.exporters
     sinks: list[Sink] = []
     prometheus = None
-    meter_provider = None
     if exporters.prometheus.enabled:
         from llm_obs_middleware.exporters.prometheus.exporter import PrometheusSink
 
         prometheus = PrometheusSink(registry, config=exporters.prometheus)
         sinks.append(prometheus)
-    if (exporters.otlp is not None and exporters.otlp.enabled) or span_exporter is not None or tracer_provider:
-        from llm_obs_middleware.config.settings import OTLPConfig
-        from llm_obs_middleware.exporters.otlp.traces import OTLPSink
-
-        otlp_config = exporters.otlp or OTLPConfig(endpoint="http://127.0.0.1:4318")
-        otlp_sink = OTLPSink(
-            otlp_config,
-            service_name=config.service_name,
-            tracer_provider=tracer_provider,
-            span_exporter=span_exporter,
-        )
-        tracer_provider = otlp_sink.tracer_provider
-        sinks.append(otlp_sink)
-        if otlp_config.metrics and exporters.otlp is not None and exporters.otlp.enabled:
-            from llm_obs_middleware.exporters.otlp.metrics import OTLPMetricsSink
-
-            metrics_sink = OTLPMetricsSink(otlp_config, service_name=config.service_name)
-            meter_provider = metrics_sink.meter_provider
-            sinks.append(metrics_sink)
-    log_store = None
-    store_url = exporters.log_store.url or default_log_store_url
-    if exporters.log_store.enabled and store_url is not None:
-        from llm_obs_middleware.exporters.logstore import open_log_store
-
-        log_store = open_log_store(msgspec.structs.replace(exporters.log_store, url=store_url))
+    otlp = _otlp_sinks(config, tracer_provider, span_exporter)
+    sinks += otlp.sinks
+    log_store = _log_store(config, default_log_store_url)
+    if log_store is not None:
         sinks.append(log_store)
     if exporters.jsonl is not None and exporters.jsonl.enabled:
         from llm_obs_middleware.exporters.jsonl import JSONLSink
@@ -114,4 +92,44 @@ def build_exporters(
     )
     if prometheus is not None:
         prometheus.bind_pipeline(pipeline)
-    return Exporters(pipeline, prometheus, log_store, price_source, tracer_provider, meter_provider)
+    return Exporters(pipeline, prometheus, log_store, price_source, otlp.tracer_provider, otlp.meter_provider)
+
+
+class _OTLPSinks(NamedTuple):
+    sinks: list[Sink]
+    tracer_provider: TracerProvider | None
+    meter_provider: MeterProvider | None
+
+
+def _otlp_sinks(
+    config: Config, tracer_provider: TracerProvider | None, span_exporter: SpanExporter | None
+) -> _OTLPSinks:
+    """The OTLP trace sink (when configured, or when the caller passes a tracer provider or span exporter)
+    and the GenAI metrics sink (``otlp.metrics``)."""
+    otlp = config.exporters.otlp
+    if not ((otlp is not None and otlp.enabled) or span_exporter is not None or tracer_provider):
+        return _OTLPSinks([], tracer_provider, None)
+    from llm_obs_middleware.config.settings import OTLPConfig
+    from llm_obs_middleware.exporters.otlp.traces import OTLPSink
+
+    otlp_config = otlp or OTLPConfig(endpoint="http://127.0.0.1:4318")
+    traces = OTLPSink(
+        otlp_config, service_name=config.service_name, tracer_provider=tracer_provider, span_exporter=span_exporter
+    )
+    if not (otlp_config.metrics and otlp is not None and otlp.enabled):
+        return _OTLPSinks([traces], traces.tracer_provider, None)
+    from llm_obs_middleware.exporters.otlp.metrics import OTLPMetricsSink
+
+    metrics = OTLPMetricsSink(otlp_config, service_name=config.service_name)
+    return _OTLPSinks([traces, metrics], traces.tracer_provider, metrics.meter_provider)
+
+
+def _log_store(config: Config, default_url: str | None) -> SQLLogStore | None:
+    """The log store ``exporters.log_store`` names (its URL, else ``default_url``; none without either)."""
+    settings = config.exporters.log_store
+    url = settings.url or default_url
+    if not settings.enabled or url is None:
+        return None
+    from llm_obs_middleware.exporters.logstore import open_log_store
+
+    return open_log_store(msgspec.structs.replace(settings, url=url))

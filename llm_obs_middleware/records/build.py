@@ -41,11 +41,11 @@ def build_record(
     """Build the record; tokens are estimated and cost is priced here, so the request path never pays for it.
 
     A successful LLM exchange whose provider reported no usage gets estimated usage (``estimator``,
-    default :func:`~._estimate.default_estimator`) and ``estimated=True``. The price is the one in
+    default :func:`~.estimate.default_estimator`) and ``estimated=True``. The price is the one in
     force when the request started.
 
-    Most of its length is the record itself: one keyword per :class:`LLMRecord` field, in one place,
-    so a field left out shows; the parts with logic are :func:`_usage`, :func:`_diagnosis` and :func:`_timing`.
+    Long because it is mostly the record itself: one keyword per :class:`LLMRecord` field, in one
+    place, so a field left out shows; the parts with logic are :func:`_usage`, :func:`_diagnosis` and :func:`_timing`.
     """
     ex = exchange
     response = ex.response or _EMPTY_RESPONSE
