@@ -33,8 +33,8 @@ def build_app(args: argparse.Namespace) -> Any:
 
         return proxy_for(args.target, args.upstream)
     if args.target == "gateway":
-        from llm_obs_middleware.config.settings import Config
-        from llm_obs_middleware.gateway.standalone import create_gateway
+        # The public API only: `-base` targets run older package trees with other internal layouts.
+        from llm_obs_middleware import Config, create_gateway
 
         return create_gateway(Config.from_file(args.config))
     if args.target == "fake":
