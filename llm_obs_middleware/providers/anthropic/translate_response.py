@@ -29,12 +29,10 @@ from llm_obs_middleware.providers.anthropic.wire import (
 )
 from llm_obs_middleware.providers.openai.chat_shapes import (
     ChunkWriter,
-    CompletionTokensDetails,
     Delta,
     OpenAIUsage,
     OutputFunction,
     OutputToolCall,
-    PromptTokensDetails,
     assistant_completion,
     encode,
     error_event,
@@ -46,6 +44,7 @@ from llm_obs_middleware.providers.translate_base import (
     compact_json,
     openai_error,
     openai_finish_reason,
+    openai_usage as record_usage,
     raw_error_message,
 )
 
@@ -57,18 +56,7 @@ _decode_error = msgspec.json.Decoder(ErrorEnvelope).decode
 
 def openai_usage(usage: AnthropicUsage | None) -> OpenAIUsage | None:
     """The record's usage (:func:`anthropic_usage`) in OpenAI's shape."""
-    normalized = anthropic_usage(usage)
-    if normalized is None:
-        return None
-    prompt, completion = normalized.input_tokens or 0, normalized.output_tokens or 0
-    reasoning = normalized.reasoning_tokens
-    return OpenAIUsage(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=prompt + completion,
-        prompt_tokens_details=PromptTokensDetails(cached_tokens=normalized.cache_read_tokens or 0),
-        completion_tokens_details=CompletionTokensDetails(reasoning_tokens=reasoning) if reasoning else None,
-    )
+    return record_usage(anthropic_usage(usage))
 
 
 def openai_answer(body: bytes, context: ResponseContext) -> bytes:
