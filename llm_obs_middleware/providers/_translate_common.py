@@ -32,6 +32,7 @@ __all__ = [
     "tool_choice_name",
     "tool_declaration",
     "tool_schema",
+    "unsupported_params",
     "user_parts",
 ]
 
@@ -39,6 +40,16 @@ EMPTY_SCHEMA = msgspec.Raw(b'{"type":"object","properties":{}}')
 """A tool's parameters when the client declares none (providers want an object schema)."""
 _PLAIN_ROLES = frozenset(("system", "user", "assistant", "tool"))
 _decode_object = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+
+
+def unsupported_params(provider: str, chat: ChatRequest, names: Iterable[str]) -> UnsupportedParams:
+    """The request's parameters among ``names`` (see :meth:`UnsupportedParams.check`), then
+    ``parallel_tool_calls: false`` for providers that cannot make tool calls one at a time."""
+    skipped = UnsupportedParams(provider)
+    skipped.check(chat, names)
+    if chat.parallel_tool_calls is False:
+        skipped.add("parallel_tool_calls")
+    return skipped
 
 
 def tool_schema(function: FunctionDefinition) -> msgspec.Raw:

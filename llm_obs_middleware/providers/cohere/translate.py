@@ -24,6 +24,7 @@ from llm_obs_middleware.providers._translate_common import (
     function_tools,
     plain_role,
     response_schema,
+    unsupported_params,
     user_parts,
 )
 from llm_obs_middleware.providers.cohere.observe import ChatStreamObserver, cohere_usage
@@ -166,10 +167,7 @@ class CohereTranslator(ChatDecoding):
     """OpenAI Chat Completions to Cohere v2 chat and back (see the module docstring)."""
 
     def request(self, chat: ChatRequest, model: str, *, unsupported: UnsupportedRule) -> UpstreamRequest:
-        skipped = UnsupportedParams("cohere")
-        skipped.check(chat, _UNSUPPORTED)
-        if chat.parallel_tool_calls is False:
-            skipped.add("parallel_tool_calls")
+        skipped = unsupported_params("cohere", chat, _UNSUPPORTED)
         body: dict[str, Any] = {"model": model, "messages": _messages(chat, skipped)}
         if chat.stream:
             body["stream"] = True

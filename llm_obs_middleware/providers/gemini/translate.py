@@ -27,6 +27,7 @@ from llm_obs_middleware.providers._translate_common import (
     tool_choice_mode,
     tool_choice_name,
     tool_declaration,
+    unsupported_params,
     user_parts,
 )
 from llm_obs_middleware.providers.gemini import wire
@@ -134,10 +135,7 @@ class GeminiTranslator(ChatDecoding):
     """OpenAI Chat Completions to Gemini generateContent and back (see the module docstring)."""
 
     def request(self, chat: ChatRequest, model: str, *, unsupported: UnsupportedRule) -> UpstreamRequest:
-        skipped = UnsupportedParams("gemini")
-        skipped.check(chat, _UNSUPPORTED)
-        if chat.parallel_tool_calls is False:
-            skipped.add("parallel_tool_calls")
+        skipped = unsupported_params("gemini", chat, _UNSUPPORTED)
         system, contents = _contents(chat, skipped)
         body: dict[str, Any] = {"contents": contents}
         if system:

@@ -21,6 +21,7 @@ from llm_obs_middleware.providers._translate_common import (
     function_tools,
     plain_role,
     response_schema,
+    unsupported_params,
     user_parts,
 )
 from llm_obs_middleware.providers.ollama.observe import ReplyStreamObserver, ollama_usage
@@ -139,10 +140,7 @@ class OllamaTranslator(ChatDecoding):
     """OpenAI Chat Completions to Ollama's chat API and back (see the module docstring)."""
 
     def request(self, chat: ChatRequest, model: str, *, unsupported: UnsupportedRule) -> UpstreamRequest:
-        skipped = UnsupportedParams("ollama")
-        skipped.check(chat, _UNSUPPORTED)
-        if chat.parallel_tool_calls is False:
-            skipped.add("parallel_tool_calls")
+        skipped = unsupported_params("ollama", chat, _UNSUPPORTED)
         if chat.tool_choice is not None and chat.tool_choice != "auto":
             skipped.add("tool_choice")
         body: dict[str, Any] = {"model": model, "messages": _messages(chat, skipped), "stream": bool(chat.stream)}
