@@ -14,6 +14,7 @@ import msgspec
 
 from llm_obs_middleware.asgi.messages import error_json
 from llm_obs_middleware.providers.openai.chat_shapes import (
+    DONE,
     ChatRequest,
     CompletionTokensDetails,
     EmbeddingsRequest,
@@ -56,7 +57,6 @@ __all__ = [
 UnsupportedRule = Literal["drop", "error"]
 RequestT = TypeVar("RequestT")
 EventT = TypeVar("EventT")
-DONE = b"data: [DONE]\n\n"
 OPENAI_ONLY = (
     "top_logprobs",
     "logit_bias",

@@ -12,14 +12,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import msgspec
-
+from llm_obs_middleware.providers._translate_common import (
+    text_only,
+    tool_choice_mode,
+    tool_choice_name,
+    tool_declaration,
+    user_parts,
+)
 from llm_obs_middleware.providers.anthropic.translate_response import (
     AnthropicStream,
     openai_answer,
     openai_error_answer,
 )
-from llm_obs_middleware.providers.openai.chat_shapes import ChatMessage, ChatRequest, encode, present
+from llm_obs_middleware.providers.openai.chat_shapes import ChatMessage, ChatRequest, encode
 from llm_obs_middleware.providers.translate_base import (
     OPENAI_ONLY,
     ChatDecoding,
@@ -47,23 +52,10 @@ _UNSUPPORTED = (
     "logprobs",
     *OPENAI_ONLY,
 )
-_EMPTY_SCHEMA = msgspec.Raw(b'{"type":"object","properties":{}}')
 _TOOL_CHOICE = {"auto": "auto", "required": "any", "none": "none"}
 
 
 # --- request ----------------------------------------------------------------------------------------
-
-
-def _text_of(message: ChatMessage, where: str) -> str:
-    content = message.content
-    if content is None or isinstance(content, str):
-        return content or ""
-    texts = []
-    for part in content:
-        if part.type != "text":
-            raise TranslationError(f"{where} messages may hold only text parts, not {part.type!r}", param="messages")
-        texts.append(part.text or "")
-    return "".join(texts)
 
 
 def _user_blocks(message: ChatMessage, skipped: UnsupportedParams) -> str | list[dict[str, Any]]:
@@ -71,23 +63,21 @@ def _user_blocks(message: ChatMessage, skipped: UnsupportedParams) -> str | list
     if content is None or isinstance(content, str):
         return content or ""
     blocks: list[dict[str, Any]] = []
-    for part in content:
-        if part.type == "text":
-            blocks.append({"type": "text", "text": part.text or ""})
-        elif part.type == "image_url" and part.image_url is not None:
-            inline = data_url(part.image_url.url)
-            if inline is None:
-                source = {"type": "url", "url": part.image_url.url}
-            else:
-                source = {"type": "base64", "media_type": inline[0], "data": inline[1]}
-            blocks.append({"type": "image", "source": source})
+    for kind, value in user_parts(content, skipped):
+        if kind == "text":
+            blocks.append({"type": "text", "text": value})
+            continue
+        inline = data_url(value)
+        if inline is None:
+            source = {"type": "url", "url": value}
         else:
-            skipped.add(f"messages[].content[].{part.type}")
+            source = {"type": "base64", "media_type": inline[0], "data": inline[1]}
+        blocks.append({"type": "image", "source": source})
     return blocks
 
 
 def _assistant_blocks(message: ChatMessage) -> str | list[dict[str, Any]]:
-    text = _text_of(message, "assistant")
+    text = text_only(message, "assistant")
     if not message.tool_calls:
         return text
     blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
@@ -114,7 +104,7 @@ def _messages(chat: ChatRequest, skipped: UnsupportedParams) -> tuple[list[dict[
             if results is None:
                 results = []
                 turns.append({"role": "user", "content": results})
-            result_text = _text_of(message, "tool")
+            result_text = text_only(message, "tool")
             results.append({"type": "tool_result", "tool_use_id": message.tool_call_id or "", "content": result_text})
             continue
         if role == "user" and results is not None:  # a user message right after tool results joins their turn
@@ -124,7 +114,7 @@ def _messages(chat: ChatRequest, skipped: UnsupportedParams) -> tuple[list[dict[
             continue
         results = None
         if role in ("system", "developer"):
-            system.append({"type": "text", "text": _text_of(message, role)})
+            system.append({"type": "text", "text": text_only(message, role)})
         elif role == "user":
             turns.append({"role": "user", "content": _user_blocks(message, skipped)})
         elif role == "assistant":
@@ -156,14 +146,7 @@ class AnthropicTranslator(ChatDecoding):
         if chat.user:
             body["metadata"] = {"user_id": chat.user}
         if chat.tools:
-            body["tools"] = [
-                {
-                    "name": tool.function.name,
-                    **({"description": tool.function.description} if tool.function.description else {}),
-                    "input_schema": tool.function.parameters if present(tool.function.parameters) else _EMPTY_SCHEMA,
-                }
-                for tool in chat.tools
-            ]
+            body["tools"] = [tool_declaration(tool.function, "input_schema") for tool in chat.tools]
         choice = self._tool_choice(chat)
         if choice is not None:
             body["tool_choice"] = choice
@@ -180,13 +163,9 @@ class AnthropicTranslator(ChatDecoding):
             serial = chat.tools and chat.parallel_tool_calls is False
             result: dict[str, Any] | None = {"type": "auto"} if serial else None
         elif isinstance(choice, str):
-            if choice not in _TOOL_CHOICE:
-                raise TranslationError(f"tool_choice {choice!r} is not auto, required or none", param="tool_choice")
-            result = {"type": _TOOL_CHOICE[choice]}
-        elif choice.function is not None:
-            result = {"type": "tool", "name": choice.function.name}
+            result = {"type": tool_choice_mode(choice, _TOOL_CHOICE)}
         else:
-            raise TranslationError("tool_choice: a named choice needs function.name", param="tool_choice")
+            result = {"type": "tool", "name": tool_choice_name(chat)}
         if result is not None and chat.parallel_tool_calls is False and result["type"] != "none":
             result["disable_parallel_tool_use"] = True
         return result

@@ -8,6 +8,9 @@ the translated client and the record say the same: the client's ``finish_reason`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import msgspec
 
 from llm_obs_middleware.providers.anthropic.observe import MessagesStreamObserver, anthropic_usage, merge_usage
@@ -26,26 +29,22 @@ from llm_obs_middleware.providers.anthropic.wire import (
 )
 from llm_obs_middleware.providers.openai.chat_shapes import (
     ChunkWriter,
-    CompletionTokensDetails,
     Delta,
-    FunctionDelta,
     OpenAIUsage,
     OutputFunction,
     OutputToolCall,
-    PromptTokensDetails,
-    ToolCallDelta,
     assistant_completion,
     encode,
     error_event,
 )
 from llm_obs_middleware.providers.translate_base import (
-    DONE,
     EventTranslator,
     ResponseContext,
     TranslatedError,
     compact_json,
     openai_error,
     openai_finish_reason,
+    openai_usage as record_usage,
     raw_error_message,
 )
 
@@ -57,18 +56,7 @@ _decode_error = msgspec.json.Decoder(ErrorEnvelope).decode
 
 def openai_usage(usage: AnthropicUsage | None) -> OpenAIUsage | None:
     """The record's usage (:func:`anthropic_usage`) in OpenAI's shape."""
-    normalized = anthropic_usage(usage)
-    if normalized is None:
-        return None
-    prompt, completion = normalized.input_tokens or 0, normalized.output_tokens or 0
-    reasoning = normalized.reasoning_tokens
-    return OpenAIUsage(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=prompt + completion,
-        prompt_tokens_details=PromptTokensDetails(cached_tokens=normalized.cache_read_tokens or 0),
-        completion_tokens_details=CompletionTokensDetails(reasoning_tokens=reasoning) if reasoning else None,
-    )
+    return record_usage(anthropic_usage(usage))
 
 
 def openai_answer(body: bytes, context: ResponseContext) -> bytes:
@@ -126,54 +114,71 @@ class AnthropicStream(EventTranslator[StreamEvent]):
         self._completed = False
 
     def event(self, event: StreamEvent) -> bytes:
-        out = self._out
-        if isinstance(event, ContentBlockDelta):
-            delta = event.delta
-            if delta is None:
-                return b""
-            if delta.type == "text_delta" and delta.text:
-                return out.delta(Delta(content=delta.text))
-            if delta.type == "thinking_delta" and delta.thinking:
-                return out.delta(Delta(reasoning_content=delta.thinking))
-            if delta.type == "input_json_delta" and delta.partial_json:
-                index = self._blocks.get(event.index)
-                if index is not None:
-                    call = ToolCallDelta(index=index, function=FunctionDelta(arguments=delta.partial_json))
-                    return out.delta(Delta(tool_calls=[call]))
+        handler = _HANDLERS.get(type(event))
+        return handler(self, event) if handler is not None else b""
+
+    def _block_delta(self, event: ContentBlockDelta) -> bytes:
+        delta = event.delta
+        if delta is None:
             return b""
-        if isinstance(event, ContentBlockStart):
-            block = event.content_block
-            if block is None or block.type != "tool_use":
-                return b""
-            index = self._blocks[event.index] = self._tools
-            self._tools += 1
-            function = FunctionDelta(name=block.name, arguments="")
-            return out.delta(
-                Delta(tool_calls=[ToolCallDelta(index=index, id=block.id, type="function", function=function)])
-            )
-        if isinstance(event, MessageStart) and event.message is not None:
-            out.id = event.message.id or out.id
-            out.model = event.message.model or out.model
-            if event.message.usage is not None:
-                self._usage = event.message.usage
-            return out.delta(Delta(role="assistant", content=""))
-        if isinstance(event, MessageDelta):
-            if event.usage is not None:
-                self._usage = merge_usage(self._usage, event.usage)
-            if event.delta is not None and event.delta.stop_reason is not None:
-                normalized = finish_reason(event.delta.stop_reason, self._tools > 0)
-                return out.delta(Delta(), openai_finish_reason(normalized))
-            return b""
-        if isinstance(event, MessageStop):
-            self._completed = True
-        elif isinstance(event, StreamError):
-            kind = (event.error.type if event.error else None) or "api_error"
-            return error_event((event.error.message if event.error else None) or "", kind, kind)
+        if delta.type == "text_delta" and delta.text:
+            return self._out.delta(Delta(content=delta.text))
+        if delta.type == "thinking_delta" and delta.thinking:
+            return self._out.delta(Delta(reasoning_content=delta.thinking))
+        if delta.type == "input_json_delta" and delta.partial_json:
+            index = self._blocks.get(event.index)
+            if index is not None:
+                return self._out.tool_arguments(index, delta.partial_json)
         return b""
+
+    def _block_start(self, event: ContentBlockStart) -> bytes:
+        block = event.content_block
+        if block is None or block.type != "tool_use":
+            return b""
+        index = self._blocks[event.index] = self._tools
+        self._tools += 1
+        return self._out.tool_call(index, block.id, block.name)
+
+    def _message_start(self, event: MessageStart) -> bytes:
+        message = event.message
+        if message is None:
+            return b""
+        out = self._out
+        out.id = message.id or out.id
+        out.model = message.model or out.model
+        if message.usage is not None:
+            self._usage = message.usage
+        return out.start()
+
+    def _message_delta(self, event: MessageDelta) -> bytes:
+        if event.usage is not None:
+            self._usage = merge_usage(self._usage, event.usage)
+        if event.delta is None or event.delta.stop_reason is None:
+            return b""
+        normalized = finish_reason(event.delta.stop_reason, self._tools > 0)
+        return self._out.delta(Delta(), openai_finish_reason(normalized))
+
+    def _message_stop(self, event: MessageStop) -> bytes:
+        self._completed = True
+        return b""
+
+    def _error(self, event: StreamError) -> bytes:
+        kind = (event.error.type if event.error else None) or "api_error"
+        return error_event((event.error.message if event.error else None) or "", kind, kind)
 
     def close(self) -> bytes:
         tail = self._drain()
         if not self._completed:
             return tail  # an unfinished stream ends without [DONE], as OpenAI's would
-        usage = openai_usage(self._usage) if self._include_usage else None
-        return tail + (self._out.usage(usage) if usage is not None else b"") + DONE
+        return tail + self._out.done(openai_usage(self._usage) if self._include_usage else None)
+
+
+# The stream events a client sees something of, and what each becomes (the others: nothing).
+_HANDLERS: dict[type[Any], Callable[[AnthropicStream, Any], bytes]] = {
+    ContentBlockDelta: AnthropicStream._block_delta,
+    ContentBlockStart: AnthropicStream._block_start,
+    MessageStart: AnthropicStream._message_start,
+    MessageDelta: AnthropicStream._message_delta,
+    MessageStop: AnthropicStream._message_stop,
+    StreamError: AnthropicStream._error,
+}

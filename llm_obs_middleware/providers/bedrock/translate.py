@@ -23,18 +23,15 @@ from llm_obs_middleware.providers.openai.chat_shapes import (
     ChatRequest,
     ChunkWriter,
     Delta,
-    FunctionDelta,
     OpenAIUsage,
     OutputFunction,
     OutputToolCall,
     PromptTokensDetails,
-    ToolCallDelta,
     assistant_completion,
     encode,
     error_event,
 )
 from llm_obs_middleware.providers.translate_base import (
-    DONE,
     ChatDecoding,
     EventTranslator,
     ResponseContext,
@@ -146,16 +143,13 @@ class BedrockStream(EventTranslator[ConverseEvent]):
             if delta.tool_use is not None and delta.tool_use.input:
                 index = self._blocks.get(event.content_block_index or 0)
                 if index is not None:
-                    call = ToolCallDelta(index=index, function=FunctionDelta(arguments=delta.tool_use.input))
-                    return out.delta(Delta(tool_calls=[call]))
+                    return out.tool_arguments(index, delta.tool_use.input)
         elif name == "contentBlockStart" and event.start is not None and event.start.tool_use is not None:
             use = event.start.tool_use
             index = self._blocks[event.content_block_index or 0] = len(self._blocks)
-            function = FunctionDelta(name=use.name, arguments="")
-            call = ToolCallDelta(index=index, id=use.tool_use_id or "", type="function", function=function)
-            return out.delta(Delta(tool_calls=[call]))
+            return out.tool_call(index, use.tool_use_id or "", use.name)
         elif name == "messageStart":
-            return out.delta(Delta(role="assistant", content=""))
+            return out.start()
         elif name == "messageStop":
             self._stopped = True
             reason = finish_reason(event.stop_reason, bool(self._blocks))
@@ -168,5 +162,4 @@ class BedrockStream(EventTranslator[ConverseEvent]):
         tail = self._drain()
         if not self._stopped or self._failed:
             return tail
-        usage = openai_usage(self._usage) if self._include_usage else None
-        return tail + (self._out.usage(usage) if usage is not None else b"") + DONE
+        return tail + self._out.done(openai_usage(self._usage) if self._include_usage else None)

@@ -13,8 +13,9 @@ from urllib.parse import quote
 
 import msgspec
 
+from llm_obs_middleware.providers._translate_common import json_object, tool_choice_name, tool_schema, user_parts
 from llm_obs_middleware.providers.bedrock.wire import ConverseRequest, InferenceConfig, ToolConfig, ToolEntry, ToolSpec
-from llm_obs_middleware.providers.openai.chat_shapes import ChatMessage, ChatRequest, encode, present
+from llm_obs_middleware.providers.openai.chat_shapes import ChatMessage, ChatRequest, encode
 from llm_obs_middleware.providers.translate_base import (
     OPENAI_ONLY,
     TranslationError,
@@ -43,8 +44,6 @@ _IMAGE_FORMATS = {
     "image/webp": "webp",
 }
 _EMPTY = msgspec.Raw(b"{}")
-_EMPTY_SCHEMA = msgspec.Raw(b'{"type":"object","properties":{}}')
-_decode_object = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
 
 def _blocks(message: ChatMessage, skipped: UnsupportedParams) -> list[dict[str, Any]]:
@@ -52,33 +51,25 @@ def _blocks(message: ChatMessage, skipped: UnsupportedParams) -> list[dict[str, 
     if content is None or isinstance(content, str):
         return [{"text": content}] if content else []
     blocks: list[dict[str, Any]] = []
-    for part in content:
-        if part.type == "text":
-            if part.text:
-                blocks.append({"text": part.text})
-        elif part.type == "image_url" and part.image_url is not None and message.role == "user":
-            inline = data_url(part.image_url.url)
-            image_format = _IMAGE_FORMATS.get(inline[0]) if inline is not None else None
-            if inline is None or image_format is None:
-                skipped.add("messages[].content[].image_url")  # by URL, or not png/jpeg/gif/webp
-            else:
-                blocks.append({"image": {"format": image_format, "source": {"bytes": inline[1]}}})
+    for kind, value in user_parts(content, skipped):
+        if kind == "text":
+            if value:
+                blocks.append({"text": value})
+            continue
+        inline = data_url(value) if message.role == "user" else None
+        image_format = _IMAGE_FORMATS.get(inline[0]) if inline is not None else None
+        if inline is None or image_format is None:
+            skipped.add("messages[].content[].image_url")  # by URL, or not png/jpeg/gif/webp, or not a user's
         else:
-            skipped.add(f"messages[].content[].{part.type}")
+            blocks.append({"image": {"format": image_format, "source": {"bytes": inline[1]}}})
     return blocks
 
 
 def _tool_result(message: ChatMessage) -> dict[str, Any]:
     content = message.content
     text = content if isinstance(content, str) else "".join(part.text or "" for part in content or ())
-    stripped = text.strip()
-    result: dict[str, Any] = {"text": text or " "}
-    if stripped.startswith("{"):
-        try:
-            _decode_object(stripped)
-            result = {"json": msgspec.Raw(stripped.encode())}
-        except msgspec.DecodeError:
-            pass
+    structured = json_object(text)
+    result: dict[str, Any] = {"text": text or " "} if structured is None else {"json": structured}
     return {"toolResult": {"toolUseId": message.tool_call_id or "", "content": [result]}}
 
 
@@ -126,9 +117,7 @@ def converse_request(chat: ChatRequest, model: str, *, unsupported: UnsupportedR
                 tool_spec=ToolSpec(
                     name=tool.function.name,
                     description=tool.function.description or None,
-                    input_schema={
-                        "json": tool.function.parameters if present(tool.function.parameters) else _EMPTY_SCHEMA
-                    },
+                    input_schema={"json": tool_schema(tool.function)},
                 )
             )
             for tool in chat.tools
@@ -160,6 +149,4 @@ def _tool_choice(chat: ChatRequest, skipped: UnsupportedParams) -> dict[str, msg
     if isinstance(choice, str):
         skipped.add("tool_choice")  # "none": Converse cannot forbid the tools it is given
         return None
-    if choice.function is None:
-        raise TranslationError("tool_choice: a named choice needs function.name", param="tool_choice")
-    return {"tool": msgspec.Raw(encode({"name": choice.function.name}))}
+    return {"tool": msgspec.Raw(encode({"name": tool_choice_name(chat)}))}

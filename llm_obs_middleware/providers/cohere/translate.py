@@ -19,6 +19,14 @@ from typing import Any
 
 import msgspec
 
+from llm_obs_middleware.providers._translate_common import (
+    copy_params,
+    function_tools,
+    plain_role,
+    response_schema,
+    unsupported_params,
+    user_parts,
+)
 from llm_obs_middleware.providers.cohere.observe import ChatStreamObserver, cohere_usage
 from llm_obs_middleware.providers.cohere.wire import (
     ChatResponse,
@@ -35,30 +43,24 @@ from llm_obs_middleware.providers.cohere.wire import (
     finish_reason,
 )
 from llm_obs_middleware.providers.openai.chat_shapes import (
-    ABSENT,
     ChatMessage,
     ChatRequest,
     ChunkWriter,
     Delta,
-    FunctionDelta,
     OpenAIUsage,
     OutputFunction,
     OutputToolCall,
     PromptTokensDetails,
-    ToolCallDelta as OpenAIToolCallDelta,
     assistant_completion,
     encode,
     error_event,
-    present,
 )
 from llm_obs_middleware.providers.translate_base import (
-    DONE,
     OPENAI_ONLY,
     ChatDecoding,
     EventTranslator,
     ResponseContext,
     TranslatedError,
-    TranslationError,
     UnsupportedParams,
     UnsupportedRule,
     UpstreamRequest,
@@ -74,7 +76,13 @@ _UNSUPPORTED = (
     *OPENAI_ONLY,
 )
 _TOOL_CHOICE = {"required": "REQUIRED", "none": "NONE"}
-_EMPTY_SCHEMA = msgspec.Raw(b'{"type":"object","properties":{}}')
+_SAMPLING = (
+    ("temperature", "temperature"),
+    ("top_p", "p"),
+    ("seed", "seed"),
+    ("presence_penalty", "presence_penalty"),
+    ("frequency_penalty", "frequency_penalty"),
+)
 
 
 _decode_response = msgspec.json.Decoder(ChatResponse).decode
@@ -100,31 +108,25 @@ def _usage(usage: CohereUsage | None) -> OpenAIUsage | None:
     )
 
 
-def _schema(parameters: msgspec.Raw) -> msgspec.Raw:
-    return parameters if present(parameters) else _EMPTY_SCHEMA
-
-
 def _content(message: ChatMessage, skipped: UnsupportedParams) -> str | list[dict[str, Any]]:
     content = message.content
     if content is None or isinstance(content, str):
         return content or ""
     parts: list[dict[str, Any]] = []
-    for part in content:
-        if part.type == "text":
-            parts.append({"type": "text", "text": part.text or ""})
-        elif part.type == "image_url" and part.image_url is not None and message.role == "user":
-            parts.append({"type": "image_url", "image_url": {"url": part.image_url.url}})
+    for kind, value in user_parts(content, skipped):
+        if kind == "text":
+            parts.append({"type": "text", "text": value})
+        elif message.role == "user":
+            parts.append({"type": "image_url", "image_url": {"url": value}})
         else:
-            skipped.add(f"messages[].content[].{part.type}")
+            skipped.add("messages[].content[].image_url")
     return parts
 
 
 def _messages(chat: ChatRequest, skipped: UnsupportedParams) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     for message in chat.messages:
-        role = "system" if message.role == "developer" else message.role
-        if role not in ("system", "user", "assistant", "tool"):
-            raise TranslationError(f"message role {role!r} cannot be sent to cohere", param="messages")
+        role = plain_role(message, "cohere")
         item: dict[str, Any] = {"role": role}
         content = _content(message, skipped)
         if content or not message.tool_calls:
@@ -144,27 +146,32 @@ def _messages(chat: ChatRequest, skipped: UnsupportedParams) -> list[dict[str, A
     return messages
 
 
+def _tool_choice(chat: ChatRequest, body: dict[str, Any], skipped: UnsupportedParams) -> None:
+    choice = chat.tool_choice
+    if isinstance(choice, str) and choice in _TOOL_CHOICE:
+        body["tool_choice"] = _TOOL_CHOICE[choice]
+    elif choice is not None and choice != "auto":
+        skipped.add("tool_choice")  # a named tool has no equivalent
+
+
+def _response_format(chat: ChatRequest, body: dict[str, Any], skipped: UnsupportedParams) -> None:
+    format_ = chat.response_format
+    if format_ is not None and format_.type in ("json_object", "json_schema"):
+        schema = response_schema(chat)
+        body["response_format"] = {"type": "json_object", **({"json_schema": schema} if schema is not None else {})}
+    elif format_ is not None and format_.type != "text":
+        skipped.add("response_format")
+
+
 class CohereTranslator(ChatDecoding):
     """OpenAI Chat Completions to Cohere v2 chat and back (see the module docstring)."""
 
     def request(self, chat: ChatRequest, model: str, *, unsupported: UnsupportedRule) -> UpstreamRequest:
-        skipped = UnsupportedParams("cohere")
-        skipped.check(chat, _UNSUPPORTED)
-        if chat.parallel_tool_calls is False:
-            skipped.add("parallel_tool_calls")
+        skipped = unsupported_params("cohere", chat, _UNSUPPORTED)
         body: dict[str, Any] = {"model": model, "messages": _messages(chat, skipped)}
         if chat.stream:
             body["stream"] = True
-        for ours, theirs in (
-            ("temperature", "temperature"),
-            ("top_p", "p"),
-            ("seed", "seed"),
-            ("presence_penalty", "presence_penalty"),
-            ("frequency_penalty", "frequency_penalty"),
-        ):
-            value = getattr(chat, ours)
-            if value is not None:
-                body[theirs] = value
+        copy_params(chat, _SAMPLING, body)
         if chat.output_limit is not None:
             body["max_tokens"] = chat.output_limit
         if chat.stop_list:
@@ -172,28 +179,9 @@ class CohereTranslator(ChatDecoding):
         if chat.logprobs:
             body["logprobs"] = True
         if chat.tools:
-            body["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": tool.function.name,
-                        **({"description": tool.function.description} if tool.function.description else {}),
-                        "parameters": _schema(tool.function.parameters),
-                    },
-                }
-                for tool in chat.tools
-            ]
-        choice = chat.tool_choice
-        if isinstance(choice, str) and choice in _TOOL_CHOICE:
-            body["tool_choice"] = _TOOL_CHOICE[choice]
-        elif choice is not None and choice != "auto":
-            skipped.add("tool_choice")
-        format_ = chat.response_format
-        if format_ is not None and format_.type in ("json_object", "json_schema"):
-            schema = format_.json_schema.schema if format_.json_schema is not None else ABSENT
-            body["response_format"] = {"type": "json_object", **({"json_schema": schema} if present(schema) else {})}
-        elif format_ is not None and format_.type != "text":
-            skipped.add("response_format")
+            body["tools"] = function_tools(chat)
+        _tool_choice(chat, body, skipped)
+        _response_format(chat, body, skipped)
         dropped = skipped.resolve(unsupported)
         return UpstreamRequest("/v2/chat", encode(body), [], dropped)
 
@@ -266,18 +254,12 @@ class CohereStream(EventTranslator[StreamEvent]):
             call = event.delta.message.tool_calls if event.delta is not None and event.delta.message else None
             if call is not None and call.function is not None:
                 self._tools = True
-                start = isinstance(event, ToolCallStart)
-                function = FunctionDelta(name=call.function.name if start else None, arguments=call.function.arguments)
-                tool = OpenAIToolCallDelta(
-                    index=event.index,
-                    id=call.id if start else None,
-                    type="function" if start else None,
-                    function=function,
-                )
-                return out.delta(Delta(tool_calls=[tool]))
+                if isinstance(event, ToolCallStart):
+                    return out.tool_call(event.index, call.id, call.function.name, call.function.arguments)
+                return out.tool_arguments(event.index, call.function.arguments)
         elif isinstance(event, MessageStart):
             out.id = event.id or out.id
-            return out.delta(Delta(role="assistant", content=""))
+            return out.start()
         elif isinstance(event, MessageEnd) and event.delta is not None:
             return self._end(event.delta.finish_reason, event.delta.error, event.delta.usage)
         return b""
@@ -295,5 +277,4 @@ class CohereStream(EventTranslator[StreamEvent]):
         tail = self._drain()
         if not self._completed:
             return tail
-        usage = _usage(self._usage) if self._include_usage else None
-        return tail + (self._out.usage(usage) if usage is not None else b"") + DONE
+        return tail + self._out.done(_usage(self._usage) if self._include_usage else None)

@@ -19,9 +19,20 @@ from urllib.parse import quote
 
 import msgspec
 
+from llm_obs_middleware.providers._translate_common import (
+    copy_params,
+    json_object,
+    response_schema,
+    text_only,
+    tool_choice_mode,
+    tool_choice_name,
+    tool_declaration,
+    unsupported_params,
+    user_parts,
+)
 from llm_obs_middleware.providers.gemini import wire
 from llm_obs_middleware.providers.gemini.translate_response import GeminiStream, completion
-from llm_obs_middleware.providers.openai.chat_shapes import ChatMessage, ChatRequest, encode, present
+from llm_obs_middleware.providers.openai.chat_shapes import ChatMessage, ChatRequest, encode
 from llm_obs_middleware.providers.translate_base import (
     OPENAI_ONLY,
     ChatDecoding,
@@ -44,23 +55,17 @@ _UNSUPPORTED = (
     *OPENAI_ONLY,
 )
 _CALLING_MODE = {"auto": "AUTO", "required": "ANY", "none": "NONE"}
-_EMPTY_SCHEMA = msgspec.Raw(b'{"type":"object","properties":{}}')
-_decode_object = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_SAMPLING = (
+    ("temperature", "temperature"),
+    ("top_p", "topP"),
+    ("n", "candidateCount"),
+    ("seed", "seed"),
+    ("presence_penalty", "presencePenalty"),
+    ("frequency_penalty", "frequencyPenalty"),
+)
 
 
 # --- request ----------------------------------------------------------------------------------------
-
-
-def _text(message: ChatMessage, where: str) -> str:
-    content = message.content
-    if content is None or isinstance(content, str):
-        return content or ""
-    texts = []
-    for part in content:
-        if part.type != "text":
-            raise TranslationError(f"{where} messages may hold only text parts, not {part.type!r}", param="messages")
-        texts.append(part.text or "")
-    return "".join(texts)
 
 
 def _user_parts(message: ChatMessage, skipped: UnsupportedParams) -> list[dict[str, Any]]:
@@ -68,32 +73,19 @@ def _user_parts(message: ChatMessage, skipped: UnsupportedParams) -> list[dict[s
     if content is None or isinstance(content, str):
         return [{"text": content or ""}]
     parts: list[dict[str, Any]] = []
-    for part in content:
-        if part.type == "text":
-            parts.append({"text": part.text or ""})
-        elif part.type == "image_url" and part.image_url is not None:
-            url = part.image_url.url
-            inline = data_url(url)
-            if inline is not None:
-                parts.append({"inlineData": {"mimeType": inline[0], "data": inline[1]}})
-            else:
-                guessed = mimetypes.guess_type(url.partition("?")[0])[0]
-                file_data = {"fileUri": url, **({"mimeType": guessed} if guessed else {})}
-                parts.append({"fileData": file_data})
+    for kind, value in user_parts(content, skipped):
+        if kind == "text":
+            parts.append({"text": value})
+        elif (inline := data_url(value)) is not None:
+            parts.append({"inlineData": {"mimeType": inline[0], "data": inline[1]}})
         else:
-            skipped.add(f"messages[].content[].{part.type}")
+            guessed = mimetypes.guess_type(value.partition("?")[0])[0]
+            parts.append({"fileData": {"fileUri": value, **({"mimeType": guessed} if guessed else {})}})
     return parts
 
 
 def _function_response(text: str) -> msgspec.Raw | dict[str, str]:
-    stripped = text.strip()
-    if stripped.startswith("{"):
-        try:
-            _decode_object(stripped)
-            return msgspec.Raw(stripped.encode())
-        except msgspec.DecodeError:
-            pass
-    return {"content": text}
+    return json_object(text) or {"content": text}
 
 
 def _contents(chat: ChatRequest, skipped: UnsupportedParams) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -112,7 +104,7 @@ def _contents(chat: ChatRequest, skipped: UnsupportedParams) -> tuple[list[dict[
                 raise TranslationError(
                     f"tool message answers {call_id!r}, which no earlier assistant message called", param="messages"
                 )
-            response = _function_response(_text(message, "tool"))
+            response = _function_response(text_only(message, "tool"))
             results.append({"functionResponse": {"name": names[call_id], "response": response}})
             continue
         if role == "user" and results is not None:  # a user message right after tool results joins their turn
@@ -121,12 +113,12 @@ def _contents(chat: ChatRequest, skipped: UnsupportedParams) -> tuple[list[dict[
             continue
         results = None
         if role in ("system", "developer"):
-            system.append({"text": _text(message, role)})
+            system.append({"text": text_only(message, role)})
         elif role == "user":
             contents.append({"role": "user", "parts": _user_parts(message, skipped)})
         elif role == "assistant":
             parts: list[dict[str, Any]] = []
-            text = _text(message, "assistant")
+            text = text_only(message, "assistant")
             if text:
                 parts.append({"text": text})
             for call in message.tool_calls or ():
@@ -143,10 +135,7 @@ class GeminiTranslator(ChatDecoding):
     """OpenAI Chat Completions to Gemini generateContent and back (see the module docstring)."""
 
     def request(self, chat: ChatRequest, model: str, *, unsupported: UnsupportedRule) -> UpstreamRequest:
-        skipped = UnsupportedParams("gemini")
-        skipped.check(chat, _UNSUPPORTED)
-        if chat.parallel_tool_calls is False:
-            skipped.add("parallel_tool_calls")
+        skipped = unsupported_params("gemini", chat, _UNSUPPORTED)
         system, contents = _contents(chat, skipped)
         body: dict[str, Any] = {"contents": contents}
         if system:
@@ -155,15 +144,7 @@ class GeminiTranslator(ChatDecoding):
         if config:
             body["generationConfig"] = config
         if chat.tools:
-            declarations = []
-            for tool in chat.tools:
-                function = tool.function
-                declaration: dict[str, Any] = {"name": function.name}
-                if function.description:
-                    declaration["description"] = function.description
-                schema = function.parameters if present(function.parameters) else _EMPTY_SCHEMA
-                declaration["parametersJsonSchema"] = schema
-                declarations.append(declaration)
+            declarations = [tool_declaration(tool.function, "parametersJsonSchema") for tool in chat.tools]
             body["tools"] = [{"functionDeclarations": declarations}]
         calling = self._calling_config(chat)
         if calling is not None:
@@ -177,17 +158,7 @@ class GeminiTranslator(ChatDecoding):
     @staticmethod
     def _generation_config(chat: ChatRequest, skipped: UnsupportedParams) -> dict[str, Any]:
         config: dict[str, Any] = {}
-        for ours, theirs in (
-            ("temperature", "temperature"),
-            ("top_p", "topP"),
-            ("n", "candidateCount"),
-            ("seed", "seed"),
-            ("presence_penalty", "presencePenalty"),
-            ("frequency_penalty", "frequencyPenalty"),
-        ):
-            value = getattr(chat, ours)
-            if value is not None:
-                config[theirs] = value
+        copy_params(chat, _SAMPLING, config)
         if chat.output_limit is not None:
             config["maxOutputTokens"] = chat.output_limit
         if chat.stop_list:
@@ -198,8 +169,9 @@ class GeminiTranslator(ChatDecoding):
                 config["responseMimeType"] = "application/json"
             elif format_.type == "json_schema":
                 config["responseMimeType"] = "application/json"
-                if format_.json_schema is not None and present(format_.json_schema.schema):
-                    config["responseJsonSchema"] = format_.json_schema.schema
+                schema = response_schema(chat)
+                if schema is not None:
+                    config["responseJsonSchema"] = schema
             elif format_.type != "text":
                 skipped.add("response_format")
         return config
@@ -210,12 +182,8 @@ class GeminiTranslator(ChatDecoding):
         if choice is None:
             return None
         if isinstance(choice, str):
-            if choice not in _CALLING_MODE:
-                raise TranslationError(f"tool_choice {choice!r} is not auto, required or none", param="tool_choice")
-            return {"mode": _CALLING_MODE[choice]}
-        if choice.function is None:
-            raise TranslationError("tool_choice: a named choice needs function.name", param="tool_choice")
-        return {"mode": "ANY", "allowedFunctionNames": [choice.function.name]}
+            return {"mode": tool_choice_mode(choice, _CALLING_MODE)}
+        return {"mode": "ANY", "allowedFunctionNames": [tool_choice_name(chat)]}
 
     def response(self, body: bytes, context: ResponseContext) -> bytes:
         return completion(body, context)

@@ -19,15 +19,12 @@ from llm_obs_middleware.providers.openai.chat_shapes import (
     CompletionChoice,
     CompletionMessage,
     Delta,
-    FunctionDelta,
     OutputFunction,
     OutputToolCall,
-    ToolCallDelta,
     encode,
     error_event,
 )
 from llm_obs_middleware.providers.translate_base import (
-    DONE,
     EventTranslator,
     ResponseContext,
     compact_json,
@@ -137,11 +134,8 @@ class GeminiStream(EventTranslator[GenerateResponse]):
                 if call is not None:
                     number = self._tools.get(index, 0)
                     self._tools[index] = number + 1
-                    function = FunctionDelta(name=call.name or "", arguments=compact_json(call.args))
-                    delta = ToolCallDelta(
-                        index=number, id=_call_id(writer.id, index, number), type="function", function=function
-                    )
-                    out.append(writer.delta(Delta(tool_calls=[delta]), index=index))
+                    call_id = _call_id(writer.id, index, number)
+                    out.append(writer.tool_call(number, call_id, call.name or "", compact_json(call.args), index))
                 elif part.text:
                     text = Delta(reasoning_content=part.text) if part.thought else Delta(content=part.text)
                     out.append(writer.delta(text, index=index))
@@ -153,11 +147,10 @@ class GeminiStream(EventTranslator[GenerateResponse]):
 
     def _start(self, index: int) -> bytes:
         self._started.add(index)
-        return self._out.delta(Delta(role="assistant", content=""), index=index)
+        return self._out.start(index)
 
     def close(self) -> bytes:
         tail = self._drain()
         if not self._finished:
             return tail  # cut short: no [DONE], so the client can tell
-        usage = openai_usage(gemini_usage(self._usage)) if self._include_usage else None
-        return tail + (self._out.usage(usage) if usage is not None else b"") + DONE
+        return tail + self._out.done(openai_usage(gemini_usage(self._usage)) if self._include_usage else None)

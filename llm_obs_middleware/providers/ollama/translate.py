@@ -16,6 +16,14 @@ from typing import Any
 
 import msgspec
 
+from llm_obs_middleware.providers._translate_common import (
+    copy_params,
+    function_tools,
+    plain_role,
+    response_schema,
+    unsupported_params,
+    user_parts,
+)
 from llm_obs_middleware.providers.ollama.observe import ReplyStreamObserver, ollama_usage
 from llm_obs_middleware.providers.ollama.wire import Reply, ReplyMessage, error_message, finish_reason
 from llm_obs_middleware.providers.openai.chat_shapes import (
@@ -23,24 +31,19 @@ from llm_obs_middleware.providers.openai.chat_shapes import (
     ChatRequest,
     ChunkWriter,
     Delta,
-    FunctionDelta,
     OpenAIUsage,
     OutputFunction,
     OutputToolCall,
-    ToolCallDelta,
     assistant_completion,
     encode,
     error_event,
-    present,
 )
 from llm_obs_middleware.providers.translate_base import (
-    DONE,
     OPENAI_ONLY,
     ChatDecoding,
     EventTranslator,
     ResponseContext,
     TranslatedError,
-    TranslationError,
     UnsupportedParams,
     UnsupportedRule,
     UpstreamRequest,
@@ -60,7 +63,13 @@ _UNSUPPORTED = (
     "logprobs",
     *OPENAI_ONLY,
 )
-_EMPTY_SCHEMA = msgspec.Raw(b'{"type":"object","properties":{}}')
+_SAMPLING = (
+    ("temperature", "temperature"),
+    ("top_p", "top_p"),
+    ("seed", "seed"),
+    ("presence_penalty", "presence_penalty"),
+    ("frequency_penalty", "frequency_penalty"),
+)
 _decode_reply = msgspec.json.Decoder(Reply).decode
 
 
@@ -81,17 +90,13 @@ def _text_and_images(message: ChatMessage, skipped: UnsupportedParams) -> tuple[
         return content or "", []
     texts: list[str] = []
     images: list[str] = []
-    for part in content:
-        if part.type == "text":
-            texts.append(part.text or "")
-        elif part.type == "image_url" and part.image_url is not None:
-            inline = data_url(part.image_url.url)
-            if inline is None:
-                skipped.add("messages[].content[].image_url")  # by URL: Ollama takes base64 only
-            else:
-                images.append(inline[1])
+    for kind, value in user_parts(content, skipped):
+        if kind == "text":
+            texts.append(value)
+        elif (inline := data_url(value)) is not None:
+            images.append(inline[1])
         else:
-            skipped.add(f"messages[].content[].{part.type}")
+            skipped.add("messages[].content[].image_url")  # by URL: Ollama takes base64 only
     return "".join(texts), images
 
 
@@ -99,9 +104,7 @@ def _messages(chat: ChatRequest, skipped: UnsupportedParams) -> list[dict[str, A
     names: dict[str, str] = {}  # tool call id -> function name
     messages: list[dict[str, Any]] = []
     for message in chat.messages:
-        role = "system" if message.role == "developer" else message.role
-        if role not in ("system", "user", "assistant", "tool"):
-            raise TranslationError(f"message role {role!r} cannot be sent to ollama", param="messages")
+        role = plain_role(message, "ollama")
         text, images = _text_and_images(message, skipped)
         item: dict[str, Any] = {"role": role, "content": text}
         if images:
@@ -137,24 +140,12 @@ class OllamaTranslator(ChatDecoding):
     """OpenAI Chat Completions to Ollama's chat API and back (see the module docstring)."""
 
     def request(self, chat: ChatRequest, model: str, *, unsupported: UnsupportedRule) -> UpstreamRequest:
-        skipped = UnsupportedParams("ollama")
-        skipped.check(chat, _UNSUPPORTED)
-        if chat.parallel_tool_calls is False:
-            skipped.add("parallel_tool_calls")
+        skipped = unsupported_params("ollama", chat, _UNSUPPORTED)
         if chat.tool_choice is not None and chat.tool_choice != "auto":
             skipped.add("tool_choice")
         body: dict[str, Any] = {"model": model, "messages": _messages(chat, skipped), "stream": bool(chat.stream)}
         options: dict[str, Any] = {}
-        for ours, theirs in (
-            ("temperature", "temperature"),
-            ("top_p", "top_p"),
-            ("seed", "seed"),
-            ("presence_penalty", "presence_penalty"),
-            ("frequency_penalty", "frequency_penalty"),
-        ):
-            value = getattr(chat, ours)
-            if value is not None:
-                options[theirs] = value
+        copy_params(chat, _SAMPLING, options)
         if chat.output_limit is not None:
             options["num_predict"] = chat.output_limit
         if chat.stop_list:
@@ -162,25 +153,12 @@ class OllamaTranslator(ChatDecoding):
         if options:
             body["options"] = options
         if chat.tools:
-            body["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": tool.function.name,
-                        **({"description": tool.function.description} if tool.function.description else {}),
-                        "parameters": (
-                            tool.function.parameters if present(tool.function.parameters) else _EMPTY_SCHEMA
-                        ),
-                    },
-                }
-                for tool in chat.tools
-            ]
+            body["tools"] = function_tools(chat)
         format_ = chat.response_format
         if format_ is not None and format_.type == "json_object":
             body["format"] = "json"
         elif format_ is not None and format_.type == "json_schema":
-            schema = format_.json_schema.schema if format_.json_schema is not None else None
-            body["format"] = schema if schema is not None and present(schema) else "json"
+            body["format"] = response_schema(chat) or "json"
         elif format_ is not None and format_.type != "text":
             skipped.add("response_format")
         dropped = skipped.resolve(unsupported)
@@ -236,7 +214,7 @@ class OllamaStream(EventTranslator[Reply]):
         if not self._started:
             self._started = True
             out.model = response.model or out.model
-            pieces.append(out.delta(Delta(role="assistant", content="")))
+            pieces.append(out.start())
         message = response.message
         if message is not None:
             if message.thinking:
@@ -244,9 +222,7 @@ class OllamaStream(EventTranslator[Reply]):
             if message.content:
                 pieces.append(out.delta(Delta(content=message.content)))
             for call in _calls(message, out.id, self._tools):
-                function = FunctionDelta(name=call.function.name, arguments=call.function.arguments)
-                tool = ToolCallDelta(index=self._tools, id=call.id, type="function", function=function)
-                pieces.append(out.delta(Delta(tool_calls=[tool])))
+                pieces.append(out.tool_call(self._tools, call.id, call.function.name, call.function.arguments))
                 self._tools += 1
         if response.done:
             self._done = True
@@ -258,5 +234,4 @@ class OllamaStream(EventTranslator[Reply]):
         tail = self._drain()
         if not self._done or self._last is None:
             return tail
-        usage = _usage(self._last) if self._include_usage else None
-        return tail + (self._out.usage(usage) if usage is not None else b"") + DONE
+        return tail + self._out.done(_usage(self._last) if self._include_usage else None)

@@ -10,6 +10,7 @@ import msgspec
 
 __all__ = [
     "ABSENT",
+    "DONE",
     "ChatMessage",
     "ChatRequest",
     "Chunk",
@@ -26,6 +27,7 @@ __all__ = [
     "Embeddings",
     "EmbeddingsRequest",
     "EmbeddingsUsage",
+    "FunctionDefinition",
     "FunctionDelta",
     "OpenAIUsage",
     "OutputFunction",
@@ -41,6 +43,8 @@ __all__ = [
 ]
 
 
+DONE = b"data: [DONE]\n\n"
+"""The last event of a completed stream."""
 ABSENT = msgspec.Raw()
 """The default of ``Raw`` fields (msgspec cannot put ``Raw`` in a union with ``None``): not sent."""
 
@@ -360,6 +364,26 @@ class ChunkWriter:
     def usage(self, usage: OpenAIUsage) -> bytes:
         chunk = Chunk(id=self.id, created=self.created, model=self.model, choices=[], usage=usage)
         return b"data: " + encode(chunk) + b"\n\n"
+
+    def start(self, index: int = 0) -> bytes:
+        """The first chunk of a choice: the assistant role and empty content."""
+        return self.delta(Delta(role="assistant", content=""), index=index)
+
+    def tool_call(
+        self, index: int, id: str | None, name: str | None, arguments: str | None = "", choice: int = 0
+    ) -> bytes:
+        """A tool call's first chunk: its id, type and name (and the arguments when they come at once)."""
+        function = FunctionDelta(name=name, arguments=arguments)
+        call = ToolCallDelta(index=index, id=id, type="function", function=function)
+        return self.delta(Delta(tool_calls=[call]), index=choice)
+
+    def tool_arguments(self, index: int, arguments: str | None) -> bytes:
+        """More of a started tool call's arguments."""
+        return self.delta(Delta(tool_calls=[ToolCallDelta(index=index, function=FunctionDelta(arguments=arguments))]))
+
+    def done(self, usage: OpenAIUsage | None) -> bytes:
+        """The end of a completed stream: the usage chunk (when asked for) and ``[DONE]``."""
+        return (self.usage(usage) if usage is not None else b"") + DONE
 
 
 def error_event(message: str, error_type: str, code: str | None) -> bytes:
