@@ -1,0 +1,176 @@
+"""What the providers' stream observers share: the decode-and-dispatch loop, tool-call slots, notes.
+
+Each provider keeps its wire handling (which events exist, what each one means) in its own package;
+this module holds only the machinery that is the same for all of them. It sits on the hot path (one
+call per stream chunk), so it keeps to plain attribute access and dict look-ups.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+import msgspec
+
+from llm_obs_middleware.codecs.sse import SSEParser
+from llm_obs_middleware.records.schema import ToolCall
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from llm_obs_middleware.asgi.state import Exchange
+
+__all__ = ["MAX_NOTED", "NamedEventObserver", "ToolSlot", "ToolSlots", "note", "stream_problem", "typed_event_decoder"]
+
+E = TypeVar("E")
+MAX_NOTED = 5
+"""How many unparsable or unknown events a record names (the rest are only counted)."""
+
+
+class _Typed(msgspec.Struct):
+    type: str = ""
+
+
+_decode_type = msgspec.json.Decoder(_Typed).decode
+
+
+def typed_event_decoder(union: Any, names: frozenset[bytes]) -> Callable[[bytes], Any]:
+    """A decoder of one event's data into the tagged ``union``, or the ``type`` it does not know (``""``
+    if none); it raises ``msgspec.DecodeError`` for JSON that does not parse or a known event (its type
+    in ``names``) that does not fit."""
+    decode = msgspec.json.Decoder(union).decode
+
+    def decode_event(data: bytes) -> Any:
+        try:
+            return decode(data)
+        except msgspec.ValidationError:
+            kind = _decode_type(data).type
+            if kind.encode() in names:
+                raise
+            return kind
+
+    return decode_event
+
+
+def note(notes: list[str], text: str) -> None:
+    """Name one more unparsable or unknown event, up to ``MAX_NOTED``."""
+    if len(notes) < MAX_NOTED:
+        notes.append(text)
+
+
+def stream_problem(
+    error_type: str | None, message: str | None, bad: list[str], unknown: list[str]
+) -> tuple[str | None, str | None]:
+    """The error type and message once the unparsable (``invalid_response``) and unknown events are told."""
+    if bad:
+        return error_type or "invalid_response", message or f"unparsable stream events: {', '.join(bad)}"
+    if unknown and message is None:
+        return error_type, f"unknown stream events passed through: {', '.join(unknown)}"
+    return error_type, message
+
+
+class ToolSlot:
+    """One streamed tool call: its id and name, the argument pieces so far, what stands for none."""
+
+    __slots__ = ("fallback", "id", "name", "pieces")
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.name: str | None = None
+        self.pieces: list[str] = []
+        self.fallback = ""
+
+
+class ToolSlots(dict[Any, ToolSlot]):
+    """Tool calls being streamed, by the wire's index (or indexes): ``slot`` opens one on first sight."""
+
+    __slots__ = ()
+
+    def slot(self, key: object) -> ToolSlot:
+        found = self.get(key)
+        if found is None:
+            found = self[key] = ToolSlot()
+        return found
+
+    def calls(self) -> list[ToolCall]:
+        """The calls in index order, arguments joined (the slot's ``fallback`` when no piece came)."""
+        return [
+            ToolCall(id=slot.id, name=slot.name or "", arguments="".join(slot.pieces) or slot.fallback)
+            for _, slot in sorted(self.items())
+        ]
+
+
+class NamedEventObserver(Generic[E]):
+    """An SSE stream of JSON events whose ``event:`` name (or ``type``) picks a tagged-union class.
+
+    Subclasses give ``_NAMES`` (the event names they know), ``_decode`` (a ``typed_event_decoder``) and
+    ``_HANDLERS`` (event class -> handler folding it into the state, ``True`` when it carried output
+    tokens); unknown and unparsable events are only noted. ``_SKIP`` names events counted but not read
+    (keep-alives); ``_DONE`` is a data terminator neither counted nor read.
+    """
+
+    __slots__ = ("_bad", "_capture", "_chars", "_events", "_exchange", "_listener", "_parser", "_texts", "_unknown")
+
+    _NAMES: ClassVar[frozenset[bytes]]
+    _SKIP: ClassVar[frozenset[bytes]] = frozenset()
+    _DONE: ClassVar[bytes | None] = None
+    _HANDLERS: ClassVar[dict[type, Callable[[Any, Any], bool]]]
+
+    def __init__(self, exchange: Exchange, capture: bool) -> None:
+        self._exchange = exchange
+        self._capture = capture
+        self._parser = SSEParser()
+        self._listener: Callable[[E], object] | None = None
+        self._texts: list[str] = []
+        self._chars = 0
+        self._events = 0
+        self._bad: list[str] = []
+        self._unknown: list[str] = []
+
+    @staticmethod
+    def _decode(data: bytes) -> Any:
+        raise NotImplementedError
+
+    def listen(self, listener: Callable[[E], object]) -> None:
+        """Hand each decoded event to ``listener`` too (a stream translator: the stream is parsed once)."""
+        self._listener = listener
+
+    def feed(self, chunk: bytes, now_ns: int) -> None:
+        self._handle(self._parser.feed(chunk), now_ns)
+
+    def flush(self) -> None:
+        """Read an event left unterminated at the end of the stream (``finish`` does it too)."""
+        self._handle(self._parser.close(), 0)
+
+    def _handle(self, events: list[tuple[bytes, bytes]], now_ns: int) -> None:
+        saw_token = False
+        listener = self._listener
+        handlers = self._HANDLERS
+        for name, data in events:
+            if data == self._DONE:
+                continue
+            self._events += 1
+            if name and name not in self._NAMES:
+                if name not in self._SKIP:
+                    note(self._unknown, name.decode(errors="replace"))
+                continue  # passed through, uncounted in the result
+            try:
+                event = self._decode(data)
+            except msgspec.DecodeError:
+                note(self._bad, name.decode(errors="replace") or "(unnamed)")
+                continue
+            if isinstance(event, str):  # an unnamed event with a type we do not know
+                note(self._unknown, event or "(untyped)")
+                continue
+            if listener is not None:
+                listener(event)
+            handler = handlers.get(type(event))
+            if handler is not None and handler(self, event):
+                saw_token = True
+        if saw_token:
+            self._exchange.mark_token(now_ns)
+
+    def _text(self, text: str) -> None:
+        """Output text: counted, and kept when content is captured."""
+        self._chars += len(text)
+        if self._capture:
+            self._texts.append(text)
