@@ -19,7 +19,17 @@ if TYPE_CHECKING:
 
     from llm_obs_middleware.asgi.state import Exchange
 
-__all__ = ["MAX_NOTED", "NamedEventObserver", "ToolSlot", "ToolSlots", "note", "stream_problem", "typed_event_decoder"]
+__all__ = [
+    "MAX_NOTED",
+    "Accumulator",
+    "ChunkStreamObserver",
+    "NamedEventObserver",
+    "ToolSlot",
+    "ToolSlots",
+    "note",
+    "stream_problem",
+    "typed_event_decoder",
+]
 
 E = TypeVar("E")
 MAX_NOTED = 5
@@ -174,3 +184,75 @@ class NamedEventObserver(Generic[E]):
         self._chars += len(text)
         if self._capture:
             self._texts.append(text)
+
+
+class Accumulator(Generic[E]):
+    """What the whole chunks of one answer said so far (one chunk for a plain answer): the output text
+    and characters, the tool calls, and the first parse problem. Subclasses implement ``add``."""
+
+    __slots__ = ("capture", "chars", "model", "problem", "texts", "tools")
+
+    def __init__(self, capture: bool) -> None:
+        self.capture = capture
+        self.model: str | None = None
+        self.tools: list[ToolCall] = []
+        self.texts: list[str] = []
+        self.chars = 0
+        self.problem: str | None = None
+
+    def add(self, chunk: E) -> bool:
+        """Take in one chunk; whether it carried output (text, thinking or a tool call)."""
+        raise NotImplementedError
+
+    def parse_failed(self, what: str, exc: Exception) -> None:
+        """Note the first chunk that could not be parsed (the record says ``invalid_response``)."""
+        if self.problem is None:
+            self.problem = f"{what} could not be parsed: {exc}"
+
+
+A = TypeVar("A", bound=Accumulator[Any])
+
+
+class ChunkStreamObserver(Generic[E, A]):
+    """A stream whose every event is one whole answer chunk (Gemini's SSE, Ollama's NDJSON): each is
+    decoded, handed to the listener and added to the accumulator; marks token arrival for TTFT.
+
+    Subclasses split the bytes (``feed``/``flush``, calling ``_handle`` with each event's payload) and
+    give ``_decode`` and ``_WHAT`` (how a problem names an event)."""
+
+    __slots__ = ("_acc", "_events", "_exchange", "_listener")
+
+    _WHAT: ClassVar[str] = "stream event"
+
+    def __init__(self, exchange: Exchange, acc: A) -> None:
+        self._exchange = exchange
+        self._listener: Callable[[E], object] | None = None
+        self._acc = acc
+        self._events = 0
+
+    @staticmethod
+    def _decode(data: bytes) -> E:
+        raise NotImplementedError
+
+    def listen(self, listener: Callable[[E], object]) -> None:
+        """Hand each decoded chunk to ``listener`` too (a stream translator: the stream is parsed once)."""
+        self._listener = listener
+
+    def _handle(self, payloads: list[bytes], now_ns: int) -> None:
+        saw_output = False
+        listener = self._listener
+        acc = self._acc
+        decode = self._decode
+        for data in payloads:
+            self._events += 1
+            try:
+                chunk = decode(data)
+            except msgspec.DecodeError as exc:
+                acc.parse_failed(f"{self._WHAT} {self._events}", exc)
+                continue
+            if listener is not None:
+                listener(chunk)
+            if acc.add(chunk):
+                saw_output = True
+        if saw_output:
+            self._exchange.mark_token(now_ns)
