@@ -112,7 +112,7 @@ class ToolSlots(dict[Any, ToolSlot]):
 class NamedEventObserver(Generic[E]):
     """An SSE stream of JSON events whose ``event:`` name (or ``type``) picks a tagged-union class.
 
-    Subclasses give ``_NAMES`` (the event names they know), ``_decode`` (a ``typed_event_decoder``) and
+    Subclasses give ``_NAMES`` (the event names they know), ``_DECODE`` (a ``typed_event_decoder``) and
     ``_HANDLERS`` (event class -> handler folding it into the state, ``True`` when it carried output
     tokens); unknown and unparsable events are only noted. ``_SKIP`` names events counted but not read
     (keep-alives); ``_DONE`` is a data terminator neither counted nor read.
@@ -124,6 +124,7 @@ class NamedEventObserver(Generic[E]):
     _SKIP: ClassVar[frozenset[bytes]] = frozenset()
     _DONE: ClassVar[bytes | None] = None
     _HANDLERS: ClassVar[dict[type, Callable[[Any, Any], bool]]]
+    _DECODE: ClassVar[Callable[[bytes], Any]]
 
     def __init__(self, exchange: Exchange, capture: bool) -> None:
         self._exchange = exchange
@@ -135,10 +136,6 @@ class NamedEventObserver(Generic[E]):
         self._events = 0
         self._bad: list[str] = []
         self._unknown: list[str] = []
-
-    @staticmethod
-    def _decode(data: bytes) -> Any:
-        raise NotImplementedError
 
     def listen(self, listener: Callable[[E], object]) -> None:
         """Hand each decoded event to ``listener`` too (a stream translator: the stream is parsed once)."""
@@ -154,17 +151,18 @@ class NamedEventObserver(Generic[E]):
     def _handle(self, events: list[tuple[bytes, bytes]], now_ns: int) -> None:
         saw_token = False
         listener = self._listener
-        handlers = self._HANDLERS
+        cls = type(self)
+        handlers, decode, names, done = cls._HANDLERS, cls._DECODE, cls._NAMES, cls._DONE
         for name, data in events:
-            if data == self._DONE:
+            if data == done:
                 continue
             self._events += 1
-            if name and name not in self._NAMES:
-                if name not in self._SKIP:
+            if name and name not in names:
+                if name not in cls._SKIP:
                     note(self._unknown, name.decode(errors="replace"))
                 continue  # passed through, uncounted in the result
             try:
-                event = self._decode(data)
+                event = decode(data)
             except msgspec.DecodeError:
                 note(self._bad, name.decode(errors="replace") or "(unnamed)")
                 continue
@@ -218,21 +216,18 @@ class ChunkStreamObserver(Generic[E, A]):
     decoded, handed to the listener and added to the accumulator; marks token arrival for TTFT.
 
     Subclasses split the bytes (``feed``/``flush``, calling ``_handle`` with each event's payload) and
-    give ``_decode`` and ``_WHAT`` (how a problem names an event)."""
+    give ``_DECODE`` and ``_WHAT`` (how a problem names an event)."""
 
     __slots__ = ("_acc", "_events", "_exchange", "_listener")
 
     _WHAT: ClassVar[str] = "stream event"
+    _DECODE: ClassVar[Callable[[bytes], Any]]
 
     def __init__(self, exchange: Exchange, acc: A) -> None:
         self._exchange = exchange
         self._listener: Callable[[E], object] | None = None
         self._acc = acc
         self._events = 0
-
-    @staticmethod
-    def _decode(data: bytes) -> E:
-        raise NotImplementedError
 
     def listen(self, listener: Callable[[E], object]) -> None:
         """Hand each decoded chunk to ``listener`` too (a stream translator: the stream is parsed once)."""
@@ -242,7 +237,7 @@ class ChunkStreamObserver(Generic[E, A]):
         saw_output = False
         listener = self._listener
         acc = self._acc
-        decode = self._decode
+        decode = type(self)._DECODE
         for data in payloads:
             self._events += 1
             try:

@@ -152,9 +152,7 @@ class MessagesStreamObserver(NamedEventObserver[StreamEvent]):
     _NAMES = EVENT_NAMES - {b"ping"}
     _SKIP = frozenset({b"ping"})
 
-    @staticmethod
-    def _decode(data: bytes) -> StreamEvent | str:
-        return decode_event(data)
+    _DECODE = decode_event
 
     def __init__(self, exchange: Exchange, capture: bool) -> None:
         super().__init__(exchange, capture)

@@ -142,9 +142,7 @@ class ChatStreamObserver(NamedEventObserver[StreamEvent]):
     _NAMES = EVENT_NAMES
     _DONE = b"[DONE]"
 
-    @staticmethod
-    def _decode(data: bytes) -> StreamEvent | str:
-        return decode_event(data)
+    _DECODE = decode_event
 
     def __init__(self, exchange: Exchange, capture: bool) -> None:
         super().__init__(exchange, capture)

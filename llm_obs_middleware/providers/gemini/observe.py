@@ -8,7 +8,8 @@ prompt was blocked). https://ai.google.dev/api/generate-content#v1beta.GenerateC
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
 
 import msgspec
 
@@ -203,9 +204,7 @@ class GenerateStreamObserver(ChunkStreamObserver[GenerateResponse, _Accumulator]
         super().__init__(exchange, _Accumulator(capture))
         self._parser = SSEParser()
 
-    @staticmethod
-    def _decode(data: bytes) -> GenerateResponse:
-        return _decode_response(data)
+    _DECODE: ClassVar[Callable[[bytes], GenerateResponse]] = _decode_response
 
     def feed(self, chunk: bytes, now_ns: int) -> None:
         events = self._parser.feed(chunk)

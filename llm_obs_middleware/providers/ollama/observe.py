@@ -8,7 +8,8 @@ https://github.com/ollama/ollama/blob/main/docs/api.md#generate-a-chat-completio
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
 
 import msgspec
 
@@ -154,9 +155,7 @@ class ReplyStreamObserver(ChunkStreamObserver[Reply, _Accumulator]):
         super().__init__(exchange, _Accumulator(capture))
         self._lines = NDJSONSplitter()
 
-    @staticmethod
-    def _decode(data: bytes) -> Reply:
-        return _decode_reply(data)
+    _DECODE: ClassVar[Callable[[bytes], Reply]] = _decode_reply
 
     def feed(self, chunk: bytes, now_ns: int) -> None:
         self._handle(self._lines.feed(chunk), now_ns)
