@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 import msgspec
 
 from llm_obs_middleware.codecs.sse import SSEParser
+from llm_obs_middleware.providers._buffered import BufferedBody
 from llm_obs_middleware.records.schema import ToolCall
 
 if TYPE_CHECKING:
@@ -22,8 +23,10 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_NOTED",
     "Accumulator",
+    "CapturingBody",
     "ChunkStreamObserver",
     "NamedEventObserver",
+    "StatusBody",
     "ToolSlot",
     "ToolSlots",
     "note",
@@ -88,6 +91,39 @@ class ToolSlot:
         self.name: str | None = None
         self.pieces: list[str] = []
         self.fallback = ""
+
+    def add(self, id: str | None, name: str | None, arguments: str | None) -> int:
+        """Fold one streamed fragment in (what it leaves out keeps its value); the output characters it adds."""
+        chars = 0
+        if id:
+            self.id = id
+        if name:
+            self.name = name
+            chars += len(name)
+        if arguments:
+            self.pieces.append(arguments)
+            chars += len(arguments)
+        return chars
+
+
+class CapturingBody(BufferedBody):
+    """A non-streamed answer whose text is kept when content capture is on."""
+
+    __slots__ = ("_capture",)
+
+    def __init__(self, capture: bool) -> None:
+        super().__init__()
+        self._capture = capture
+
+
+class StatusBody(BufferedBody):
+    """An error answer, read with the HTTP status it came with (``http_<status>`` when it names no type)."""
+
+    __slots__ = ("_status",)
+
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self._status = status
 
 
 class ToolSlots(dict[Any, ToolSlot]):

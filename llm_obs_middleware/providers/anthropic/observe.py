@@ -12,8 +12,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from llm_obs_middleware.providers._buffered import BufferedBody
-from llm_obs_middleware.providers._observing import NamedEventObserver, ToolSlots, stream_problem, typed_event_decoder
+from llm_obs_middleware.providers._observing import (
+    CapturingBody,
+    NamedEventObserver,
+    StatusBody,
+    ToolSlots,
+    stream_problem,
+    typed_event_decoder,
+)
 from llm_obs_middleware.providers.anthropic.wire import (
     EVENT_NAMES,
     AnthropicUsage,
@@ -90,14 +96,8 @@ def merge_usage(old: AnthropicUsage | None, new: AnthropicUsage) -> AnthropicUsa
     return msgspec.structs.replace(old, **changes)
 
 
-class MessagesJSONObserver(BufferedBody):
+class MessagesJSONObserver(CapturingBody):
     """A non-streamed ``message`` body, decoded once at the end."""
-
-    __slots__ = ("_capture",)
-
-    def __init__(self, capture: bool) -> None:
-        super().__init__()
-        self._capture = capture
 
     def _result(self, body: bytes) -> NormalizedResponse:
         try:
@@ -253,14 +253,8 @@ class MessagesStreamObserver(NamedEventObserver[StreamEvent]):
         )
 
 
-class MessagesErrorObserver(BufferedBody):
+class MessagesErrorObserver(StatusBody):
     """An error status: the record keeps Anthropic's error type (``overloaded_error``, ``rate_limit_error``...)."""
-
-    __slots__ = ("_status",)
-
-    def __init__(self, status: int) -> None:
-        super().__init__()
-        self._status = status
 
     def finish(self) -> NormalizedResponse:
         error_type, message = f"http_{self._status}", None

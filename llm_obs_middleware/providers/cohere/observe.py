@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 
 from llm_obs_middleware.providers._buffered import BufferedBody
-from llm_obs_middleware.providers._observing import NamedEventObserver, ToolSlots, stream_problem, typed_event_decoder
+from llm_obs_middleware.providers._observing import (
+    NamedEventObserver,
+    StatusBody,
+    ToolSlots,
+    stream_problem,
+    typed_event_decoder,
+)
 from llm_obs_middleware.providers.cohere.wire import (
     EVENT_NAMES,
     ChatResponse,
@@ -176,17 +182,12 @@ class ChatStreamObserver(NamedEventObserver[StreamEvent]):
         call = event.delta.message.tool_calls if event.delta is not None and event.delta.message else None
         if call is None:
             return False
-        slot = self._tools.slot(event.index)
-        if call.id:
-            slot.id = call.id
         function = call.function
-        if function is not None:
-            if function.name:
-                slot.name = function.name
-                self._chars += len(function.name)
-            if function.arguments:
-                slot.pieces.append(function.arguments)
-                self._chars += len(function.arguments)
+        slot = self._tools.slot(event.index)
+        if function is None:
+            slot.add(call.id, None, None)
+        else:
+            self._chars += slot.add(call.id, function.name, function.arguments)
         return isinstance(event, ToolCallStart) or bool(function and function.arguments)
 
     def _on_message_start(self, event: MessageStart) -> bool:
@@ -235,14 +236,8 @@ class ChatStreamObserver(NamedEventObserver[StreamEvent]):
         )
 
 
-class ChatErrorObserver(BufferedBody):
+class ChatErrorObserver(StatusBody):
     """An error status. Cohere bodies carry no error type, so the record says ``http_<status>``."""
-
-    __slots__ = ("_status",)
-
-    def __init__(self, status: int) -> None:
-        super().__init__()
-        self._status = status
 
     def finish(self) -> NormalizedResponse:
         try:

@@ -15,7 +15,7 @@ import msgspec
 
 from llm_obs_middleware.codecs.sse import SSEParser
 from llm_obs_middleware.providers._buffered import BufferedBody
-from llm_obs_middleware.providers._observing import Accumulator, ChunkStreamObserver
+from llm_obs_middleware.providers._observing import Accumulator, CapturingBody, ChunkStreamObserver
 from llm_obs_middleware.providers.gemini.wire import (
     EmbedResponse,
     GenerateResponse,
@@ -170,15 +170,9 @@ class _Accumulator(Accumulator[GenerateResponse]):
         return {"gemini.safety_ratings": ratings}
 
 
-class GenerateJSONObserver(BufferedBody):
+class GenerateJSONObserver(CapturingBody):
     """A plain ``generateContent`` body, or a ``streamGenerateContent`` answered without ``alt=sse``
     (a JSON array of chunks, ``application/json``)."""
-
-    __slots__ = ("_capture",)
-
-    def __init__(self, capture: bool) -> None:
-        super().__init__()
-        self._capture = capture
 
     def finish(self) -> NormalizedResponse:
         body = self._body()

@@ -15,7 +15,7 @@ import msgspec
 
 from llm_obs_middleware.codecs.ndjson import NDJSONSplitter
 from llm_obs_middleware.providers._buffered import BufferedBody
-from llm_obs_middleware.providers._observing import Accumulator, ChunkStreamObserver
+from llm_obs_middleware.providers._observing import Accumulator, CapturingBody, ChunkStreamObserver, StatusBody
 from llm_obs_middleware.providers.ollama.wire import EmbedResponse, Reply, error_message, finish_reason
 from llm_obs_middleware.records.schema import ExtraValue, NormalizedResponse, ToolCall, Usage
 
@@ -122,14 +122,8 @@ def _unparsed(exc: Exception) -> NormalizedResponse:
     )
 
 
-class ReplyJSONObserver(BufferedBody):
+class ReplyJSONObserver(CapturingBody):
     """A ``/api/chat`` or ``/api/generate`` answer with ``"stream": false``."""
-
-    __slots__ = ("_capture",)
-
-    def __init__(self, capture: bool) -> None:
-        super().__init__()
-        self._capture = capture
 
     def finish(self) -> NormalizedResponse:
         body = self._body()
@@ -187,15 +181,9 @@ class EmbedObserver(BufferedBody):
         return NormalizedResponse(model=response.model, usage=usage)
 
 
-class ErrorObserver(BufferedBody):
+class ErrorObserver(StatusBody):
     """An error response: Ollama's ``{"error": "..."}`` has a message but no type, so the type is
     ``http_<status>``."""
-
-    __slots__ = ("_status",)
-
-    def __init__(self, status: int) -> None:
-        super().__init__()
-        self._status = status
 
     def finish(self) -> NormalizedResponse:
         error_type, message = f"http_{self._status}", None

@@ -11,7 +11,7 @@ import msgspec
 
 from llm_obs_middleware.codecs.sse import SSEParser
 from llm_obs_middleware.providers._buffered import BufferedBody
-from llm_obs_middleware.providers._observing import ToolSlots
+from llm_obs_middleware.providers._observing import CapturingBody, StatusBody, ToolSlots
 from llm_obs_middleware.providers.base import normalize_finish_reason
 from llm_obs_middleware.providers.openai.wire import (
     ChatChunk,
@@ -61,13 +61,7 @@ def chat_usage(usage: ChatUsage | None) -> Usage | None:
     )
 
 
-class ChatJSONObserver(BufferedBody):
-    __slots__ = ("_capture",)
-
-    def __init__(self, capture: bool) -> None:
-        super().__init__()
-        self._capture = capture
-
+class ChatJSONObserver(CapturingBody):
     def _result(self, body: bytes) -> NormalizedResponse:
         chunk = _decode_chunk(body)
         tool_calls: list[ToolCall] = []
@@ -215,17 +209,12 @@ class ChatStreamObserver:
                 self._texts.append(delta.content)
         for call in delta.tool_calls or ():
             saw_token = True
-            slot = self._tools.slot((index, call.index))
-            if call.id:
-                slot.id = call.id
             function = call.function
-            if function is not None:
-                if function.name:
-                    slot.name = function.name
-                    self._chars += len(function.name)
-                if function.arguments:
-                    slot.pieces.append(function.arguments)
-                    self._chars += len(function.arguments)
+            slot = self._tools.slot((index, call.index))
+            if function is None:
+                slot.add(call.id, None, None)
+            else:
+                self._chars += slot.add(call.id, function.name, function.arguments)
         return saw_token
 
     def finish(self) -> NormalizedResponse:
@@ -262,14 +251,8 @@ class EmbeddingsObserver(BufferedBody):
         )
 
 
-class ErrorObserver(BufferedBody):
+class ErrorObserver(StatusBody):
     """An error response: keep the provider's error type and message for the record."""
-
-    __slots__ = ("_status",)
-
-    def __init__(self, status: int) -> None:
-        super().__init__()
-        self._status = status
 
     def finish(self) -> NormalizedResponse:
         body = self._body() or b""
