@@ -7,12 +7,19 @@ writes, so the record's input is their sum; stream usage is a cumulative snapsho
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from llm_obs_middleware.codecs.sse import SSEParser
-from llm_obs_middleware.providers._buffered import BufferedBody
+from llm_obs_middleware.providers._observing import (
+    CapturingBody,
+    NamedEventObserver,
+    StatusBody,
+    ToolSlots,
+    stream_problem,
+    typed_event_decoder,
+)
 from llm_obs_middleware.providers.anthropic.wire import (
     EVENT_NAMES,
     AnthropicUsage,
@@ -30,8 +37,6 @@ from llm_obs_middleware.providers.anthropic.wire import (
 from llm_obs_middleware.records.schema import ExtraValue, NormalizedResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from llm_obs_middleware.asgi.state import Exchange
 
 __all__ = [
@@ -45,28 +50,10 @@ __all__ = [
 ]
 
 _decode_message = msgspec.json.Decoder(MessagesResponse).decode
-_decode_event = msgspec.json.Decoder(StreamEvent).decode
 _decode_error = msgspec.json.Decoder(ErrorEnvelope).decode
-
-
-class _Typed(msgspec.Struct):
-    type: str = ""
-
-
-_decode_type = msgspec.json.Decoder(_Typed).decode
-_MAX_NOTED = 5
-
-
-def decode_event(data: bytes) -> StreamEvent | str:
-    """One event's data: the event, or the ``type`` we do not know (``""`` if none); raises
-    ``msgspec.DecodeError`` for JSON that does not parse or a known event that does not fit."""
-    try:
-        return _decode_event(data)
-    except msgspec.ValidationError:
-        kind = _decode_type(data).type
-        if kind.encode() in EVENT_NAMES:
-            raise
-        return kind
+decode_event: Callable[[bytes], StreamEvent | str] = typed_event_decoder(StreamEvent, EVENT_NAMES)
+"""One event's data: the event, or the ``type`` we do not know (``""`` if none); raises
+``msgspec.DecodeError`` for JSON that does not parse or a known event that does not fit."""
 
 
 def anthropic_usage(usage: AnthropicUsage | None) -> Usage | None:
@@ -109,14 +96,8 @@ def merge_usage(old: AnthropicUsage | None, new: AnthropicUsage) -> AnthropicUsa
     return msgspec.structs.replace(old, **changes)
 
 
-class MessagesJSONObserver(BufferedBody):
+class MessagesJSONObserver(CapturingBody):
     """A non-streamed ``message`` body, decoded once at the end."""
-
-    __slots__ = ("_capture",)
-
-    def __init__(self, capture: bool) -> None:
-        super().__init__()
-        self._capture = capture
 
     def _result(self, body: bytes) -> NormalizedResponse:
         try:
@@ -158,17 +139,7 @@ class MessagesJSONObserver(BufferedBody):
         )
 
 
-class _ToolSlot:
-    __slots__ = ("id", "input", "name", "pieces")
-
-    def __init__(self, id: str | None, name: str | None, input: bytes) -> None:
-        self.id = id
-        self.name = name
-        self.input = input
-        self.pieces: list[str] = []
-
-
-class MessagesStreamObserver:
+class MessagesStreamObserver(NamedEventObserver[StreamEvent]):
     """Reads Messages stream events as they pass; marks token arrival (text, thinking, tool input) for TTFT.
 
     ``completed`` needs ``message_stop``; an ``event: error`` ends the stream with ``finish_reason``
@@ -176,149 +147,95 @@ class MessagesStreamObserver:
     ``invalid_response``; unknown event types are only noted in ``error_message``.
     """
 
-    __slots__ = (
-        "_bad",
-        "_capture",
-        "_chars",
-        "_done",
-        "_error",
-        "_events",
-        "_exchange",
-        "_id",
-        "_listener",
-        "_model",
-        "_parser",
-        "_stop_reason",
-        "_texts",
-        "_tools",
-        "_unknown",
-        "_usage",
-    )
+    __slots__ = ("_done", "_error", "_id", "_model", "_stop_reason", "_tools", "_usage")
+
+    _NAMES = EVENT_NAMES - {b"ping"}
+    _SKIP = frozenset({b"ping"})
+
+    _DECODE = decode_event
 
     def __init__(self, exchange: Exchange, capture: bool) -> None:
-        self._exchange = exchange
-        self._capture = capture
-        self._parser = SSEParser()
-        self._listener: Callable[[StreamEvent], object] | None = None
+        super().__init__(exchange, capture)
         self._id: str | None = None
         self._model: str | None = None
         self._usage: AnthropicUsage | None = None
         self._stop_reason: str | None = None
-        self._tools: dict[int, _ToolSlot] = {}
-        self._texts: list[str] = []
-        self._chars = 0
-        self._events = 0
+        self._tools = ToolSlots()
         self._done = False
         self._error: tuple[str, str | None] | None = None
-        self._bad: list[str] = []
-        self._unknown: list[str] = []
 
-    def listen(self, listener: Callable[[StreamEvent], object]) -> None:
-        """Hand each decoded event to ``listener`` too (a stream translator: the stream is parsed once)."""
-        self._listener = listener
-
-    def feed(self, chunk: bytes, now_ns: int) -> None:
-        self._handle(self._parser.feed(chunk), now_ns)
-
-    def flush(self) -> None:
-        """Read an event left unterminated at the end of the stream (``finish`` does it too)."""
-        self._handle(self._parser.close(), 0)
-
-    def _handle(self, events: list[tuple[bytes, bytes]], now_ns: int) -> None:
-        saw_token = False
-        listener = self._listener
-        for name, data in events:
-            self._events += 1
-            if name == b"ping":
-                continue
-            if name and name not in EVENT_NAMES:
-                if len(self._unknown) < _MAX_NOTED:
-                    self._unknown.append(name.decode(errors="replace"))
-                continue  # passed through, uncounted in the result
-            try:
-                event = decode_event(data)
-            except msgspec.DecodeError:
-                if len(self._bad) < _MAX_NOTED:
-                    self._bad.append(name.decode(errors="replace") or "(unnamed)")
-                continue
-            if isinstance(event, str):  # an unnamed event with a type we do not know
-                if len(self._unknown) < _MAX_NOTED:
-                    self._unknown.append(event or "(untyped)")
-                continue
-            if listener is not None:
-                listener(event)
-            if self._apply(event):
-                saw_token = True
-        if saw_token:
-            self._exchange.mark_token(now_ns)
-
-    def _apply(self, event: StreamEvent) -> bool:
-        """Fold one event into the state; ``True`` when it carried output tokens."""
-        if isinstance(event, ContentBlockDelta):
-            delta = event.delta
-            if delta is None:
-                return False
-            if delta.text:
-                self._chars += len(delta.text)
-                if self._capture:
-                    self._texts.append(delta.text)
-                return True
-            if delta.thinking:
-                self._chars += len(delta.thinking)
-                return True
-            if delta.partial_json:
-                slot = self._tools.get(event.index)
-                if slot is not None:
-                    slot.pieces.append(delta.partial_json)
-                self._chars += len(delta.partial_json)
-                return True
+    def _on_block_delta(self, event: ContentBlockDelta) -> bool:
+        delta = event.delta
+        if delta is None:
             return False
-        if isinstance(event, ContentBlockStart):
-            block = event.content_block
-            if block is None:
-                return False
-            if block.type == "tool_use":
-                self._tools[event.index] = _ToolSlot(block.id, block.name, bytes(block.input))
-                self._chars += len(block.name or "")
-                return True
-            if block.type == "text" and block.text:  # normally "", the text follows in deltas
-                self._chars += len(block.text)
-                if self._capture:
-                    self._texts.append(block.text)
-                return True
+        if delta.text:
+            self._text(delta.text)
+            return True
+        if delta.thinking:
+            self._chars += len(delta.thinking)
+            return True
+        if delta.partial_json:
+            slot = self._tools.get(event.index)
+            if slot is not None:
+                slot.pieces.append(delta.partial_json)
+            self._chars += len(delta.partial_json)
+            return True
+        return False
+
+    def _on_block_start(self, event: ContentBlockStart) -> bool:
+        block = event.content_block
+        if block is None:
             return False
-        if isinstance(event, MessageStart):
-            message = event.message
-            if message is not None:
-                self._id = message.id
-                self._model = message.model
-                if message.usage is not None:
-                    self._usage = message.usage
-        elif isinstance(event, MessageDelta):
-            if event.delta is not None and event.delta.stop_reason is not None:
-                self._stop_reason = event.delta.stop_reason
-            if event.usage is not None:
-                self._usage = merge_usage(self._usage, event.usage)
-        elif isinstance(event, MessageStop):
-            self._done = True
-        elif isinstance(event, StreamError):
-            error = event.error
-            self._error = ((error.type if error else None) or "stream_error", error.message if error else None)
-        return False  # content_block_stop, ping
+        if block.type == "tool_use":
+            slot = self._tools.slot(event.index)
+            slot.id, slot.name, slot.fallback = block.id, block.name, bytes(block.input).decode() or "{}"
+            self._chars += len(block.name or "")
+            return True
+        if block.type == "text" and block.text:  # normally "", the text follows in deltas
+            self._text(block.text)
+            return True
+        return False
+
+    def _on_message_start(self, event: MessageStart) -> bool:
+        message = event.message
+        if message is not None:
+            self._id = message.id
+            self._model = message.model
+            if message.usage is not None:
+                self._usage = message.usage
+        return False
+
+    def _on_message_delta(self, event: MessageDelta) -> bool:
+        if event.delta is not None and event.delta.stop_reason is not None:
+            self._stop_reason = event.delta.stop_reason
+        if event.usage is not None:
+            self._usage = merge_usage(self._usage, event.usage)
+        return False
+
+    def _on_message_stop(self, event: MessageStop) -> bool:
+        self._done = True
+        return False
+
+    def _on_error(self, event: StreamError) -> bool:
+        error = event.error
+        self._error = ((error.type if error else None) or "stream_error", error.message if error else None)
+        return False
+
+    _HANDLERS: ClassVar[dict[type, Callable[[Any, Any], bool]]] = {
+        ContentBlockDelta: _on_block_delta,
+        ContentBlockStart: _on_block_start,
+        MessageStart: _on_message_start,
+        MessageDelta: _on_message_delta,
+        MessageStop: _on_message_stop,
+        StreamError: _on_error,
+    }  # content_block_stop, ping: nothing to fold
 
     def finish(self) -> NormalizedResponse:
         self.flush()
-        tool_calls = [
-            ToolCall(id=slot.id, name=slot.name or "", arguments="".join(slot.pieces) or slot.input.decode() or "{}")
-            for _, slot in sorted(self._tools.items())
-        ]
+        tool_calls = self._tools.calls()
         raw = self._stop_reason
         error_type, message = self._error if self._error is not None else (None, None)
-        if self._bad:
-            note = f"unparsable stream events: {', '.join(self._bad)}"
-            error_type, message = error_type or "invalid_response", message or note
-        elif self._unknown and message is None:
-            message = f"unknown stream events passed through: {', '.join(self._unknown)}"
+        error_type, message = stream_problem(error_type, message, self._bad, self._unknown)
         return NormalizedResponse(
             id=self._id,
             model=self._model,
@@ -336,14 +253,8 @@ class MessagesStreamObserver:
         )
 
 
-class MessagesErrorObserver(BufferedBody):
+class MessagesErrorObserver(StatusBody):
     """An error status: the record keeps Anthropic's error type (``overloaded_error``, ``rate_limit_error``...)."""
-
-    __slots__ = ("_status",)
-
-    def __init__(self, status: int) -> None:
-        super().__init__()
-        self._status = status
 
     def finish(self) -> NormalizedResponse:
         error_type, message = f"http_{self._status}", None

@@ -7,12 +7,14 @@ they are added back; ``totalTokens`` is kept as reported. Bedrock reports no res
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar, NamedTuple, cast
 
 import msgspec
 
 from llm_obs_middleware.codecs.eventstream import EventStreamDecoder, EventStreamMessage
 from llm_obs_middleware.providers._buffered import BufferedBody
+from llm_obs_middleware.providers._observing import ToolSlots
 from llm_obs_middleware.providers.bedrock.errors import stream_failure
 from llm_obs_middleware.providers.bedrock.wire import (
     ConverseResponse,
@@ -26,8 +28,6 @@ from llm_obs_middleware.providers.translate_base import compact_json
 from llm_obs_middleware.records.schema import ExtraValue, NormalizedResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from llm_obs_middleware.asgi.state import Exchange
 
 __all__ = ["ConverseEvent", "ConverseJSONObserver", "ConverseStreamObserver", "InvokeEmbedObserver", "converse_usage"]
@@ -37,9 +37,6 @@ _decode_event = msgspec.json.Decoder(StreamEvent).decode
 _decode_invoke_response = msgspec.json.Decoder(InvokeEmbedResponse).decode
 _MAX_NOTES = 5
 _INVALID = "invalid_response"
-_EVENTS = frozenset(
-    {"messageStart", "contentBlockStart", "contentBlockDelta", "contentBlockStop", "messageStop", "metadata"}
-)
 
 
 class ConverseEvent(NamedTuple):
@@ -164,8 +161,7 @@ class ConverseStreamObserver:
         self._events = 0
         self._chars = 0
         self._texts: list[str] = []
-        # content block index -> ([toolUseId, name], argument pieces)
-        self._tools: dict[int, tuple[list[str | None], list[str]]] = {}
+        self._tools = ToolSlots()  # by content block index
         self._stop: str | None = None
         self._usage: TokenUsage | None = None
         self._metadata = False
@@ -203,7 +199,8 @@ class ConverseStreamObserver:
         return saw_token
 
     def _event(self, name: object, payload: bytes) -> bool:
-        if name not in _EVENTS:
+        handler = self._HANDLERS.get(name)
+        if handler is None:
             self._note(f"unknown ConverseStream event {name!r} ignored")
             return False
         try:
@@ -213,45 +210,61 @@ class ConverseStreamObserver:
                 self._invalid = f"undecodable {name} event: {exc}"
             return False
         if self._listener is not None:
-            self._listener(ConverseEvent(name, event))
-        if name == "contentBlockDelta":
-            delta = event.delta
-            if delta is None:
-                return False
-            if delta.text:
-                self._chars += len(delta.text)
-                if self._capture:
-                    self._texts.append(delta.text)
-                return True
-            if delta.tool_use is not None:
-                piece = delta.tool_use.input
-                self._tool(event.content_block_index or 0)[1].append(piece or "")
-                self._chars += len(piece or "")
-                return bool(piece)
-            if delta.reasoning_content is not None and delta.reasoning_content.text:
-                self._chars += len(delta.reasoning_content.text)
-                return True
-        elif name == "contentBlockStart":
-            start = event.start.tool_use if event.start is not None else None
-            if start is not None:
-                head = self._tool(event.content_block_index or 0)[0]
-                head[0], head[1] = start.tool_use_id, start.name
-                self._chars += len(start.name or "")
-                return True
-        elif name == "messageStop":
-            self._stop = event.stop_reason
-        elif name == "metadata":
-            self._metadata = True
-            if event.usage is not None:
-                self._usage = event.usage
-            self._metrics = event.metrics
+            self._listener(ConverseEvent(cast(str, name), event))  # a key of _HANDLERS
+        return handler(self, event)
+
+    def _on_block_delta(self, event: StreamEvent) -> bool:
+        delta = event.delta
+        if delta is None:
+            return False
+        if delta.text:
+            self._chars += len(delta.text)
+            if self._capture:
+                self._texts.append(delta.text)
+            return True
+        if delta.tool_use is not None:
+            piece = delta.tool_use.input
+            self._tools.slot(event.content_block_index or 0).pieces.append(piece or "")
+            self._chars += len(piece or "")
+            return bool(piece)
+        if delta.reasoning_content is not None and delta.reasoning_content.text:
+            self._chars += len(delta.reasoning_content.text)
+            return True
         return False
 
-    def _tool(self, index: int) -> tuple[list[str | None], list[str]]:
-        slot = self._tools.get(index)
-        if slot is None:
-            slot = self._tools[index] = ([None, None], [])
-        return slot
+    def _on_block_start(self, event: StreamEvent) -> bool:
+        start = event.start.tool_use if event.start is not None else None
+        if start is None:
+            return False
+        slot = self._tools.slot(event.content_block_index or 0)
+        slot.id, slot.name = start.tool_use_id, start.name
+        self._chars += len(start.name or "")
+        return True
+
+    def _on_message_stop(self, event: StreamEvent) -> bool:
+        self._stop = event.stop_reason
+        return False
+
+    def _on_metadata(self, event: StreamEvent) -> bool:
+        self._metadata = True
+        if event.usage is not None:
+            self._usage = event.usage
+        self._metrics = event.metrics
+        return False
+
+    def _on_other(self, event: StreamEvent) -> bool:
+        return False
+
+    _HANDLERS: ClassVar[dict[object, Callable[[ConverseStreamObserver, StreamEvent], bool]]] = {
+        "contentBlockDelta": _on_block_delta,
+        "contentBlockStart": _on_block_start,
+        "messageStop": _on_message_stop,
+        "metadata": _on_metadata,
+        "messageStart": _on_other,
+        "contentBlockStop": _on_other,
+    }
+    """The ConverseStream events, by ``:event-type``: each folds one into the state, ``True`` when it
+    carried output tokens."""
 
     def _note(self, note: str) -> None:
         if len(self._notes) < _MAX_NOTES and note not in self._notes:
@@ -259,10 +272,7 @@ class ConverseStreamObserver:
 
     def finish(self) -> NormalizedResponse:
         self._decoder.close()
-        tool_calls = [
-            ToolCall(id=head[0], name=head[1] or "", arguments="".join(pieces))
-            for _, (head, pieces) in sorted(self._tools.items())
-        ]
+        tool_calls = self._tools.calls()
         raw = self._stop
         error_type: str | None = None
         message: str | None = None

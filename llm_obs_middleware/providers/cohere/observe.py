@@ -7,12 +7,19 @@ the observer takes the one the request was sent with.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from llm_obs_middleware.codecs.sse import SSEParser
 from llm_obs_middleware.providers._buffered import BufferedBody
+from llm_obs_middleware.providers._observing import (
+    NamedEventObserver,
+    StatusBody,
+    ToolSlots,
+    stream_problem,
+    typed_event_decoder,
+)
 from llm_obs_middleware.providers.cohere.wire import (
     EVENT_NAMES,
     ChatResponse,
@@ -32,8 +39,6 @@ from llm_obs_middleware.providers.cohere.wire import (
 from llm_obs_middleware.records.schema import NormalizedResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from llm_obs_middleware.asgi.state import Exchange
 
 __all__ = [
@@ -46,28 +51,10 @@ __all__ = [
 ]
 
 _decode_response = msgspec.json.Decoder(ChatResponse).decode
-_decode_event = msgspec.json.Decoder(StreamEvent).decode
 _decode_error = msgspec.json.Decoder(ErrorBody).decode
-_MAX_NOTED = 5
-
-
-class _Typed(msgspec.Struct):
-    type: str = ""
-
-
-_decode_type = msgspec.json.Decoder(_Typed).decode
-
-
-def decode_event(data: bytes) -> StreamEvent | str:
-    """One event's data: the event, or the ``type`` we do not know (``""`` if none); raises
-    ``msgspec.DecodeError`` for JSON that does not parse or a known event that does not fit."""
-    try:
-        return _decode_event(data)
-    except msgspec.ValidationError:
-        kind = _decode_type(data).type
-        if kind.encode() in EVENT_NAMES:
-            raise
-        return kind
+decode_event: Callable[[bytes], StreamEvent | str] = typed_event_decoder(StreamEvent, EVENT_NAMES)
+"""One event's data: the event, or the ``type`` we do not know (``""`` if none); raises
+``msgspec.DecodeError`` for JSON that does not parse or a known event that does not fit."""
 
 
 def _int(value: int | float | None) -> int | None:
@@ -147,7 +134,7 @@ class ChatJSONObserver(BufferedBody):
         )
 
 
-class ChatStreamObserver:
+class ChatStreamObserver(NamedEventObserver[StreamEvent]):
     """Reads v2 chat stream events as they pass; marks token arrival (text, thinking, tool plan, tool calls).
 
     ``completed`` needs ``message-end`` without an error (``data: [DONE]`` is optional). A
@@ -156,144 +143,83 @@ class ChatStreamObserver:
     event types are only noted in ``error_message``.
     """
 
-    __slots__ = (
-        "_bad",
-        "_capture",
-        "_chars",
-        "_ended",
-        "_error",
-        "_events",
-        "_exchange",
-        "_id",
-        "_listener",
-        "_model",
-        "_parser",
-        "_reason",
-        "_texts",
-        "_tools",
-        "_unknown",
-        "_usage",
-    )
+    __slots__ = ("_ended", "_error", "_id", "_model", "_reason", "_tools", "_usage")
+
+    _NAMES = EVENT_NAMES
+    _DONE = b"[DONE]"
+
+    _DECODE = decode_event
 
     def __init__(self, exchange: Exchange, capture: bool) -> None:
-        self._exchange = exchange
-        self._capture = capture
+        super().__init__(exchange, capture)
         self._model = _response_model(exchange)
-        self._parser = SSEParser()
-        self._listener: Callable[[StreamEvent], object] | None = None
         self._id: str | None = None
         self._usage: CohereUsage | None = None
         self._reason: str | None = None
         self._error: str | None = None
         self._ended = False
-        # tool index -> [id, name, argument pieces...]
-        self._tools: dict[int, list[str | None]] = {}
-        self._texts: list[str] = []
-        self._chars = 0
-        self._events = 0
-        self._bad: list[str] = []
-        self._unknown: list[str] = []
+        self._tools = ToolSlots()
 
-    def listen(self, listener: Callable[[StreamEvent], object]) -> None:
-        """Hand each decoded event to ``listener`` too (a stream translator: the stream is parsed once)."""
-        self._listener = listener
-
-    def feed(self, chunk: bytes, now_ns: int) -> None:
-        self._handle(self._parser.feed(chunk), now_ns)
-
-    def flush(self) -> None:
-        """Read an event left unterminated at the end of the stream (``finish`` does it too)."""
-        self._handle(self._parser.close(), 0)
-
-    def _handle(self, events: list[tuple[bytes, bytes]], now_ns: int) -> None:
-        saw_token = False
-        listener = self._listener
-        for name, data in events:
-            if data == b"[DONE]":
-                continue
-            self._events += 1
-            if name and name not in EVENT_NAMES:
-                if len(self._unknown) < _MAX_NOTED:
-                    self._unknown.append(name.decode(errors="replace"))
-                continue
-            try:
-                event = decode_event(data)
-            except msgspec.DecodeError:
-                if len(self._bad) < _MAX_NOTED:
-                    self._bad.append(name.decode(errors="replace") or "(unnamed)")
-                continue
-            if isinstance(event, str):  # an unnamed event with a type we do not know
-                if len(self._unknown) < _MAX_NOTED:
-                    self._unknown.append(event or "(untyped)")
-                continue
-            if listener is not None:
-                listener(event)
-            if self._apply(event):
-                saw_token = True
-        if saw_token:
-            self._exchange.mark_token(now_ns)
-
-    def _apply(self, event: StreamEvent) -> bool:
-        """Fold one event into the state; ``True`` when it carried output tokens."""
-        if isinstance(event, ContentDelta | ContentStart):
-            message = event.delta.message if event.delta is not None else None
-            content = message.content if message is not None else None
-            if content is None:
-                return False
-            if content.text:
-                self._chars += len(content.text)
-                if self._capture:
-                    self._texts.append(content.text)
-                return True
-            if content.thinking:
-                self._chars += len(content.thinking)
-                return True
+    def _on_content(self, event: ContentDelta | ContentStart) -> bool:
+        message = event.delta.message if event.delta is not None else None
+        content = message.content if message is not None else None
+        if content is None:
             return False
-        if isinstance(event, ToolPlanDelta):
-            plan = event.delta.message.tool_plan if event.delta is not None and event.delta.message else None
-            self._chars += len(plan or "")
-            return bool(plan)
-        if isinstance(event, ToolCallStart | ToolCallDelta):
-            call = event.delta.message.tool_calls if event.delta is not None and event.delta.message else None
-            if call is None:
-                return False
-            slot = self._tools.setdefault(event.index, [None, None])
-            if call.id:
-                slot[0] = call.id
-            function = call.function
-            if function is not None:
-                if function.name:
-                    slot[1] = function.name
-                    self._chars += len(function.name)
-                if function.arguments:
-                    slot.append(function.arguments)
-                    self._chars += len(function.arguments)
-            return isinstance(event, ToolCallStart) or bool(function and function.arguments)
-        if isinstance(event, MessageStart):
-            self._id = event.id
-        elif isinstance(event, MessageEnd):
-            self._ended = True
-            if (delta := event.delta) is not None:
-                self._reason = delta.finish_reason or self._reason
-                self._usage = delta.usage or self._usage
-                self._error = delta.error
-        return False  # content-end, tool-call-end, citations, debug
+        if content.text:
+            self._text(content.text)
+            return True
+        if content.thinking:
+            self._chars += len(content.thinking)
+            return True
+        return False
+
+    def _on_tool_plan(self, event: ToolPlanDelta) -> bool:
+        plan = event.delta.message.tool_plan if event.delta is not None and event.delta.message else None
+        self._chars += len(plan or "")
+        return bool(plan)
+
+    def _on_tool_call(self, event: ToolCallStart | ToolCallDelta) -> bool:
+        call = event.delta.message.tool_calls if event.delta is not None and event.delta.message else None
+        if call is None:
+            return False
+        function = call.function
+        slot = self._tools.slot(event.index)
+        if function is None:
+            slot.add(call.id, None, None)
+        else:
+            self._chars += slot.add(call.id, function.name, function.arguments)
+        return isinstance(event, ToolCallStart) or bool(function and function.arguments)
+
+    def _on_message_start(self, event: MessageStart) -> bool:
+        self._id = event.id
+        return False
+
+    def _on_message_end(self, event: MessageEnd) -> bool:
+        self._ended = True
+        if (delta := event.delta) is not None:
+            self._reason = delta.finish_reason or self._reason
+            self._usage = delta.usage or self._usage
+            self._error = delta.error
+        return False
+
+    _HANDLERS: ClassVar[dict[type, Callable[[Any, Any], bool]]] = {
+        ContentDelta: _on_content,
+        ContentStart: _on_content,
+        ToolPlanDelta: _on_tool_plan,
+        ToolCallStart: _on_tool_call,
+        ToolCallDelta: _on_tool_call,
+        MessageStart: _on_message_start,
+        MessageEnd: _on_message_end,
+    }  # content-end, tool-call-end, citations, debug: nothing to fold
 
     def finish(self) -> NormalizedResponse:
         self.flush()
-        tool_calls = [
-            ToolCall(id=slot[0], name=slot[1] or "", arguments="".join(piece or "" for piece in slot[2:]))
-            for _, slot in sorted(self._tools.items())
-        ]
+        tool_calls = self._tools.calls()
         raw = self._reason
         failure = failed(raw, self._error)
-        error_type = (raw or "stream_error") if failure else None
-        message = self._error
-        if self._bad:
-            error_type = error_type or "invalid_response"
-            message = message or f"unparsable stream events: {', '.join(self._bad)}"
-        elif self._unknown and message is None:
-            message = f"unknown stream events passed through: {', '.join(self._unknown)}"
+        error_type, message = stream_problem(
+            (raw or "stream_error") if failure else None, self._error, self._bad, self._unknown
+        )
         return NormalizedResponse(
             id=self._id,
             model=self._model,
@@ -310,14 +236,8 @@ class ChatStreamObserver:
         )
 
 
-class ChatErrorObserver(BufferedBody):
+class ChatErrorObserver(StatusBody):
     """An error status. Cohere bodies carry no error type, so the record says ``http_<status>``."""
-
-    __slots__ = ("_status",)
-
-    def __init__(self, status: int) -> None:
-        super().__init__()
-        self._status = status
 
     def finish(self) -> NormalizedResponse:
         try:

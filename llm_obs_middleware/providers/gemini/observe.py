@@ -8,16 +8,19 @@ prompt was blocked). https://ai.google.dev/api/generate-content#v1beta.GenerateC
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
 
 import msgspec
 
 from llm_obs_middleware.codecs.sse import SSEParser
 from llm_obs_middleware.providers._buffered import BufferedBody
+from llm_obs_middleware.providers._observing import Accumulator, CapturingBody, ChunkStreamObserver
 from llm_obs_middleware.providers.gemini.wire import (
     EmbedResponse,
     GenerateResponse,
     ModalityCount,
+    Part,
     SafetyRating,
     UsageMetadata,
     error_status,
@@ -27,8 +30,6 @@ from llm_obs_middleware.providers.gemini.wire import (
 from llm_obs_middleware.records.schema import ExtraValue, NormalizedResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from llm_obs_middleware.asgi.state import Exchange
 
 __all__ = [
@@ -68,39 +69,19 @@ def gemini_usage(meta: UsageMetadata | None) -> Usage | None:
     )
 
 
-class _Accumulator:
+class _Accumulator(Accumulator[GenerateResponse]):
     """What the chunks of one response said so far (one chunk for a plain response)."""
 
-    __slots__ = (
-        "blocked",
-        "capture",
-        "chars",
-        "error",
-        "id",
-        "model",
-        "parse_errors",
-        "problem",
-        "reasons",
-        "safety",
-        "texts",
-        "tools",
-        "usage",
-    )
+    __slots__ = ("blocked", "error", "id", "reasons", "safety", "usage")
 
     def __init__(self, capture: bool) -> None:
-        self.capture = capture
+        super().__init__(capture)
         self.id: str | None = None
-        self.model: str | None = None
         self.usage: UsageMetadata | None = None
         self.reasons: dict[int, str] = {}
         self.safety: dict[int, list[SafetyRating]] = {}
         self.blocked: str | None = None
-        self.tools: list[ToolCall] = []
-        self.texts: list[str] = []
-        self.chars = 0
         self.error: tuple[str, str | None] | None = None
-        self.parse_errors = 0
-        self.problem: str | None = None
 
     def add(self, response: GenerateResponse) -> bool:
         """Take in one response/chunk; whether it carried output (text, thoughts or a call)."""
@@ -124,23 +105,25 @@ class _Accumulator:
                 self.safety[candidate.index] = candidate.safety_ratings  # the latest ratings win
             content = candidate.content
             for part in content.parts if content is not None else ():
-                if part.text:
+                if self._part(part):
                     saw_output = True
-                    self.chars += len(part.text)
-                    if self.capture and not part.thought:
-                        self.texts.append(part.text)
-                call = part.function_call
-                if call is not None:
-                    saw_output = True
-                    arguments = bytes(call.args).decode() if call.args else "{}"
-                    self.chars += len(call.name or "") + len(arguments)
-                    self.tools.append(ToolCall(id=call.id, name=call.name or "", arguments=arguments))
         return saw_output
 
-    def parse_failed(self, what: str, exc: Exception) -> None:
-        self.parse_errors += 1
-        if self.problem is None:
-            self.problem = f"{what} could not be parsed: {exc}"
+    def _part(self, part: Part) -> bool:
+        """Take in one content part; whether it carried output."""
+        saw_output = False
+        if part.text:
+            saw_output = True
+            self.chars += len(part.text)
+            if self.capture and not part.thought:
+                self.texts.append(part.text)
+        call = part.function_call
+        if call is not None:
+            saw_output = True
+            arguments = bytes(call.args).decode() if call.args else "{}"
+            self.chars += len(call.name or "") + len(arguments)
+            self.tools.append(ToolCall(id=call.id, name=call.name or "", arguments=arguments))
+        return saw_output
 
     def result(self, *, completed: bool | None, events: int = 0) -> NormalizedResponse:
         raw = [self.reasons[index] for index in sorted(self.reasons)]
@@ -187,15 +170,9 @@ class _Accumulator:
         return {"gemini.safety_ratings": ratings}
 
 
-class GenerateJSONObserver(BufferedBody):
+class GenerateJSONObserver(CapturingBody):
     """A plain ``generateContent`` body, or a ``streamGenerateContent`` answered without ``alt=sse``
     (a JSON array of chunks, ``application/json``)."""
-
-    __slots__ = ("_capture",)
-
-    def __init__(self, capture: bool) -> None:
-        super().__init__()
-        self._capture = capture
 
     def finish(self) -> NormalizedResponse:
         body = self._body()
@@ -212,44 +189,25 @@ class GenerateJSONObserver(BufferedBody):
         return acc.result(completed=True)
 
 
-class GenerateStreamObserver:
+class GenerateStreamObserver(ChunkStreamObserver[GenerateResponse, _Accumulator]):
     """Reads ``streamGenerateContent?alt=sse`` chunks as they pass; marks token arrival for TTFT."""
 
-    __slots__ = ("_acc", "_events", "_exchange", "_listener", "_parser")
+    __slots__ = ("_parser",)
 
     def __init__(self, exchange: Exchange, capture: bool) -> None:
-        self._exchange = exchange
+        super().__init__(exchange, _Accumulator(capture))
         self._parser = SSEParser()
-        self._listener: Callable[[GenerateResponse], object] | None = None
-        self._acc = _Accumulator(capture)
-        self._events = 0
 
-    def listen(self, listener: Callable[[GenerateResponse], object]) -> None:
-        """Hand each decoded chunk to ``listener`` too (a stream translator: the stream is parsed once)."""
-        self._listener = listener
+    _DECODE: ClassVar[Callable[[bytes], GenerateResponse]] = _decode_response
 
     def feed(self, chunk: bytes, now_ns: int) -> None:
-        self._handle(self._parser.feed(chunk), now_ns)
+        events = self._parser.feed(chunk)
+        if events:
+            self._handle([data for _, data in events], now_ns)
 
     def flush(self) -> None:
         """Read an event left unterminated at the end of the stream (``finish`` does it too)."""
-        self._handle(self._parser.close(), 0)
-
-    def _handle(self, events: list[tuple[bytes, bytes]], now_ns: int) -> None:
-        saw_output = False
-        listener = self._listener
-        for _, data in events:
-            self._events += 1
-            try:
-                response = _decode_response(data)
-            except msgspec.DecodeError as exc:
-                self._acc.parse_failed(f"stream event {self._events}", exc)
-                continue
-            if listener is not None:
-                listener(response)
-            saw_output = self._acc.add(response) or saw_output
-        if saw_output:
-            self._exchange.mark_token(now_ns)
+        self._handle([data for _, data in self._parser.close()], 0)
 
     def finish(self) -> NormalizedResponse:
         self.flush()

@@ -8,18 +8,18 @@ https://github.com/ollama/ollama/blob/main/docs/api.md#generate-a-chat-completio
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
 
 import msgspec
 
 from llm_obs_middleware.codecs.ndjson import NDJSONSplitter
 from llm_obs_middleware.providers._buffered import BufferedBody
+from llm_obs_middleware.providers._observing import Accumulator, CapturingBody, ChunkStreamObserver, StatusBody
 from llm_obs_middleware.providers.ollama.wire import EmbedResponse, Reply, error_message, finish_reason
 from llm_obs_middleware.records.schema import ExtraValue, NormalizedResponse, ToolCall, Usage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from llm_obs_middleware.asgi.state import Exchange
 
 __all__ = ["EmbedObserver", "ErrorObserver", "ReplyJSONObserver", "ReplyStreamObserver", "ollama_usage"]
@@ -36,32 +36,15 @@ def ollama_usage(reply: Reply) -> Usage:
     return Usage(input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=input_tokens + output_tokens)
 
 
-class _Accumulator:
-    __slots__ = (
-        "capture",
-        "chars",
-        "done",
-        "error",
-        "extra",
-        "model",
-        "problem",
-        "reason",
-        "texts",
-        "tools",
-        "usage",
-    )
+class _Accumulator(Accumulator[Reply]):
+    __slots__ = ("done", "error", "extra", "reason", "usage")
 
     def __init__(self, capture: bool) -> None:
-        self.capture = capture
-        self.model: str | None = None
+        super().__init__(capture)
         self.reason: str | None = None
         self.done = False
         self.usage: Usage | None = None
-        self.tools: list[ToolCall] = []
-        self.texts: list[str] = []
-        self.chars = 0
         self.error: str | None = None
-        self.problem: str | None = None
         self.extra: dict[str, ExtraValue] = {}
 
     def add(self, reply: Reply) -> bool:
@@ -139,14 +122,8 @@ def _unparsed(exc: Exception) -> NormalizedResponse:
     )
 
 
-class ReplyJSONObserver(BufferedBody):
+class ReplyJSONObserver(CapturingBody):
     """A ``/api/chat`` or ``/api/generate`` answer with ``"stream": false``."""
-
-    __slots__ = ("_capture",)
-
-    def __init__(self, capture: bool) -> None:
-        super().__init__()
-        self._capture = capture
 
     def finish(self) -> NormalizedResponse:
         body = self._body()
@@ -161,21 +138,18 @@ class ReplyJSONObserver(BufferedBody):
         return acc.result()
 
 
-class ReplyStreamObserver:
+class ReplyStreamObserver(ChunkStreamObserver[Reply, _Accumulator]):
     """Reads NDJSON lines as they pass; marks token arrival for TTFT."""
 
-    __slots__ = ("_acc", "_events", "_exchange", "_lines", "_listener")
+    __slots__ = ("_lines",)
+
+    _WHAT = "stream line"
 
     def __init__(self, exchange: Exchange, capture: bool) -> None:
-        self._exchange = exchange
+        super().__init__(exchange, _Accumulator(capture))
         self._lines = NDJSONSplitter()
-        self._listener: Callable[[Reply], object] | None = None
-        self._acc = _Accumulator(capture)
-        self._events = 0
 
-    def listen(self, listener: Callable[[Reply], object]) -> None:
-        """Hand each decoded line to ``listener`` too (a stream translator: the stream is parsed once)."""
-        self._listener = listener
+    _DECODE: ClassVar[Callable[[bytes], Reply]] = _decode_reply
 
     def feed(self, chunk: bytes, now_ns: int) -> None:
         self._handle(self._lines.feed(chunk), now_ns)
@@ -183,23 +157,6 @@ class ReplyStreamObserver:
     def flush(self) -> None:
         """Read a last line left without its newline at the end of the stream (``finish`` does it too)."""
         self._handle(self._lines.close(), 0)
-
-    def _handle(self, lines: list[bytes], now_ns: int) -> None:
-        saw_output = False
-        listener = self._listener
-        for line in lines:
-            self._events += 1
-            try:
-                reply = _decode_reply(line)
-            except msgspec.DecodeError as exc:
-                if self._acc.problem is None:
-                    self._acc.problem = f"stream line {self._events} could not be parsed: {exc}"
-                continue
-            if listener is not None:
-                listener(reply)
-            saw_output = self._acc.add(reply) or saw_output
-        if saw_output:
-            self._exchange.mark_token(now_ns)
 
     def finish(self) -> NormalizedResponse:
         self.flush()
@@ -224,15 +181,9 @@ class EmbedObserver(BufferedBody):
         return NormalizedResponse(model=response.model, usage=usage)
 
 
-class ErrorObserver(BufferedBody):
+class ErrorObserver(StatusBody):
     """An error response: Ollama's ``{"error": "..."}`` has a message but no type, so the type is
     ``http_<status>``."""
-
-    __slots__ = ("_status",)
-
-    def __init__(self, status: int) -> None:
-        super().__init__()
-        self._status = status
 
     def finish(self) -> NormalizedResponse:
         error_type, message = f"http_{self._status}", None

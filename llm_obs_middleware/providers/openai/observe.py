@@ -11,6 +11,7 @@ import msgspec
 
 from llm_obs_middleware.codecs.sse import SSEParser
 from llm_obs_middleware.providers._buffered import BufferedBody
+from llm_obs_middleware.providers._observing import CapturingBody, StatusBody, ToolSlots
 from llm_obs_middleware.providers.base import normalize_finish_reason
 from llm_obs_middleware.providers.openai.wire import (
     ChatChunk,
@@ -60,13 +61,7 @@ def chat_usage(usage: ChatUsage | None) -> Usage | None:
     )
 
 
-class ChatJSONObserver(BufferedBody):
-    __slots__ = ("_capture",)
-
-    def __init__(self, capture: bool) -> None:
-        super().__init__()
-        self._capture = capture
-
+class ChatJSONObserver(CapturingBody):
     def _result(self, body: bytes) -> NormalizedResponse:
         chunk = _decode_chunk(body)
         tool_calls: list[ToolCall] = []
@@ -154,8 +149,7 @@ class ChatStreamObserver:
         self._tier: str | None = None
         self._usage: ChatUsage | None = None
         self._reasons: dict[int, str] = {}
-        # (choice index, tool index) -> [id, name, argument pieces]
-        self._tools: dict[tuple[int, int], tuple[list[str | None], list[str]]] = {}
+        self._tools = ToolSlots()  # by (choice index, tool index)
         self._texts: list[str] = []
         self._chars = 0
         self._events = 0
@@ -176,58 +170,56 @@ class ChatStreamObserver:
                 chunk = _decode_chunk(data)
             except msgspec.DecodeError:
                 continue  # unknown events pass through uncounted
-            if chunk.error is not None:
-                self._error = (str(chunk.error.code or chunk.error.type or "stream_error"), chunk.error.message)
-                continue
-            if not self._id and chunk.id:
-                self._id = chunk.id  # Azure's prompt-filter preamble chunk has id "": skip it
-            if chunk.model:
-                self._model = chunk.model
-            if chunk.system_fingerprint:
-                self._fingerprint = chunk.system_fingerprint
-            if chunk.service_tier:
-                self._tier = chunk.service_tier
-            usage = chunk.usage if chunk.usage is not None else chunk.x_groq.usage if chunk.x_groq else None
-            if usage is not None:
-                self._usage = usage  # cumulative snapshot: the last one wins
-            for choice in chunk.choices:
-                if choice.finish_reason is not None:
-                    self._reasons[choice.index] = choice.finish_reason
-                delta = choice.delta
-                if delta is None:
-                    continue
-                if delta.content or delta.reasoning_content or delta.refusal:
-                    saw_token = True
-                    self._chars += (
-                        len(delta.content or "") + len(delta.reasoning_content or "") + len(delta.refusal or "")
-                    )
-                    if self._capture and delta.content:
-                        self._texts.append(delta.content)
-                for call in delta.tool_calls or ():
-                    saw_token = True
-                    slot = self._tools.get((choice.index, call.index))
-                    if slot is None:
-                        slot = self._tools[(choice.index, call.index)] = ([None, None], [])
-                    head, pieces = slot
-                    if call.id:
-                        head[0] = call.id
-                    function = call.function
-                    if function is not None:
-                        if function.name:
-                            head[1] = function.name
-                            self._chars += len(function.name)
-                        if function.arguments:
-                            pieces.append(function.arguments)
-                            self._chars += len(function.arguments)
+            if self._take(chunk):
+                saw_token = True
         if saw_token:
             self._exchange.mark_token(now_ns)
 
+    def _take(self, chunk: ChatChunk) -> bool:
+        """Fold one chunk into the state; ``True`` when it carried output tokens."""
+        if chunk.error is not None:
+            self._error = (str(chunk.error.code or chunk.error.type or "stream_error"), chunk.error.message)
+            return False
+        if not self._id and chunk.id:
+            self._id = chunk.id  # Azure's prompt-filter preamble chunk has id "": skip it
+        if chunk.model:
+            self._model = chunk.model
+        if chunk.system_fingerprint:
+            self._fingerprint = chunk.system_fingerprint
+        if chunk.service_tier:
+            self._tier = chunk.service_tier
+        usage = chunk.usage if chunk.usage is not None else chunk.x_groq.usage if chunk.x_groq else None
+        if usage is not None:
+            self._usage = usage  # cumulative snapshot: the last one wins
+        saw_token = False
+        for choice in chunk.choices:
+            if choice.finish_reason is not None:
+                self._reasons[choice.index] = choice.finish_reason
+            delta = choice.delta
+            if delta is not None and self._delta(choice.index, delta):
+                saw_token = True
+        return saw_token
+
+    def _delta(self, index: int, delta: _ChatMessage) -> bool:
+        saw_token = False
+        if delta.content or delta.reasoning_content or delta.refusal:
+            saw_token = True
+            self._chars += len(delta.content or "") + len(delta.reasoning_content or "") + len(delta.refusal or "")
+            if self._capture and delta.content:
+                self._texts.append(delta.content)
+        for call in delta.tool_calls or ():
+            saw_token = True
+            function = call.function
+            slot = self._tools.slot((index, call.index))
+            if function is None:
+                slot.add(call.id, None, None)
+            else:
+                self._chars += slot.add(call.id, function.name, function.arguments)
+        return saw_token
+
     def finish(self) -> NormalizedResponse:
         self._handle(self._parser.close(), 0)
-        tool_calls = [
-            ToolCall(id=head[0], name=head[1] or "", arguments="".join(pieces))
-            for (_, _), (head, pieces) in sorted(self._tools.items())
-        ]
+        tool_calls = self._tools.calls()
         raw = [self._reasons[i] for i in sorted(self._reasons)]
         error = self._error
         return NormalizedResponse(
@@ -259,14 +251,8 @@ class EmbeddingsObserver(BufferedBody):
         )
 
 
-class ErrorObserver(BufferedBody):
+class ErrorObserver(StatusBody):
     """An error response: keep the provider's error type and message for the record."""
-
-    __slots__ = ("_status",)
-
-    def __init__(self, status: int) -> None:
-        super().__init__()
-        self._status = status
 
     def finish(self) -> NormalizedResponse:
         body = self._body() or b""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from llm_obs_middleware.codecs.sse import SSEParser
-from llm_obs_middleware.providers._buffered import BufferedBody
+from llm_obs_middleware.providers._observing import CapturingBody
 from llm_obs_middleware.providers.base import normalize_finish_reason
 from llm_obs_middleware.providers.openai.observe import vendor_extra
 from llm_obs_middleware.providers.openai.wire import ResponsesEvent, ResponsesObject, ResponsesUsage
@@ -75,13 +75,7 @@ def _responses_result(obj: ResponsesObject | None, capture: bool, events: int, c
     )
 
 
-class ResponsesJSONObserver(BufferedBody):
-    __slots__ = ("_capture",)
-
-    def __init__(self, capture: bool) -> None:
-        super().__init__()
-        self._capture = capture
-
+class ResponsesJSONObserver(CapturingBody):
     def _result(self, body: bytes) -> NormalizedResponse:
         obj = _decode_responses(body)
         return _responses_result(obj, self._capture, 0, True)
