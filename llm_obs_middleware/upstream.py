@@ -262,7 +262,7 @@ class ResponseHeaders(Mapping[str, str]):
 class UpstreamResponse:
     """A provider's answer once its headers arrived: read the body with :func:`iter_body`, then :meth:`aclose`."""
 
-    __slots__ = ("_chunks", "_close", "headers", "status_code")
+    __slots__ = ("_arrived", "_chunks", "_close", "headers", "status_code")
 
     def __init__(
         self,
@@ -270,11 +270,17 @@ class UpstreamResponse:
         headers: list[tuple[bytes, bytes]],
         chunks: Callable[[], AsyncIterator[bytes]],
         close: Callable[[], Awaitable[object]],
+        arrived: Callable[[], bool] | None = None,
     ) -> None:
         self.status_code = status_code
         self.headers = ResponseHeaders(headers)
         self._chunks = chunks
         self._close = close
+        self._arrived = arrived
+
+    def body_arrived(self) -> bool:
+        """Whether the whole body is here already, so reading it cannot wait (``False``: not known)."""
+        return self._arrived is not None and self._arrived()
 
     async def aclose(self) -> None:
         """Give the connection back (or drop it when the body was not read to its end)."""
@@ -329,6 +335,7 @@ async def _send_direct(transport: Any, request: httpx.Request | DirectRequest) -
         list(response.raw_headers),
         response.content.iter_any,
         lambda: response.__aexit__(None, None, None),
+        response.content.is_eof,  # the payload parser saw the body's end: the rest is in the buffer
     )
 
 

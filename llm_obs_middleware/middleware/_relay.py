@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import TracebackType
 from typing import Protocol
 
 from .._asgi import error_json, send_json
@@ -15,7 +16,7 @@ from ..state import Exchange
 from ..types import Message, Receive, Send
 from ..upstream import HOP_BY_HOP, SERVER_SET, UpstreamResponse, iter_body
 
-__all__ = ["ChunkTransform", "relay", "relay_stream", "total_deadline", "upstream_error_body"]
+__all__ = ["ChunkTransform", "TotalDeadline", "relay", "relay_stream", "upstream_error_body"]
 
 _NOT_RETURNED = HOP_BY_HOP | SERVER_SET
 _NOT_RETURNED_STREAMED = _NOT_RETURNED | {b"content-length"}
@@ -69,7 +70,8 @@ async def _relay_whole(
     size = 0
     started = False
     try:
-        async with total_deadline(deadline):
+        # Usually the whole body came with the headers: reading it cannot wait, so no timer is needed.
+        with TotalDeadline(None if response.body_arrived() else deadline):
             async for chunk in iter_body(response, provider=provider):
                 if held and (started or size >= _HOLD_BYTES):
                     if not started:
@@ -96,11 +98,50 @@ async def _relay_whole(
     )
 
 
-def total_deadline(deadline: float) -> asyncio.Timeout:
-    """A timer for ``deadline`` (a ``time.perf_counter()`` instant): it fires whether or not bytes arrive
-    and whatever their framing (raising ``TimeoutError`` at the end of its ``async with``)."""
-    loop = asyncio.get_running_loop()
-    return asyncio.timeout_at(loop.time() + (deadline - time.perf_counter()))
+class TotalDeadline:
+    """A timer for ``deadline`` (a ``time.perf_counter()`` instant) around a ``with`` block in a task: it
+    fires whether or not bytes arrive and whatever their framing, cancelling the task where it waits,
+    and the block then ends in ``TimeoutError``; ``None`` times nothing (a block that cannot wait).
+
+    What ``asyncio.timeout_at`` does (a cancellation that is not the timer's own stays a cancellation),
+    for less: no state enum (on Python 3.11 each enum member lookup goes through ``EnumType.__getattr__``)
+    and no coroutines to enter and leave it. It runs for every relayed answer.
+    """
+
+    __slots__ = ("_cancelling", "_expired", "_handle", "_task")
+
+    def __init__(self, deadline: float | None) -> None:
+        if deadline is None:  # no deadline: nothing to time
+            self._handle = None
+            return
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        if task is None:
+            raise RuntimeError("TotalDeadline is used inside a task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._expired = False
+        now = loop.time()
+        when = now + (deadline - time.perf_counter())
+        # A deadline passed already fires at the loop's next iteration, as asyncio.timeout_at's does.
+        self._handle = loop.call_at(when, self._expire) if when > now else loop.call_soon(self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._task.cancel()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._handle is None:
+            return
+        self._handle.cancel()
+        # Only our own cancellation becomes a TimeoutError (uncancel: it is handled here).
+        if self._expired and self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+            raise TimeoutError from exc
 
 
 async def relay_stream(
@@ -136,7 +177,7 @@ async def relay_stream(
     try:
         try:
             try:
-                async with total_deadline(deadline):
+                with TotalDeadline(deadline):
                     async for chunk in iter_body(response, provider=provider):
                         if transform is not None:
                             chunk = transform.feed(chunk)
@@ -192,7 +233,7 @@ async def upstream_error_body(response: UpstreamResponse, provider: str, deadlin
     parts: list[bytes] = []
     size = 0
     try:
-        async with total_deadline(deadline):
+        with TotalDeadline(deadline):
             async for chunk in iter_body(response, provider=provider):
                 parts.append(chunk)
                 size += len(chunk)

@@ -28,7 +28,7 @@ from ..translation import (
 )
 from ..upstream import UpstreamResponse, iter_body
 from ._failure import Failure
-from ._relay import relay_stream, total_deadline, upstream_error_body
+from ._relay import TotalDeadline, relay_stream, upstream_error_body
 
 if TYPE_CHECKING:
     from ..providers.base import Endpoint, ProviderAdapter
@@ -173,7 +173,7 @@ async def relay_translated(
         await relay_stream(ex, response, provider, translating, _CLIENT_FORMAT, _SSE_TYPE, deadline, receive, send)
         return
     try:
-        async with total_deadline(deadline):
+        with TotalDeadline(None if response.body_arrived() else deadline):  # no timer when all is here
             body = b"".join([chunk async for chunk in iter_body(response, provider=provider)])
     except UpstreamError as exc:
         ex.fail("upstream_error", "upstream_disconnected", str(exc))
