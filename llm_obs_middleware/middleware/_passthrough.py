@@ -67,7 +67,7 @@ async def proxy(
     headers.extend(key.headers)
     request = client.build_request(method, url, headers=headers, content=body, timeout=provider.timeout)
     provider.adapter.sign(request, provider.config)
-    if not await slots.acquire():
+    if not slots.take() and not await slots.acquire():
         await send_overloaded(exchange, send, slots.size)
         return
     try:

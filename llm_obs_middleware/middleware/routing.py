@@ -287,7 +287,7 @@ class RouterMiddleware:
                             last = planned.failure  # the reason it cannot, unless a provider answered already
                         continue
                     translation = planned
-                if not await self.slots.acquire():
+                if not self.slots.take() and not await self.slots.acquire():
                     await send_overloaded(ex, send, self.slots.size)  # over capacity: shed, blame no one
                     return
                 try:
