@@ -262,7 +262,7 @@ class ResponseHeaders(Mapping[str, str]):
 class UpstreamResponse:
     """A provider's answer once its headers arrived: read the body with :func:`iter_body`, then :meth:`aclose`."""
 
-    __slots__ = ("_arrived", "_chunks", "_close", "headers", "status_code")
+    __slots__ = ("_arrived", "_chunks", "_close", "encoded", "headers", "status_code")
 
     def __init__(
         self,
@@ -271,12 +271,15 @@ class UpstreamResponse:
         chunks: Callable[[], AsyncIterator[bytes]],
         close: Callable[[], Awaitable[object]],
         arrived: Callable[[], bool] | None = None,
+        encoded: bool = True,
     ) -> None:
         self.status_code = status_code
         self.headers = ResponseHeaders(headers)
         self._chunks = chunks
         self._close = close
         self._arrived = arrived
+        self.encoded = encoded
+        """Whether the headers may name a content coding (``False``: the transport saw no ``content-encoding``)."""
 
     def body_arrived(self) -> bool:
         """Whether the whole body is here already, so reading it cannot wait (``False``: not known)."""
@@ -336,6 +339,7 @@ async def _send_direct(transport: Any, request: httpx.Request | DirectRequest) -
         response.content.iter_any,
         lambda: response.__aexit__(None, None, None),
         response.content.is_eof,  # the payload parser saw the body's end: the rest is in the buffer
+        "Content-Encoding" in response.headers,  # aiohttp's parsed headers: no scan of ours needed
     )
 
 
@@ -385,7 +389,7 @@ async def send_upstream(
         raise UpstreamProtocolError(
             f"provider {provider!r} answered with status {response.status_code}, outside 100-599", provider=provider
         )
-    for name, value in response.headers.raw:
+    for name, value in response.headers.raw if response.encoded else ():
         if name.lower() == b"content-encoding":
             if value.strip().lower() in DECODABLE:
                 _decode_content(response, provider)
