@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -58,6 +59,19 @@ def build_record(
         cost = price_source.price(ex.provider_kind or ex.provider, model, usage, timestamp=ex.start_unix_nano * _NS)
     outcome, error_type, error_message = _diagnosis(ex, response, capture_content)
     last = ex.attempts[-1] if ex.attempts else None
+    # Client- and upstream-chosen strings are cut here, once, for every sink (labels, spans, rows). One
+    # loop checks them for the usual case, where none is too long, rather than a call per field.
+    names: tuple[str | None, ...] = (
+        ex.session_id,
+        ex.user or (request.user if request else None),
+        ex.requested_model,
+        response_model,
+        ex.rule,
+        error_type,
+    )
+    if not _within(names, MAX_NAME_CHARS):
+        names = tuple([bounded(name) for name in names])
+    session_id, user, requested_model, response_model, rule, error_type = names
     return LLMRecord(
         request_id=ex.request_id,
         client_request_id=ex.client_request_id,
@@ -65,18 +79,17 @@ def build_record(
         span_id=ex.span_id,
         parent_span_id=ex.parent_span_id,
         server_span_id=ex.server_span_id,
-        # Client- and upstream-chosen strings are cut here, once, for every sink (labels, spans, rows).
-        session_id=bounded(ex.session_id),
-        user=bounded(ex.user or (request.user if request else None)),
+        session_id=session_id,
+        user=user,
         operation=ex.operation or "chat",
         api=ex.api,
         provider=ex.provider or "unknown",
         method=bounded(ex.method),
         path=bounded(ex.path, MAX_TEXT_CHARS),
-        requested_model=bounded(ex.requested_model),
-        response_model=bounded(response_model),
+        requested_model=requested_model,
+        response_model=response_model,
         route=ex.route,
-        rule=bounded(ex.rule),
+        rule=rule,
         server_address=ex.server_address,
         server_port=ex.server_port,
         metadata=ex.metadata,
@@ -91,7 +104,7 @@ def build_record(
         cost=cost,
         status=ex.status,
         outcome=outcome,
-        error_type=bounded(error_type),
+        error_type=error_type,
         error_message=bounded(error_message, MAX_TEXT_CHARS),
         attempts=_bounded_attempts(ex.attempts),
         retries=max(0, len(ex.attempts) - 1),
@@ -164,11 +177,20 @@ def _in_band(ex: Exchange, response: NormalizedResponse) -> bool:
     return ex.status < 400 and response.error_type not in _NOTE_TYPES
 
 
+def _within(values: Sequence[str | None], limit: int) -> bool:
+    """Whether no value in ``values`` is longer than ``limit`` (a loop: cheaper than ``all()`` over a generator)."""
+    for value in values:
+        if value is not None and len(value) > limit:
+            return False
+    return True
+
+
 def _bounded_attempts(attempts: list[Attempt]) -> list[Attempt]:
     """``attempts`` with client-named models cut (deployment names are bounded when they are made)."""
-    if all(attempt.model is None or len(attempt.model) <= MAX_NAME_CHARS for attempt in attempts):
-        return attempts
-    return [msgspec.structs.replace(attempt, model=bounded(attempt.model)) for attempt in attempts]
+    for attempt in attempts:
+        if attempt.model is not None and len(attempt.model) > MAX_NAME_CHARS:
+            return [msgspec.structs.replace(attempt, model=bounded(attempt.model)) for attempt in attempts]
+    return attempts
 
 
 def _extra(ex: Exchange, response: NormalizedResponse) -> dict[str, ExtraValue]:
@@ -185,7 +207,8 @@ def _extra(ex: Exchange, response: NormalizedResponse) -> dict[str, ExtraValue]:
                 extra[key] = value.decode("latin-1")
     for key, item in extra.items():  # values the client or the upstream chose
         if isinstance(item, str):
-            extra[key] = bounded(item)
+            if len(item) > MAX_NAME_CHARS:
+                extra[key] = bounded(item)
         elif isinstance(item, list):
             extra[key] = [bounded(text) for text in item[:_MAX_LIST_ITEMS]]
     return extra
@@ -194,8 +217,9 @@ def _extra(ex: Exchange, response: NormalizedResponse) -> dict[str, ExtraValue]:
 def _bounded_params(params: RequestParams) -> RequestParams:
     """``params`` with the client's strings (stop sequences, tool choice, response format) bounded."""
     stop = params.stop
-    strings = (params.tool_choice, params.response_format, *(stop or ()))
-    if (stop is None or len(stop) <= _MAX_LIST_ITEMS) and all(s is None or len(s) <= MAX_NAME_CHARS for s in strings):
+    if _within((params.tool_choice, params.response_format), MAX_NAME_CHARS) and (
+        stop is None or (len(stop) <= _MAX_LIST_ITEMS and _within(stop, MAX_NAME_CHARS))
+    ):
         return params
     return msgspec.structs.replace(
         params,

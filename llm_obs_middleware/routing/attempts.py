@@ -127,7 +127,7 @@ class Attempts:
         """One attempt within the gateway's capacity: ``None`` once the client has its answer (the
         upstream's, or our 503 when every upstream connection is busy: shed, blaming no one)."""
         slots = self.outbound.slots
-        if not await slots.acquire():
+        if not slots.take() and not await slots.acquire():
             await send_overloaded(request.ex, request.send, slots.size)
             return None
         try:

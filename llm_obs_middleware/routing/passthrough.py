@@ -63,7 +63,7 @@ async def proxy(
             method, url, headers, body, lambda request: provider.adapter.sign(request, provider.config)
         )
     slots = outbound.slots
-    if not await slots.acquire():
+    if not slots.take() and not await slots.acquire():
         await send_overloaded(exchange, send, slots.size)
         return
     try:

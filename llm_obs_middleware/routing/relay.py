@@ -13,9 +13,10 @@ from llm_obs_middleware.codecs.eventstream import FrameBoundary
 from llm_obs_middleware.codecs.sse import MAX_EVENT_BYTES
 from llm_obs_middleware.errors import UpstreamError, UpstreamTimeout
 from llm_obs_middleware.providers.base import ProviderAdapter
+from llm_obs_middleware.routing.deadline import TotalDeadline
 from llm_obs_middleware.upstream.client import HOP_BY_HOP, SERVER_SET, UpstreamResponse
 
-__all__ = ["ChunkTransform", "StreamFormat", "relay", "relay_stream", "total_deadline", "upstream_error_body"]
+__all__ = ["ChunkTransform", "StreamFormat", "relay", "relay_stream", "upstream_error_body"]
 
 _NOT_RETURNED = HOP_BY_HOP | SERVER_SET
 _NOT_RETURNED_STREAMED = _NOT_RETURNED | {b"content-length"}
@@ -78,7 +79,7 @@ async def _relay_whole(
     size = 0
     started = False
     try:
-        async with total_deadline(deadline):
+        with TotalDeadline(None if response.body_arrived() else deadline):  # no timer when all is here
             async for chunk in response.chunks():
                 if held and (started or size >= _HOLD_BYTES):
                     if not started:
@@ -105,13 +106,6 @@ async def _relay_whole(
     )
 
 
-def total_deadline(deadline: float) -> asyncio.Timeout:
-    """A timer for ``deadline`` (a ``time.perf_counter()`` instant): it fires whether or not bytes arrive
-    and whatever their framing (raising ``TimeoutError`` at the end of its ``async with``)."""
-    loop = asyncio.get_running_loop()
-    return asyncio.timeout_at(loop.time() + (deadline - time.perf_counter()))
-
-
 async def relay_stream(
     ex: Exchange,
     response: UpstreamResponse,
@@ -134,7 +128,7 @@ async def relay_stream(
     try:
         try:
             try:
-                async with total_deadline(deadline):
+                with TotalDeadline(deadline):
                     async for chunk in response.chunks():
                         if transform is not None:
                             chunk = transform.feed(chunk)
@@ -199,7 +193,7 @@ async def upstream_error_body(response: UpstreamResponse, provider: str, deadlin
     parts: list[bytes] = []
     size = 0
     try:
-        async with total_deadline(deadline):
+        with TotalDeadline(deadline):
             async for chunk in response.chunks():
                 parts.append(chunk)
                 size += len(chunk)

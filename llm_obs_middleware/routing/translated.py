@@ -29,8 +29,9 @@ from llm_obs_middleware.providers.translators import (
     UpstreamRequest,
     translator_for,
 )
+from llm_obs_middleware.routing.deadline import TotalDeadline
 from llm_obs_middleware.routing.failure import Failure, NativeAnswer, send_answer
-from llm_obs_middleware.routing.relay import StreamFormat, relay_stream, total_deadline, upstream_error_body
+from llm_obs_middleware.routing.relay import StreamFormat, relay_stream, upstream_error_body
 from llm_obs_middleware.upstream.client import UpstreamResponse
 
 if TYPE_CHECKING:
@@ -217,7 +218,7 @@ async def relay_translated(
         await relay_stream(ex, response, provider, translating, _CLIENT_STREAM, deadline, receive, send)
         return
     try:
-        async with total_deadline(deadline):
+        with TotalDeadline(None if response.body_arrived() else deadline):  # no timer when all is here
             body = b"".join([chunk async for chunk in response.chunks()])
     except UpstreamError as exc:
         ex.fail("upstream_error", "upstream_disconnected", str(exc))

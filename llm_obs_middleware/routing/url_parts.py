@@ -32,6 +32,8 @@ def unusable_url_part(what: str, text: str) -> UnusableURLPart | None:
     """``None`` when ``text`` (a path or a model name, named by ``what``) can be put in a URL."""
     if len(text) > MAX_URL_PART:
         return UnusableURLPart(414, f"{what} is longer than {MAX_URL_PART} characters")
+    if text.isprintable():  # no control character (the usual case, without a regex search)
+        return None
     found = _CONTROL.search(text)
     if found is not None:
         return UnusableURLPart(400, f"{what} contains a control character ({found.group()!r})")

@@ -99,6 +99,7 @@ class AiohttpUpstream:
             lambda: response.__aexit__(None, None, None),
             coding=response.headers.get("Content-Encoding"),
             provider=provider,
+            arrived=response.content.is_eof,  # the payload parser saw the body's end: the rest is buffered
         )
 
     async def aclose(self) -> None:

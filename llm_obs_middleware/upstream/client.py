@@ -83,15 +83,28 @@ class ResponseHeaders(Mapping[str, str]):
 class UpstreamResponse:
     """A provider's answer once its headers arrived: read the body with :meth:`chunks`, then :meth:`aclose`."""
 
-    __slots__ = ("_body", "_close", "headers", "status_code")
+    __slots__ = ("_arrived", "_body", "_close", "headers", "status_code")
 
     def __init__(
-        self, status_code: int, headers: Headers, body: AsyncIterator[bytes], close: Callable[[], Awaitable[object]]
+        self,
+        status_code: int,
+        headers: Headers,
+        body: AsyncIterator[bytes],
+        close: Callable[[], Awaitable[object]],
+        arrived: Callable[[], bool] | None = None,
     ) -> None:
         self.status_code = status_code
         self.headers = ResponseHeaders(headers)
         self._body = body
         self._close = close
+        self._arrived = arrived
+
+    def body_arrived(self) -> bool:
+        """Whether the whole body is here already, so reading it cannot wait (``False``: not known).
+
+        A non-streamed answer on a fast link usually comes with its headers: its reading needs no timer.
+        """
+        return self._arrived is not None and self._arrived()
 
     def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives, never re-chunked (read once). Raises :class:`UpstreamTimeout` when the
@@ -149,6 +162,7 @@ async def opened(
     *,
     coding: str | None,
     provider: str,
+    arrived: Callable[[], bool] | None = None,
 ) -> UpstreamResponse:
     """The :class:`UpstreamResponse` of an answer whose headers arrived (``coding``: its
     ``content-encoding``): a status HTTP cannot carry is refused, a content coding we can undo is undone
@@ -161,7 +175,7 @@ async def opened(
     if coding is not None and coding.strip().lower() in _DECODABLE_TEXT:
         headers = [(k, v) for k, v in headers if k.lower() not in (b"content-encoding", b"content-length")]
         body = inflate(body, provider=provider)
-    return UpstreamResponse(status, headers, body, close)
+    return UpstreamResponse(status, headers, body, close, arrived)
 
 
 def signed(
