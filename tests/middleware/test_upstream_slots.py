@@ -6,6 +6,7 @@ import asyncio
 import random
 
 import pytest
+
 from llm_obs_middleware.routing.capacity import UpstreamSlots
 
 
